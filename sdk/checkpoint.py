@@ -1,0 +1,157 @@
+"""Checkpoints: safetensors weights + JSON config, hashed in a manifest, written atomically.
+
+Layout of a checkpoint folder::
+
+    model.safetensors      parameters and buffers
+    config.json            model spec, algorithm, hyperparameters, data, seed
+    state.safetensors      (optional) optimiser and sampler tensors, for exact resumption
+    state.json             (optional) iteration, history, optimiser scalars
+    manifest.json          format version and the sha256 of every file above
+
+Nothing is ever unpickled: tensors come from safetensors, everything else from JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .fileio import fsync_dir, sha256_file
+from .models import build_model, model_spec
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete, corrupt, tampered with or of an unknown format."""
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    config: dict[str, Any] | None = None,
+    state_tensors: dict[str, torch.Tensor] | None = None,
+    state: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` (and optionally training state) to the folder ``path``, atomically.
+
+    The folder is assembled beside ``path`` and swapped in by rename, so an interrupted save
+    leaves the previous checkpoint intact. ``config`` must be JSON-serialisable.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(weights, staging / "model.safetensors")
+        _write_json(staging / "config.json", {"model": model_spec(model), **(config or {})})
+        if state_tensors is not None or state is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in (state_tensors or {}).items()},
+                      staging / "state.safetensors")
+            _write_json(staging / "state.json", state or {})
+        files = {f.name: sha256_file(f) for f in sorted(staging.iterdir())}
+        _write_json(staging / MANIFEST, {"format_version": FORMAT_VERSION, "files": files})
+        for f in staging.iterdir():
+            with open(f, "rb") as handle:
+                os.fsync(handle.fileno())
+        _swap_in(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model saved at ``path`` and return it with its config, after verifying every hash."""
+    folder = verify_checkpoint(path)
+    config = _read_json(folder / "config.json")
+    spec = config.get("model", {})
+    try:
+        model = build_model(spec["name"], spec["config"])
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{folder / 'config.json'}: cannot rebuild the model from {spec!r}: {e}") from e
+    weights = _load_tensors(folder / "model.safetensors")
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{folder / 'model.safetensors'} does not match {spec['name']}: {e}") from e
+    return model.to(device), config
+
+
+def load_training_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The optimiser/sampler tensors and JSON state saved for resuming training."""
+    folder = verify_checkpoint(path)
+    if not (folder / "state.json").exists():
+        raise CheckpointError(f"{folder} holds weights only, no training state to resume from")
+    return _load_tensors(folder / "state.safetensors"), _read_json(folder / "state.json")
+
+
+def verify_checkpoint(path: str | os.PathLike) -> Path:
+    """Check the manifest's format version and every file's sha256; return the folder."""
+    folder = Path(path)
+    if not folder.is_dir():
+        hint = ""
+        backups = sorted(folder.parent.glob(f".{folder.name}.*.old"))
+        if backups:
+            hint = f" (an interrupted save left the previous checkpoint at {backups[-1]})"
+        raise CheckpointError(f"no checkpoint folder at {folder}{hint}")
+    manifest = _read_json(folder / MANIFEST)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{folder / MANIFEST}: unknown format_version {manifest.get('format_version')!r}, "
+            f"this edgeadapt reads version {FORMAT_VERSION}"
+        )
+    files = manifest.get("files")
+    if not isinstance(files, dict) or "model.safetensors" not in files or "config.json" not in files:
+        raise CheckpointError(f"{folder / MANIFEST} does not list model.safetensors and config.json")
+    for name, expected in files.items():
+        file = folder / name
+        if Path(name).name != name or not file.is_file():
+            raise CheckpointError(f"{folder}: file {name!r} listed in the manifest is missing")
+        if sha256_file(file) != expected:
+            raise CheckpointError(f"{file} does not match its sha256 in the manifest: corrupt or modified")
+    return folder
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    backup = None
+    if target.exists():
+        backup = target.parent / f".{target.name}.{os.getpid()}.old"
+        shutil.rmtree(backup, ignore_errors=True)
+        os.replace(target, backup)
+    os.replace(staging, target)
+    fsync_dir(target.parent)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object")
+    return data
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {e}") from e

@@ -1,0 +1,175 @@
+"""The ``edgeadapt`` command line: ``train`` and ``eval`` (``edgeadapt COMMAND --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .datasets import DatasetError
+from .evaluation import EvalResult, evaluate
+from .recipes import DATASETS, SPLITS, build_default_model, make_sampler, recipe_defaults
+from .training import train_maml
+
+log = logging.getLogger("edgeadapt")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _add_data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", choices=DATASETS, default="glyphs",
+                   help="glyphs: built-in procedural characters (no files); omniglot: the Omniglot zip "
+                        "or folder; sine: sine-wave regression (default: %(default)s)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="Omniglot zip/folder, or a data folder holding omniglot/ (default: $EDGEADAPT_DATA)")
+    p.add_argument("--ways", type=_positive_int, default=5, help="classes per task (default: %(default)s)")
+    p.add_argument("--shots", type=_positive_int, default=1, help="support examples per class (default: %(default)s)")
+    p.add_argument("--query-shots", type=_positive_int, default=5,
+                   help="query examples per class (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed for initialisation and task sampling")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeadapt", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="meta-train a model, then evaluate it on held-out classes",
+                                description="Meta-train with Reptile, FOMAML or MAML; checkpoints, metrics.jsonl "
+                                            "and summary.json go to --out.")
+    _add_data_arguments(train)
+    train.add_argument("--algorithm", choices=("reptile", "fomaml", "maml"), default="reptile")
+    train.add_argument("--iterations", type=_positive_int, default=None, help="meta-iterations (default: per dataset)")
+    train.add_argument("--meta-batch", type=_positive_int, default=5, help="tasks per meta-batch (default: %(default)s)")
+    train.add_argument("--inner-steps", type=_positive_int, default=None, help="SGD steps on the support set")
+    train.add_argument("--inner-lr", type=_positive_float, default=None, help="inner SGD learning rate")
+    train.add_argument("--outer-lr", type=_positive_float, default=None,
+                       help="Reptile's initial meta step size, or MAML/FOMAML's Adam learning rate")
+    train.add_argument("--scope", choices=("all", "head"), default="all",
+                       help="what adapts in the inner loop: all parameters or the head only")
+    train.add_argument("--hidden", type=_positive_int, default=None, help="filters per conv layer / MLP width")
+    train.add_argument("--split", choices=SPLITS, default="train",
+                       help="classes to train on: train (Omniglot: 24 background alphabets), or all")
+    train.add_argument("--out", type=Path, required=True, help="output folder")
+    train.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    train.add_argument("--checkpoint-every", type=int, default=500, help="iterations between checkpoints")
+    train.add_argument("--eval-tasks", type=int, default=200,
+                       help="validation tasks evaluated after training (0: skip; default: %(default)s)")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    ev = commands.add_parser("eval", help="evaluate a checkpoint on held-out tasks",
+                             description="N-way K-shot accuracy (mean and 95%% CI) of a checkpoint, adapting with "
+                                         "its own inner loop unless overridden.")
+    ev.add_argument("checkpoint", type=Path, help="checkpoint folder (e.g. RUN/checkpoint)")
+    _add_data_arguments(ev)
+    ev.add_argument("--split", choices=SPLITS, default="validation",
+                    help="classes to evaluate on (default: %(default)s)")
+    ev.add_argument("--tasks", type=_positive_int, default=1000, help="number of tasks (default: %(default)s)")
+    ev.add_argument("--inner-steps", type=int, default=None, help="override the checkpoint's inner steps")
+    ev.add_argument("--inner-lr", type=_positive_float, default=None, help="override the checkpoint's inner lr")
+    ev.add_argument("--json", type=Path, default=None, help="also write the result to this JSON file")
+    return parser
+
+
+def run_train(args: argparse.Namespace) -> dict[str, Any]:
+    defaults = recipe_defaults(args.dataset, args.algorithm)
+    pick = {k: getattr(args, k) if getattr(args, k) is not None else defaults[k]
+            for k in ("iterations", "inner_steps", "inner_lr", "outer_lr", "hidden")}
+    torch.manual_seed(args.seed)
+    train_sampler, data = make_sampler(args.dataset, args.data, args.split, args.ways, args.shots,
+                                       args.query_shots, args.seed, training=True)
+    model = build_default_model(args.dataset, args.ways, pick["hidden"])
+    if args.resume:
+        model, _ = load_checkpoint(args.out / "checkpoint")
+    args.out.mkdir(parents=True, exist_ok=True)
+    log.info("training %s with %s on %s (%s)", type(model).__name__, args.algorithm, args.dataset, data)
+    model, history = train_maml(
+        model, train_sampler, pick["inner_lr"], pick["outer_lr"], pick["inner_steps"], args.algorithm,
+        args.meta_batch, pick["iterations"], scope=args.scope, device=args.device,
+        checkpoint_dir=args.out / "checkpoint", checkpoint_every=args.checkpoint_every, resume=args.resume,
+        metrics_path=args.out / "metrics.jsonl", data=data, seed=args.seed, progress=not args.no_progress,
+    )
+    summary: dict[str, Any] = {"checkpoint": str(args.out / "checkpoint"), "iterations": len(history)}
+    if args.eval_tasks > 0:
+        summary["validation"] = _before_after(args, model, pick)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _before_after(args: argparse.Namespace, model: torch.nn.Module, pick: dict[str, Any]) -> dict[str, Any]:
+    """Held-out scores of the meta-trained model before and after adaptation, and of a random init adapted."""
+    def score(m: torch.nn.Module, steps: int) -> EvalResult:
+        sampler, _ = make_sampler(args.dataset, args.data, "validation", args.ways, args.shots,
+                                  args.query_shots, args.seed + 1, training=False)
+        return evaluate(m, sampler, pick["inner_lr"], steps, args.eval_tasks, scope=args.scope, device=args.device)
+
+    torch.manual_seed(args.seed)
+    untrained = build_default_model(args.dataset, args.ways, pick["hidden"]).to(args.device)
+    results = {
+        "untrained_adapted": score(untrained, pick["inner_steps"]),
+        "meta_trained_before_adaptation": score(model, 0),
+        "meta_trained_after_adaptation": score(model, pick["inner_steps"]),
+    }
+    print(f"Held-out {args.ways}-way {args.shots}-shot {args.dataset} ({args.eval_tasks} tasks):")
+    for name, r in results.items():
+        print(f"  {name.replace('_', ' '):32s} {r}")
+    return {name: {"metric": r.metric, "mean": r.mean, "ci95": r.ci95, "tasks": r.num_tasks}
+            for name, r in results.items()}
+
+
+def run_eval(args: argparse.Namespace) -> dict[str, Any]:
+    model, config = load_checkpoint(args.checkpoint, device=args.device)
+    training = config.get("training", {})
+    inner_steps = args.inner_steps if args.inner_steps is not None else training.get("inner_steps")
+    inner_lr = args.inner_lr if args.inner_lr is not None else training.get("inner_lr")
+    if inner_steps is None or inner_lr is None:
+        raise CheckpointError(f"{args.checkpoint} has no inner-loop settings; pass --inner-steps and --inner-lr")
+    sampler, data = make_sampler(args.dataset, args.data, args.split, args.ways, args.shots,
+                                 args.query_shots, args.seed, training=False)
+    result = evaluate(model, sampler, inner_lr, inner_steps, args.tasks,
+                      scope=training.get("scope", "all"), device=args.device)
+    print(f"{args.ways}-way {args.shots}-shot {args.dataset} {args.split}: {result}")
+    out = {"checkpoint": str(args.checkpoint), "data": data, "inner_steps": inner_steps, "inner_lr": inner_lr,
+           "metric": result.metric, "mean": result.mean, "ci95": result.ci95, "tasks": result.num_tasks}
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        if args.command == "train":
+            run_train(args)
+        else:
+            run_eval(args)
+    except (DatasetError, CheckpointError, ValueError, KeyError, FileNotFoundError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"edgeadapt {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Few-shot datasets: Omniglot from its official files, embedded procedural glyphs, and sine-wave regression."""
+
+from .base import ClassDataset
+from .download import download_file, download_omniglot
+from .errors import DatasetError
+from .glyphs import glyph_splits, make_glyphs
+from .omniglot import (
+    OMNIGLOT_VALIDATION_ALPHABETS,
+    load_omniglot,
+    omniglot_path,
+    omniglot_splits,
+    preprocess_omniglot,
+)
+from .paths import find_data_dir
+from .sine import SineTaskSampler
+
+__all__ = [
+    "ClassDataset",
+    "DatasetError",
+    "OMNIGLOT_VALIDATION_ALPHABETS",
+    "SineTaskSampler",
+    "download_file",
+    "download_omniglot",
+    "find_data_dir",
+    "glyph_splits",
+    "load_omniglot",
+    "make_glyphs",
+    "omniglot_path",
+    "omniglot_splits",
+    "preprocess_omniglot",
+]

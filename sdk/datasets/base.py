@@ -1,0 +1,106 @@
+"""The class-indexed image dataset that every few-shot task is drawn from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, NamedTuple
+
+import torch
+
+
+@dataclass(frozen=True)
+class ClassDataset:
+    """Images grouped by class: ``images[c, d]`` is drawing ``d`` of class ``c``.
+
+    ``images`` is float32 of shape ``(n_classes, n_drawings, channels, height, width)``;
+    ``class_names`` and ``alphabets`` hold one entry per class (``alphabets`` names the
+    group a class belongs to, which is what splits are made by).
+    """
+
+    images: torch.Tensor
+    class_names: tuple[str, ...]
+    alphabets: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 5:
+            raise ValueError(
+                f"images must have shape (n_classes, n_drawings, C, H, W), got {tuple(self.images.shape)}"
+            )
+        if self.images.dtype != torch.float32:
+            raise TypeError(f"images must be float32, got {self.images.dtype}")
+        n = self.images.shape[0]
+        if len(self.class_names) != n or len(self.alphabets) != n:
+            raise ValueError(
+                f"{n} classes of images but {len(self.class_names)} class names "
+                f"and {len(self.alphabets)} alphabet names"
+            )
+
+    @property
+    def n_classes(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def n_drawings(self) -> int:
+        return self.images.shape[1]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[2:])  # type: ignore[return-value]
+
+    def select_alphabets(self, names: list[str] | tuple[str, ...]) -> "ClassDataset":
+        """The classes whose alphabet is in ``names``; an unknown name is an error."""
+        unknown = sorted(set(names) - set(self.alphabets))
+        if unknown:
+            raise KeyError(f"unknown alphabets {unknown}; known: {sorted(set(self.alphabets))}")
+        keep = [i for i, a in enumerate(self.alphabets) if a in set(names)]
+        return self._take(keep)
+
+    def with_rotations(self, quarter_turns: tuple[int, ...] = (0, 1, 2, 3)) -> "ClassDataset":
+        """Each class rotated by 90 degrees x ``quarter_turns`` becomes a class of its own."""
+        images = torch.cat([torch.rot90(self.images, k, dims=(-2, -1)) for k in quarter_turns])
+        names = tuple(f"{n}@rot{90 * k}" for k in quarter_turns for n in self.class_names)
+        alphabets = tuple(a for _ in quarter_turns for a in self.alphabets)
+        return ClassDataset(images.contiguous(), names, alphabets)
+
+    def _take(self, indices: list[int]) -> "ClassDataset":
+        return ClassDataset(
+            self.images[indices].contiguous(),
+            tuple(self.class_names[i] for i in indices),
+            tuple(self.alphabets[i] for i in indices),
+        )
+
+
+class TaskBatch(NamedTuple):
+    """Support and query sets; tasks batched along dimension 0 when sampled as a meta-batch.
+
+    Classification: ``support_x`` (tasks, ways * shots, C, H, W), class-major (all of label 0
+    first), ``support_y`` (tasks, ways * shots) int64 labels in ``[0, ways)``, permuted per task;
+    ``query_x`` / ``query_y`` likewise. Regression: targets are float tensors instead of labels.
+    """
+
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+
+
+class SeededSampler:
+    """Base of task samplers: one ``torch.Generator`` whose state can be saved to resume exactly."""
+
+    def __init__(self, seed: int):
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def sample(self, meta_batch_size: int) -> TaskBatch:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[TaskBatch]:
+        """Single tasks (no task dimension), forever, from the same stream as :meth:`sample`."""
+        while True:
+            yield TaskBatch(*(t[0] for t in self.sample(1)))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The random state, so that a resumed run draws the same tasks as an uninterrupted one."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])

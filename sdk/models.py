@@ -1,0 +1,91 @@
+"""Networks for few-shot learning, and a registry so checkpoints can rebuild them without pickling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+_REGISTRY: dict[str, type[nn.Module]] = {}
+
+def register_model(cls: type[nn.Module]) -> type[nn.Module]:
+    """Class decorator: make ``cls`` rebuildable by name from a checkpoint's JSON config.
+
+    The class must keep its constructor keyword arguments in ``self.config`` (a JSON-able dict).
+    """
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+def build_model(name: str, config: dict[str, Any]) -> nn.Module:
+    """Instantiate the registered model ``name`` with keyword arguments ``config``."""
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; registered models: {sorted(_REGISTRY)}")
+    return _REGISTRY[name](**config)
+
+def model_spec(model: nn.Module) -> dict[str, Any]:
+    """``{"name": ..., "config": ...}`` describing how to rebuild ``model``."""
+    name = type(model).__name__
+    if _REGISTRY.get(name) is not type(model) or not isinstance(getattr(model, "config", None), dict):
+        raise TypeError(
+            f"{name} cannot be saved: decorate it with @register_model and store its "
+            "constructor arguments in self.config"
+        )
+    return {"name": name, "config": dict(model.config)}
+
+def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    # GroupNorm normalises each example on its own, so predictions never depend on other
+    # examples in the batch (non-transductive), unlike batch normalisation.
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=2, padding=1),
+        nn.GroupNorm(1, out_channels),
+        nn.ReLU(),
+    )
+
+@register_model
+class Conv4(nn.Module):
+    """Four [3x3 conv, stride 2, GroupNorm, ReLU] blocks and a linear head (Reptile's Omniglot net).
+
+    With 64 filters, one input channel, 28x28 inputs and 5 ways it has 113,221 parameters.
+    The head is ``self.head``; everything before it is ``self.features``.
+    """
+
+    def __init__(self, ways: int = 5, in_channels: int = 1, hidden: int = 64, image_size: int = 28):
+        super().__init__()
+        self.config = {"ways": ways, "in_channels": in_channels, "hidden": hidden, "image_size": image_size}
+        self.features = nn.Sequential(
+            _conv_block(in_channels, hidden),
+            _conv_block(hidden, hidden),
+            _conv_block(hidden, hidden),
+            _conv_block(hidden, hidden),
+            nn.Flatten(),
+        )
+        side = image_size
+        for _ in range(4):
+            side = (side + 1) // 2
+        self.head = nn.Linear(hidden * side * side, ways)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+@register_model
+class MLP(nn.Module):
+    """A ReLU multilayer perceptron; the default is MAML's 1-40-40-1 sine regressor."""
+
+    def __init__(self, in_features: int = 1, hidden: tuple[int, ...] | list[int] = (40, 40), out_features: int = 1):
+        super().__init__()
+        self.config = {"in_features": in_features, "hidden": list(hidden), "out_features": out_features}
+        layers: list[nn.Module] = []
+        width = in_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(width, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+def parameter_count(model: nn.Module) -> int:
+    """Number of trainable scalars in ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

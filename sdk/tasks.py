@@ -1,0 +1,64 @@
+"""Episodic N-way K-shot task sampling, vectorised so that a meta-batch is one gather."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .datasets.base import ClassDataset, SeededSampler, TaskBatch
+
+__all__ = ["EpisodeSampler", "TaskBatch"]
+
+
+class EpisodeSampler(SeededSampler):
+    """Draws N-way K-shot classification tasks from one split of a :class:`ClassDataset`.
+
+    Each task picks ``ways`` distinct classes and ``shots + query_shots`` distinct drawings of
+    each; the order in which classes are picked assigns the labels, so label meanings are
+    permuted from task to task. Sampling is deterministic given ``seed``, and only touches
+    the dataset it was given, so splits can never mix.
+    """
+
+    loss = "cross_entropy"
+
+    def __init__(self, dataset: ClassDataset, ways: int, shots: int, query_shots: int = 5, seed: int = 0):
+        if ways < 2:
+            raise ValueError(f"ways must be >= 2, got {ways}")
+        if shots < 1 or query_shots < 0:
+            raise ValueError(f"shots must be >= 1 and query_shots >= 0, got {shots} and {query_shots}")
+        if ways > dataset.n_classes:
+            raise ValueError(f"{ways}-way tasks need {ways} classes, the dataset has {dataset.n_classes}")
+        if shots + query_shots > dataset.n_drawings:
+            raise ValueError(
+                f"shots + query_shots = {shots + query_shots} exceeds the {dataset.n_drawings} drawings per class"
+            )
+        self.dataset = dataset
+        self.ways, self.shots, self.query_shots = ways, shots, query_shots
+        super().__init__(seed)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.dataset.image_shape
+
+    def sample(self, meta_batch_size: int) -> TaskBatch:
+        """A meta-batch of ``meta_batch_size`` independent tasks, stacked along dimension 0."""
+        n_tasks, ways, per_class = meta_batch_size, self.ways, self.shots + self.query_shots
+        g = self.generator
+        classes = torch.rand(n_tasks, self.dataset.n_classes, generator=g).topk(ways, dim=1).indices
+        drawings = torch.rand(n_tasks, ways, self.dataset.n_drawings, generator=g).argsort(dim=2)[..., :per_class]
+        images = self.dataset.images[classes[:, :, None], drawings]  # (tasks, ways, per_class, C, H, W)
+        labels = torch.arange(ways).view(1, ways, 1).expand(n_tasks, ways, per_class)
+        shape = self.dataset.image_shape
+        support, query = images[:, :, : self.shots], images[:, :, self.shots :]
+        return TaskBatch(
+            support.reshape(n_tasks, ways * self.shots, *shape),
+            labels[:, :, : self.shots].reshape(n_tasks, -1),
+            query.reshape(n_tasks, ways * self.query_shots, *shape),
+            labels[:, :, self.shots :].reshape(n_tasks, -1),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The task distribution, as JSON for checkpoints and metrics."""
+        return {"ways": self.ways, "shots": self.shots, "query_shots": self.query_shots,
+                "classes": self.dataset.n_classes}

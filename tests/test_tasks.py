@@ -1,0 +1,69 @@
+import torch
+
+from edgeadapt.sdk.tasks import EpisodeSampler
+
+from conftest import labelled_dataset
+
+
+def test_shapes_and_label_layout():
+    batch = EpisodeSampler(labelled_dataset(), ways=5, shots=3, query_shots=4, seed=1).sample(7)
+    assert batch.support_x.shape == (7, 15, 1, 28, 28)
+    assert batch.query_x.shape == (7, 20, 1, 28, 28)
+    assert batch.support_y.dtype == torch.int64
+    assert batch.support_y[0].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
+    assert batch.query_y[0].tolist() == sum(([label] * 4 for label in range(5)), [])
+
+
+def test_each_label_is_one_class_and_support_query_drawings_are_disjoint():
+    batch = EpisodeSampler(labelled_dataset(), ways=5, shots=3, query_shots=4, seed=2).sample(20)
+    for sx, sy, qx, qy in zip(*batch):
+        s_val, q_val = sx[:, 0, 0, 0], qx[:, 0, 0, 0]
+        for label in range(5):
+            s_cls, q_cls = s_val[sy == label].floor(), q_val[qy == label].floor()
+            assert len(set(s_cls.tolist()) | set(q_cls.tolist())) == 1
+        assert not set(s_val.tolist()) & set(q_val.tolist())
+        assert len(set(s_val.floor().tolist())) == 5
+
+
+def test_labels_are_permuted_across_tasks():
+    batch = EpisodeSampler(labelled_dataset(), ways=5, shots=1, query_shots=1, seed=3).sample(50)
+    class_of_label0 = batch.support_x[:, 0, 0, 0, 0].floor()
+    assert len(set(class_of_label0.tolist())) > 5
+
+
+def test_splits_never_mix():
+    train = labelled_dataset(12, offset=0)
+    validation = labelled_dataset(8, offset=100)
+    for dataset, allowed in ((train, range(0, 12)), (validation, range(100, 108))):
+        batch = EpisodeSampler(dataset, ways=5, shots=2, query_shots=3, seed=4).sample(200)
+        seen = set(torch.cat([batch.support_x, batch.query_x], 1)[..., 0, 0, 0].floor().int().flatten().tolist())
+        assert seen <= set(allowed)
+        assert len(seen) == len(allowed)  # every class of the split shows up, none of the other
+
+
+def test_deterministic_by_seed_and_resumable_state():
+    a = EpisodeSampler(labelled_dataset(), 5, 1, 1, seed=5)
+    b = EpisodeSampler(labelled_dataset(), 5, 1, 1, seed=5)
+    assert torch.equal(a.sample(4).support_x, b.sample(4).support_x)
+    state = a.state_dict()
+    first = a.sample(3)
+    a.load_state_dict(state)
+    assert torch.equal(a.sample(3).query_x, first.query_x)
+    c = EpisodeSampler(labelled_dataset(), 5, 1, 1, seed=6)
+    assert not torch.equal(c.sample(4).support_x, b.sample(4).support_x)
+
+
+def test_iteration_yields_single_tasks():
+    task = next(iter(EpisodeSampler(labelled_dataset(), 3, 2, 1, seed=0)))
+    assert task.support_x.shape == (6, 1, 28, 28) and task.query_y.shape == (3,)
+
+
+def test_rejects_impossible_tasks():
+    import pytest
+
+    with pytest.raises(ValueError, match="classes"):
+        EpisodeSampler(labelled_dataset(4), ways=5, shots=1)
+    with pytest.raises(ValueError, match="drawings"):
+        EpisodeSampler(labelled_dataset(), ways=5, shots=15, query_shots=10)
+    with pytest.raises(ValueError, match="ways"):
+        EpisodeSampler(labelled_dataset(), ways=1, shots=1)
