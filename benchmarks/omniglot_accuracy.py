@@ -21,7 +21,7 @@ from edgeadapt.sdk.recipes import make_sampler
 
 from report import write_section
 
-ITERATIONS = {"reptile": 5000, "fomaml": 4000, "maml": 1500}
+ITERATIONS = {"reptile": 4000, "fomaml": 3500, "maml": 1200}
 
 
 def train(algorithm: str, iterations: int, out: Path, data: str | None) -> None:
