@@ -92,14 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
     defaults = recipe_defaults(args.dataset, args.algorithm)
+    model = None
+    if args.resume:  # continue with the checkpoint's own settings unless overridden on the command line
+        model, config = load_checkpoint(args.out / "checkpoint")
+        saved = config.get("training", {})
+        if saved.get("algorithm", args.algorithm) != args.algorithm:
+            raise ValueError(f"{args.out / 'checkpoint'} was trained with {saved['algorithm']}, "
+                             f"not {args.algorithm}")
+        defaults.update({k: saved[k] for k in ("inner_steps", "inner_lr", "outer_lr") if k in saved})
     pick = {k: getattr(args, k) if getattr(args, k) is not None else defaults[k]
             for k in ("iterations", "inner_steps", "inner_lr", "outer_lr", "hidden")}
     torch.manual_seed(args.seed)
     train_sampler, data = make_sampler(args.dataset, args.data, args.split, args.ways, args.shots,
                                        args.query_shots, args.seed, training=True)
-    model = build_default_model(args.dataset, args.ways, pick["hidden"])
-    if args.resume:
-        model, _ = load_checkpoint(args.out / "checkpoint")
+    if model is None:
+        model = build_default_model(args.dataset, args.ways, pick["hidden"])
     args.out.mkdir(parents=True, exist_ok=True)
     log.info("training %s with %s on %s (%s)", type(model).__name__, args.algorithm, args.dataset, data)
     model, history = train_maml(

@@ -67,9 +67,11 @@ def evaluate(
     """
     if num_tasks < 1:
         raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
-    device = torch.device(device or next(model.parameters()).device)
+    if device is not None:
+        model = model.to(device)
+    device = next(model.parameters()).device
     inner = InnerLoop(model, inner_lr, max(inner_steps, 0), task_sampler.loss, scope)
-    params = {k: v.to(device) for k, v in inner.params().items()}
+    params = inner.params()
     scores = []
     remaining = num_tasks
     while remaining > 0:

@@ -35,6 +35,7 @@ def test_resume_continues_a_run(tmp_path):
     assert main(base + ["--iterations", "2"]) == 0
     assert main(base + ["--iterations", "4", "--resume"]) == 0
     assert [json.loads(x)["iteration"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+    assert main(base + ["--iterations", "6", "--resume", "--algorithm", "maml"]) == 2  # not how it was trained
 
 
 def test_sine_regression_trains_with_every_algorithm(tmp_path, capsys):
