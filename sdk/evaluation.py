@@ -14,7 +14,7 @@ from .inner_loop import InnerLoop
 from .training import TaskSampler
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class EvalResult:
     """Per-task scores (accuracy for classification, MSE for regression) and their summary."""
 
@@ -35,6 +35,9 @@ class EvalResult:
     @property
     def num_tasks(self) -> int:
         return len(self.scores)
+
+    def __repr__(self) -> str:
+        return f"EvalResult({self})"
 
     def __str__(self) -> str:
         if self.metric == "accuracy":
