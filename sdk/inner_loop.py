@@ -17,6 +17,7 @@ Params = dict[str, torch.Tensor]
 
 LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
 SCOPES = ("all", "head")
+MASKED_LOGIT = -1e9
 
 
 @dataclass(frozen=True)
@@ -61,15 +62,32 @@ class InnerLoop:
         """The model's output for ``x`` with ``params`` in place of its own parameters."""
         return functional_call(self.model, {**self._buffers, **params}, (x,))
 
-    def loss_value(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean loss of ``outputs`` against ``targets`` (class indices or regression targets)."""
-        return LOSSES[self.loss](outputs, targets)
+    def loss_value(
+        self, outputs: torch.Tensor, targets: torch.Tensor, example_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mean loss of ``outputs`` against ``targets`` (class indices or regression targets).
+
+        With ``example_mask`` (1.0 for real examples, 0.0 for padding) the mean runs over real examples only.
+        """
+        if example_mask is None:
+            return LOSSES[self.loss](outputs, targets)
+        per_example = LOSSES[self.loss](outputs, targets, reduction="none")
+        per_example = per_example.reshape(per_example.shape[0], -1).mean(1)
+        return (per_example * example_mask).sum() / example_mask.sum()
 
     def inner_update(
-        self, params: Params, support_x: torch.Tensor, support_y: torch.Tensor, steps: int | None = None
+        self,
+        params: Params,
+        support_x: torch.Tensor,
+        support_y: torch.Tensor,
+        steps: int | None = None,
+        example_mask: torch.Tensor | None = None,
+        class_mask: torch.Tensor | None = None,
     ) -> Params:
         """Parameters after ``steps`` (default ``inner_steps``) SGD steps on one task's support set.
 
+        A task padded to a fixed size passes ``example_mask`` (per support example) and ``class_mask``
+        (per output, see :func:`mask_classes`); padding then has no effect on the result.
         Differentiable with respect to ``params`` (second order, for MAML) under ``torch.func``.
         """
         steps = self.inner_steps if steps is None else steps
@@ -78,13 +96,16 @@ class InnerLoop:
         if self.scope == "head":
             features = self._submodule_forward("features", frozen, support_x)
 
-            def support_loss(fast_params: Params) -> torch.Tensor:
-                return self.loss_value(self._submodule_forward("head", fast_params, features), support_y)
+            def outputs(fast_params: Params) -> torch.Tensor:
+                return self._submodule_forward("head", fast_params, features)
 
         else:
 
-            def support_loss(fast_params: Params) -> torch.Tensor:
-                return self.loss_value(self.forward_with_weights(support_x, {**frozen, **fast_params}), support_y)
+            def outputs(fast_params: Params) -> torch.Tensor:
+                return self.forward_with_weights(support_x, {**frozen, **fast_params})
+
+        def support_loss(fast_params: Params) -> torch.Tensor:
+            return self.loss_value(mask_classes(outputs(fast_params), class_mask), support_y, example_mask)
 
         gradient = grad(support_loss)
         for _ in range(steps):
@@ -104,3 +125,10 @@ class InnerLoop:
         prefix = f"{name}."
         sub_params = {k[len(prefix):]: v for k, v in {**self._buffers, **params}.items() if k.startswith(prefix)}
         return functional_call(getattr(self.model, name), sub_params, (x,))
+
+
+def mask_classes(outputs: torch.Tensor, class_mask: torch.Tensor | None) -> torch.Tensor:
+    """Logits with absent classes (``class_mask`` 0.0) pushed to -1e9, so softmax gives them no mass."""
+    if class_mask is None:
+        return outputs
+    return torch.where(class_mask > 0.5, outputs, torch.full_like(outputs, MASKED_LOGIT))

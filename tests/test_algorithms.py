@@ -172,3 +172,29 @@ def test_predictions_are_non_transductive():
     other = inner.forward_with_weights(torch.cat([queries[:1], 5 * queries[1:]]), inner.params())[:1]
     torch.testing.assert_close(alone, together)
     torch.testing.assert_close(alone, other)
+
+
+@pytest.mark.parametrize("scope", ["all", "head"])
+def test_padding_with_masks_does_not_change_adaptation(scope):
+    """A 3-way 2-shot task padded to 5-way 4-shot adapts exactly as the unpadded task does."""
+    torch.manual_seed(8)
+    model = Conv4(ways=5, hidden=4)
+    inner = InnerLoop(model, 0.5, 3, scope=scope)
+    g = torch.Generator().manual_seed(8)
+    sx, sy = torch.randn(6, 1, 28, 28, generator=g), torch.arange(3).repeat_interleave(2)
+    padded_x = torch.cat([sx, torch.randn(14, 1, 28, 28, generator=g)])
+    padded_y = torch.cat([sy, torch.zeros(14, dtype=torch.long)])
+    example_mask = torch.cat([torch.ones(6), torch.zeros(14)])
+    class_mask = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0])
+
+    def reference_loss(params):  # the 3-way model: only the first three outputs exist
+        logits = torch.func.functional_call(model, params, (sx,))[:, :3]
+        return F.cross_entropy(logits, sy)
+
+    expected = inner.params()
+    for _ in range(3):
+        grads = torch.func.grad(reference_loss)({k: v for k, v in expected.items()})
+        expected = {k: v - 0.5 * grads[k] if inner.is_adapted(k) else v for k, v in expected.items()}
+    adapted = inner.inner_update(inner.params(), padded_x, padded_y, example_mask=example_mask, class_mask=class_mask)
+    for k in expected:
+        torch.testing.assert_close(adapted[k], expected[k])
