@@ -1,0 +1,124 @@
+"""ONNX graphs of the adaptation routine (``adapt``) and of inference with adapted weights (``predict``).
+
+``adapt`` runs the whole inner loop, gradients included, in stock ONNX operators: it takes a task
+padded to ``max_ways * max_shots`` support examples with an example mask and a class mask, starts
+from the meta-learned weights stored in the graph, and returns the adapted parameters. ``predict``
+maps inputs (any batch size), the class mask and adapted parameters to class probabilities.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import onnx
+import torch
+from torch import nn
+from torch.fx.experimental.proxy_tensor import make_fx
+
+from edgeadapt.sdk.inner_loop import InnerLoop, mask_classes
+
+from .decompositions import export_decompositions
+
+log = logging.getLogger(__name__)
+
+ADAPT_INPUTS = ("support_x", "support_y", "example_mask", "class_mask")
+OPSET = 18
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """Fixed sizes of the exported graphs: inputs of ``input_shape``, up to ``max_ways`` x ``max_shots`` support."""
+
+    input_shape: tuple[int, ...]
+    max_ways: int
+    max_shots: int
+
+    @property
+    def support_size(self) -> int:
+        return self.max_ways * self.max_shots
+
+
+def adapted_names(inner: InnerLoop) -> list[str]:
+    """Names of the parameters the inner loop changes, in graph output order."""
+    return [name for name in inner.params() if inner.is_adapted(name)]
+
+
+def frozen_names(inner: InnerLoop) -> list[str]:
+    return [name for name in inner.params() if not inner.is_adapted(name)]
+
+
+class _Frozen(nn.Module):
+    """Calls ``fn(*inputs, *weights)`` with ``weights`` held as buffers, so export stores them in the graph."""
+
+    def __init__(self, fn: Callable[..., tuple[torch.Tensor, ...]], weights: list[torch.Tensor]):
+        super().__init__()
+        self.fn = fn
+        self.count = len(weights)
+        for i, w in enumerate(weights):
+            self.register_buffer(f"weight_{i}", w.detach().clone())
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.fn(*inputs, *(getattr(self, f"weight_{i}") for i in range(self.count)))
+
+
+def _example_adapt_inputs(spec: GraphSpec) -> tuple[torch.Tensor, ...]:
+    n = spec.support_size
+    return (torch.zeros(n, *spec.input_shape), torch.zeros(n, dtype=torch.int64), torch.ones(n),
+            torch.ones(spec.max_ways))
+
+
+def trace_adapt(inner: InnerLoop, spec: GraphSpec) -> torch.fx.GraphModule:
+    """The inner loop as an ATen graph of ``(support_x, support_y, example_mask, class_mask, *params)``.
+
+    Traced with ``make_fx`` through ``torch.func.grad`` and the export decompositions, so the
+    backward pass is made of forward operators that ONNX can express.
+    """
+    names = list(inner.params())
+    adapted = adapted_names(inner)
+
+    def adapt(support_x, support_y, example_mask, class_mask, *params):
+        out = inner.inner_update(dict(zip(names, params)), support_x, support_y,
+                                 example_mask=example_mask, class_mask=class_mask)
+        return tuple(out[n] for n in adapted)
+
+    example = _example_adapt_inputs(spec) + tuple(inner.params().values())
+    return make_fx(adapt, decomposition_table=export_decompositions())(*example)
+
+
+def export_adapt(inner: InnerLoop, spec: GraphSpec, path: str | os.PathLike) -> onnx.ModelProto:
+    """Write the ``adapt`` graph, with the model's current (meta-learned) weights inside, to ``path``."""
+    graph = trace_adapt(inner, spec)
+    module = _Frozen(graph, list(inner.params().values()))
+    program = torch.export.export(module, _example_adapt_inputs(spec))
+    return _to_onnx(program, list(ADAPT_INPUTS), adapted_names(inner), path)
+
+
+def export_predict(inner: InnerLoop, spec: GraphSpec, path: str | os.PathLike) -> onnx.ModelProto:
+    """Write the ``predict`` graph: ``(x, class_mask, *adapted params) -> probabilities``; frozen weights inside."""
+    adapted, frozen = adapted_names(inner), frozen_names(inner)
+    params = inner.params()
+
+    def predict(x, class_mask, *weights):
+        values = dict(zip(adapted + frozen, weights))
+        return (torch.softmax(mask_classes(inner.forward_with_weights(x, values), class_mask), dim=-1),)
+
+    module = _Frozen(predict, [params[n] for n in frozen])
+    example = (torch.zeros(2, *spec.input_shape), torch.ones(spec.max_ways), *(params[n] for n in adapted))
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    dynamic = ({0: batch}, None) + (None,) * len(adapted)
+    program = torch.export.export(module, example, dynamic_shapes=(dynamic,))  # one entry: the *inputs tuple
+    return _to_onnx(program, ["x", "class_mask", *adapted], ["probabilities"], path)
+
+
+def _to_onnx(program: torch.export.ExportedProgram, inputs: list[str], outputs: list[str],
+             path: str | os.PathLike) -> onnx.ModelProto:
+    onnx_program = torch.onnx.export(program, input_names=inputs, output_names=outputs, opset_version=OPSET,
+                                     dynamo=True, verbose=False)
+    model = onnx_program.model_proto
+    onnx.checker.check_model(model, full_check=True)
+    Path(path).write_bytes(model.SerializeToString())
+    return model

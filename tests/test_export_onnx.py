@@ -1,0 +1,75 @@
+"""The exported ONNX graphs compute what the SDK computes, for padded tasks of every size (onnxruntime)."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from edgeadapt.export.onnx_graphs import GraphSpec, adapted_names, export_adapt, export_predict
+from edgeadapt.sdk import Conv4, InnerLoop
+from edgeadapt.sdk.inner_loop import mask_classes
+
+SPEC = GraphSpec((1, 28, 28), max_ways=5, max_shots=2)
+TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module", params=["all", "head"])
+def exported(request, tmp_path_factory):
+    torch.manual_seed(0)
+    inner = InnerLoop(Conv4(ways=SPEC.max_ways, hidden=8), inner_lr=0.5, inner_steps=3, scope=request.param)
+    folder = tmp_path_factory.mktemp(request.param)
+    export_adapt(inner, SPEC, folder / "adapt.onnx")
+    export_predict(inner, SPEC, folder / "predict.onnx")
+    sessions = [ort.InferenceSession(str(folder / f), providers=["CPUExecutionProvider"])
+                for f in ("adapt.onnx", "predict.onnx")]
+    return inner, folder, *sessions
+
+
+def _padded_task(ways, shots, seed):
+    g = torch.Generator().manual_seed(seed)
+    n = SPEC.support_size
+    x = torch.randn(n, *SPEC.input_shape, generator=g)
+    y = torch.zeros(n, dtype=torch.int64)
+    example_mask = torch.zeros(n)
+    y[: ways * shots] = torch.arange(ways).repeat_interleave(shots)
+    example_mask[: ways * shots] = 1.0
+    class_mask = (torch.arange(SPEC.max_ways) < ways).float()
+    return x, y, example_mask, class_mask
+
+
+@pytest.mark.parametrize("ways, shots, seed", [(2, 1, 0), (3, 2, 1), (5, 1, 2), (5, 2, 3)])
+def test_onnx_adapt_and_predict_match_pytorch(exported, ways, shots, seed):
+    inner, _, adapt, predict = exported
+    x, y, example_mask, class_mask = _padded_task(ways, shots, seed)
+    feeds = {"support_x": x.numpy(), "support_y": y.numpy(), "example_mask": example_mask.numpy(),
+             "class_mask": class_mask.numpy()}
+    onnx_params = dict(zip(adapted_names(inner), adapt.run(None, feeds)))
+    torch_params = inner.inner_update(inner.params(), x, y, example_mask=example_mask, class_mask=class_mask)
+    for name, value in onnx_params.items():
+        np.testing.assert_allclose(value, torch_params[name].numpy(), atol=TOLERANCE, rtol=0)
+    assert any(not np.allclose(v, inner.params()[k].numpy()) for k, v in onnx_params.items())  # it did adapt
+
+    queries = torch.randn(7, *SPEC.input_shape, generator=torch.Generator().manual_seed(seed + 100))
+    probabilities = predict.run(None, {"x": queries.numpy(), "class_mask": class_mask.numpy(), **onnx_params})[0]
+    expected = torch.softmax(mask_classes(inner.forward_with_weights(queries, torch_params), class_mask), -1)
+    np.testing.assert_allclose(probabilities, expected.detach().numpy(), atol=TOLERANCE, rtol=0)
+    assert np.all(probabilities[:, ways:] == 0) and np.allclose(probabilities.sum(1), 1, atol=1e-6)
+
+
+def test_graphs_use_stock_operators_only(exported):
+    _, folder, _, _ = exported
+    for name in ("adapt.onnx", "predict.onnx"):
+        model = onnx.load(folder / name)
+        assert {op.domain for op in model.opset_import} <= {"", "ai.onnx"}
+        assert all(node.domain in ("", "ai.onnx") for node in model.graph.node)
+        assert "ConvolutionBackward" not in {node.op_type for node in model.graph.node}
+
+
+def test_predict_accepts_any_batch_size(exported):
+    inner, _, _, predict = exported
+    params = {k: v.numpy() for k, v in inner.params().items() if inner.is_adapted(k)}
+    for batch in (1, 33):
+        x = np.zeros((batch, *SPEC.input_shape), dtype=np.float32)
+        out = predict.run(None, {"x": x, "class_mask": np.ones(SPEC.max_ways, np.float32), **params})[0]
+        assert out.shape == (batch, SPEC.max_ways)
