@@ -1,1 +1,5 @@
-"""edgeadapt.export: turns a meta-trained checkpoint into deployable artifacts (issue 3, not yet built)."""
+"""edgeadapt.export: turn a meta-trained checkpoint into an artifact that devices adapt without PyTorch."""
+
+from .artifact import export_artifact
+
+__all__ = ["export_artifact"]

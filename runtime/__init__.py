@@ -1,1 +1,7 @@
-"""edgeadapt.runtime: the torch-free on-device adaptation API (issue 3, not yet built)."""
+"""edgeadapt.runtime: adapt an exported model on device with numpy and onnxruntime only (no torch)."""
+
+from .errors import AdaptationError, ArtifactError, EdgeAdaptError, InputError, InputTypeError
+from .learner import AdaptedLearner, Learner, load
+
+__all__ = ["AdaptationError", "AdaptedLearner", "ArtifactError", "EdgeAdaptError", "InputError",
+           "InputTypeError", "Learner", "load"]

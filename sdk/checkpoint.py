@@ -25,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .fileio import fsync_dir, sha256_file
+from .fileio import replace_folder, sha256_file
 from .models import build_model, model_spec
 
 FORMAT_VERSION = 1
@@ -61,10 +61,7 @@ def save_checkpoint(
             _write_json(staging / "state.json", state or {})
         files = {f.name: sha256_file(f) for f in sorted(staging.iterdir())}
         _write_json(staging / MANIFEST, {"format_version": FORMAT_VERSION, "files": files})
-        for f in staging.iterdir():
-            with open(f, "rb") as handle:
-                os.fsync(handle.fileno())
-        _swap_in(staging, target)
+        replace_folder(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
@@ -120,18 +117,6 @@ def verify_checkpoint(path: str | os.PathLike) -> Path:
         if sha256_file(file) != expected:
             raise CheckpointError(f"{file} does not match its sha256 in the manifest: corrupt or modified")
     return folder
-
-
-def _swap_in(staging: Path, target: Path) -> None:
-    backup = None
-    if target.exists():
-        backup = target.parent / f".{target.name}.{os.getpid()}.old"
-        shutil.rmtree(backup, ignore_errors=True)
-        os.replace(target, backup)
-    os.replace(staging, target)
-    fsync_dir(target.parent)
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -1,4 +1,7 @@
-"""The ``edgeadapt`` command line: ``train`` and ``eval`` (``edgeadapt COMMAND --help``)."""
+"""The ``edgeadapt`` command line: ``train``, ``eval`` and ``export`` (``edgeadapt COMMAND --help``).
+
+This is the one SDK module that reaches into ``edgeadapt.export`` (imported only when exporting).
+"""
 
 from __future__ import annotations
 
@@ -87,7 +90,24 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--inner-steps", type=int, default=None, help="override the checkpoint's inner steps")
     ev.add_argument("--inner-lr", type=_positive_float, default=None, help="override the checkpoint's inner lr")
     ev.add_argument("--json", type=Path, default=None, help="also write the result to this JSON file")
+
+    ex = commands.add_parser("export", help="export a checkpoint as an on-device artifact (ONNX adapt + predict)",
+                             description="Write the ONNX adapt and predict graphs and a hashed manifest.json.")
+    ex.add_argument("checkpoint", type=Path, help="checkpoint folder")
+    ex.add_argument("-o", "--out", type=Path, required=True, help="artifact folder to write")
+    ex.add_argument("--max-ways", type=_positive_int, default=None,
+                    help="largest number of classes per task (default: the model's outputs)")
+    ex.add_argument("--max-shots", type=_positive_int, default=5,
+                    help="largest number of examples per class (default: %(default)s)")
     return parser
+
+
+def run_export(args: argparse.Namespace) -> Path:
+    from edgeadapt.export import export_artifact
+
+    path = export_artifact(args.checkpoint, args.out, args.max_ways, args.max_shots)
+    print(f"wrote {path}")
+    return path
 
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
@@ -167,10 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
-        if args.command == "train":
-            run_train(args)
-        else:
-            run_eval(args)
+        {"train": run_train, "eval": run_eval, "export": run_export}[args.command](args)
     except (DatasetError, CheckpointError, ValueError, KeyError, FileNotFoundError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"edgeadapt {args.command}: error: {message}", file=sys.stderr)

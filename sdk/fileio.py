@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,3 +58,22 @@ def fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def replace_folder(staging: Path, target: Path) -> None:
+    """Fsync every file in ``staging`` and rename it onto ``target``, keeping the old folder until the swap is done.
+
+    If the process dies between the two renames, the previous folder survives as ``.<name>.<pid>.old``.
+    """
+    for f in staging.iterdir():
+        with open(f, "rb") as handle:
+            os.fsync(handle.fileno())
+    backup = None
+    if target.exists():
+        backup = target.parent / f".{target.name}.{os.getpid()}.old"
+        shutil.rmtree(backup, ignore_errors=True)
+        os.replace(target, backup)
+    os.replace(staging, target)
+    fsync_dir(target.parent)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)

@@ -5,7 +5,7 @@ import pytest
 from edgeadapt.sdk.cli import build_parser, main
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["eval"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["export"]])
 def test_help_on_every_command(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(command + ["--help"])

@@ -1,0 +1,83 @@
+"""Package a checkpoint as a deployable artifact: ONNX adapt + predict graphs and a hashed manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import onnx
+import onnxruntime
+
+from edgeadapt.sdk.checkpoint import load_checkpoint
+from edgeadapt.sdk.fileio import replace_folder, sha256_file
+from edgeadapt.sdk.inner_loop import InnerLoop
+
+from .onnx_graphs import ADAPT_INPUTS, OPSET, GraphSpec, adapted_names, export_adapt, export_predict
+
+FORMAT_VERSION = 1
+MIN_ONNXRUNTIME = "1.17"  # first release that runs IR version 10 / opset 18 graphs as exported here
+
+
+def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_ways: int | None = None,
+                    max_shots: int = 5) -> Path:
+    """Export the checkpoint's model and its inner loop to the folder ``out`` (written atomically).
+
+    ``max_ways`` defaults to the model's number of outputs; tasks of 2..max_ways classes and
+    1..max_shots examples per class are served by padding with masks.
+    """
+    model, config = load_checkpoint(checkpoint)
+    training = config.get("training", {})
+    if training.get("loss", "cross_entropy") != "cross_entropy":
+        raise ValueError("only classification models can be exported")
+    outputs = model.head.out_features
+    max_ways = outputs if max_ways is None else max_ways
+    if not 2 <= max_ways <= outputs:
+        raise ValueError(f"max_ways must be between 2 and the model's {outputs} outputs, got {max_ways}")
+    if max_shots < 1:
+        raise ValueError(f"max_shots must be >= 1, got {max_shots}")
+    model_config = config["model"]["config"]
+    spec = GraphSpec((model_config.get("in_channels", 1), model_config["image_size"], model_config["image_size"]),
+                     max_ways, max_shots)
+    inner = InnerLoop(model, training["inner_lr"], training["inner_steps"], "cross_entropy",
+                      training.get("scope", "all"))
+
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        adapt = export_adapt(inner, spec, staging / "adapt.onnx")
+        export_predict(inner, spec, staging / "predict.onnx")
+        manifest = _manifest(config, inner, spec, adapt, staging)
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        replace_folder(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _manifest(config: dict[str, Any], inner: InnerLoop, spec: GraphSpec, adapt: onnx.ModelProto,
+              folder: Path) -> dict[str, Any]:
+    params = inner.params()
+    return {
+        "format_version": FORMAT_VERSION,
+        "input_shape": list(spec.input_shape),
+        "input_dtype": "float32",
+        "uint8_scale": 1.0 / 255.0,
+        "max_ways": spec.max_ways,
+        "max_shots": spec.max_shots,
+        "inner_steps": inner.inner_steps,
+        "inner_lr": inner.inner_lr,
+        "scope": inner.scope,
+        "model": config["model"],
+        "training": config.get("training", {}),
+        "data": config.get("data", {}),
+        "adapt_inputs": list(ADAPT_INPUTS),
+        "adapted_parameters": {name: list(params[name].shape) for name in adapted_names(inner)},
+        "onnx": {"ir_version": adapt.ir_version, "opset": OPSET, "min_onnxruntime": MIN_ONNXRUNTIME,
+                 "exported_with_onnxruntime": onnxruntime.__version__},
+        "files": {f.name: sha256_file(f) for f in sorted(folder.iterdir()) if f.name != "manifest.json"},
+    }

@@ -1,0 +1,21 @@
+"""The runtime's exceptions: one base class, and input errors that are also ValueError / TypeError."""
+
+
+class EdgeAdaptError(Exception):
+    """Base of every error raised by edgeadapt.runtime."""
+
+
+class InputError(EdgeAdaptError, ValueError):
+    """An input has the wrong shape, non-finite values, too few or too many classes or examples."""
+
+
+class InputTypeError(EdgeAdaptError, TypeError):
+    """An input has the wrong type or dtype."""
+
+
+class ArtifactError(EdgeAdaptError):
+    """An artifact or saved state is missing, corrupt, tampered with, or of an unknown format."""
+
+
+class AdaptationError(EdgeAdaptError):
+    """Adaptation diverged: the adapted parameters are not finite (lower the learning rate or check the data)."""

@@ -1,0 +1,195 @@
+"""The on-device API: load an artifact, adapt it to a few labelled examples, predict. numpy + onnxruntime only."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from collections import Counter
+from pathlib import Path
+from typing import Any, Hashable, Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from .artifact import read_manifest
+from .errors import AdaptationError, ArtifactError, InputError, InputTypeError
+
+STATE_FORMAT = 1
+
+
+class Learner:
+    """A loaded artifact. Immutable and safe to share between threads: every ``adapt`` starts from the
+    meta-learned weights stored in the artifact."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        try:
+            self._adapt = ort.InferenceSession(str(self.path / "adapt.onnx"), options,
+                                               providers=["CPUExecutionProvider"])
+            self._predict = ort.InferenceSession(str(self.path / "predict.onnx"), options,
+                                                 providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types for unreadable graphs
+            raise ArtifactError(f"{self.path}: onnxruntime cannot load the graphs: {e}") from e
+        self._parameters = [output.name for output in self._adapt.get_outputs()]
+        self._identity = self.manifest["files"]["adapt.onnx"]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.manifest["input_shape"])
+
+    @property
+    def max_ways(self) -> int:
+        return int(self.manifest["max_ways"])
+
+    @property
+    def max_shots(self) -> int:
+        return int(self.manifest["max_shots"])
+
+    def adapt(self, support_x: np.ndarray, support_y: Sequence[Hashable], steps: int | None = None) -> "AdaptedLearner":
+        """A classifier personalised to ``support_x`` (n, *input_shape) labelled by ``support_y`` (n labels)."""
+        if steps is not None and steps != self.manifest["inner_steps"]:
+            raise InputError(f"this artifact adapts with {self.manifest['inner_steps']} steps; got steps={steps}")
+        x = self._images(support_x, "support_x")
+        labels = list(support_y) if not isinstance(support_y, np.ndarray) else support_y.tolist()
+        if len(labels) != len(x):
+            raise InputError(f"support_x has {len(x)} examples but support_y has {len(labels)} labels")
+        counts = Counter(labels)
+        if len(counts) < 2:
+            raise InputError(f"adaptation needs at least 2 classes, got {len(counts)}")
+        if len(counts) > self.max_ways:
+            raise InputError(f"{len(counts)} classes exceed this artifact's max_ways={self.max_ways}")
+        label, most = counts.most_common(1)[0]
+        if most > self.max_shots:
+            raise InputError(f"class {label!r} has {most} examples; this artifact takes at most "
+                             f"max_shots={self.max_shots} per class")
+        classes = _ordered(counts)
+        index = {c: i for i, c in enumerate(classes)}
+        n = self.max_ways * self.max_shots
+        padded_x = np.zeros((n, *self.input_shape), np.float32)
+        padded_y = np.zeros(n, np.int64)
+        example_mask = np.zeros(n, np.float32)
+        padded_x[: len(x)] = x
+        padded_y[: len(x)] = [index[c] for c in labels]
+        example_mask[: len(x)] = 1.0
+        class_mask = (np.arange(self.max_ways) < len(classes)).astype(np.float32)
+        outputs = self._adapt.run(None, {"support_x": padded_x, "support_y": padded_y,
+                                         "example_mask": example_mask, "class_mask": class_mask})
+        params = dict(zip(self._parameters, outputs))
+        if not all(np.isfinite(p).all() for p in params.values()):
+            raise AdaptationError("adaptation diverged: the adapted parameters are not finite")
+        return AdaptedLearner(self, tuple(classes), params)
+
+    def restore(self, path: str | os.PathLike) -> "AdaptedLearner":
+        """Load a state written by :meth:`AdaptedLearner.save`, checking it belongs to this artifact."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except FileNotFoundError:
+            raise ArtifactError(f"no saved state at {path}") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise ArtifactError(f"{path} is not a readable saved state: {e}") from e
+        try:
+            meta = json.loads(str(arrays.pop("__meta__")))
+        except (KeyError, json.JSONDecodeError) as e:
+            raise ArtifactError(f"{path} has no valid metadata: {e}") from e
+        if meta.get("format") != STATE_FORMAT:
+            raise ArtifactError(f"{path}: unknown state format {meta.get('format')!r}")
+        if meta.get("artifact") != self._identity:
+            raise ArtifactError(f"{path} was adapted from a different artifact than {self.path}")
+        if meta.get("sha256") != _digest(arrays, meta["classes"]):
+            raise ArtifactError(f"{path} does not match its checksum: corrupt or modified")
+        if sorted(arrays) != sorted(self._parameters):
+            raise ArtifactError(f"{path} holds parameters {sorted(arrays)}, expected {sorted(self._parameters)}")
+        return AdaptedLearner(self, tuple(meta["classes"]), arrays)
+
+    def _images(self, x: Any, name: str) -> np.ndarray:
+        if not isinstance(x, np.ndarray):
+            raise InputTypeError(f"{name} must be a numpy array, got {type(x).__name__}")
+        if x.dtype == np.uint8:
+            x = x.astype(np.float32) * np.float32(self.manifest.get("uint8_scale", 1 / 255))
+        elif x.dtype != np.float32:
+            raise InputTypeError(f"{name} must be float32 (or uint8), got {x.dtype}")
+        if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape:
+            raise InputError(f"{name} must have shape (n, {', '.join(map(str, self.input_shape))}), got {x.shape}")
+        if len(x) == 0:
+            raise InputError(f"{name} is empty")
+        if not np.isfinite(x).all():
+            raise InputError(f"{name} contains NaN or infinite values")
+        return x
+
+
+class AdaptedLearner:
+    """A personalised classifier: ``predict`` returns labels, ``predict_proba`` probabilities ordered as ``classes``."""
+
+    def __init__(self, learner: Learner, classes: tuple[Hashable, ...], params: dict[str, np.ndarray]):
+        self._learner = learner
+        self.classes = classes
+        self._params = params
+        self._class_mask = (np.arange(learner.max_ways) < len(classes)).astype(np.float32)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """(m, n_classes) probabilities for inputs ``x`` (m, *input_shape)."""
+        images = self._learner._images(x, "x")
+        probabilities = self._learner._predict.run(None, {"x": images, "class_mask": self._class_mask,
+                                                          **self._params})[0]
+        return probabilities[:, : len(self.classes)]
+
+    def predict(self, x: np.ndarray) -> list[Hashable]:
+        """The most probable label for each input."""
+        return [self.classes[i] for i in self.predict_proba(x).argmax(1)]
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the personalised state atomically (npz of arrays + JSON metadata, checksummed; no pickle)."""
+        try:
+            classes = json.loads(json.dumps(list(self.classes)))
+        except TypeError as e:
+            raise InputTypeError(f"labels must be JSON-serialisable (ints, floats, strings) to be saved: {e}") from e
+        if classes != list(self.classes):
+            raise InputTypeError("labels do not survive a JSON round trip (use ints or strings)")
+        meta = {"format": STATE_FORMAT, "artifact": self._learner._identity, "classes": classes,
+                "sha256": _digest(self._params, classes)}
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.savez(buffer, __meta__=np.array(json.dumps(meta)), **self._params)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(buffer.getvalue())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return target
+
+
+def load(path: str | os.PathLike, backend: str = "onnxruntime", threads: int | None = None) -> Learner:
+    """Load the artifact folder at ``path`` (verifying its manifest) for adaptation on this device."""
+    if backend != "onnxruntime":
+        raise InputError(f"backend {backend!r} is not available; this runtime supports 'onnxruntime'")
+    return Learner(path, threads)
+
+
+def _ordered(counts: Counter) -> list[Hashable]:
+    try:
+        return sorted(counts)
+    except TypeError:  # labels of mixed types: keep first-seen order
+        return list(counts)
+
+
+def _digest(params: dict[str, np.ndarray], classes: list[Any]) -> str:
+    digest = hashlib.sha256(json.dumps(classes).encode())
+    for name in sorted(params):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(params[name], dtype=np.float32).tobytes())
+    return digest.hexdigest()

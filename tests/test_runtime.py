@@ -1,0 +1,162 @@
+"""edgeadapt.runtime against the SDK, and its handling of bad input (artifact exported once per module)."""
+
+import json
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import edgeadapt.runtime as rt
+from edgeadapt.export import export_artifact
+from edgeadapt.sdk import Conv4, InnerLoop, save_checkpoint
+from edgeadapt.sdk.inner_loop import mask_classes
+
+TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("artifact")
+    torch.manual_seed(0)
+    model = Conv4(ways=4, hidden=8)
+    training = {"algorithm": "reptile", "inner_lr": 0.5, "inner_steps": 2, "scope": "all", "loss": "cross_entropy"}
+    save_checkpoint(folder / "ckpt", model, {"training": training})
+    export_artifact(folder / "ckpt", folder / "model", max_shots=3)
+    return folder / "model", model
+
+
+def _task(ways, shots, seed=0):
+    g = np.random.default_rng(seed)
+    x = g.random((ways * shots, 1, 28, 28), dtype=np.float32)
+    return x, [f"class-{c}" for c in range(ways) for _ in range(shots)]
+
+
+def test_manifest_describes_the_artifact(artifact):
+    learner = rt.load(artifact[0], threads=1)
+    assert learner.input_shape == (1, 28, 28) and learner.max_ways == 4 and learner.max_shots == 3
+    for key in ("format_version", "input_shape", "input_dtype", "max_ways", "max_shots", "inner_steps", "inner_lr",
+                "scope", "model", "training", "files"):
+        assert key in learner.manifest
+    assert set(learner.manifest["files"]) == {"adapt.onnx", "predict.onnx"}
+
+
+@pytest.mark.parametrize("ways, shots", [(2, 1), (3, 2), (4, 3)])
+def test_adaptation_matches_pytorch(artifact, ways, shots):
+    path, model = artifact
+    x, y = _task(ways, shots, seed=ways * 10 + shots)
+    adapted = rt.load(path).adapt(x, y)
+    assert adapted.classes == tuple(sorted(set(y)))
+    inner = InnerLoop(model, 0.5, 2)
+    labels = torch.tensor([adapted.classes.index(c) for c in y])
+    class_mask = (torch.arange(4) < ways).float()  # a ways-way task on the 4-output head
+    params = inner.inner_update(inner.params(), torch.from_numpy(x), labels, class_mask=class_mask)
+    queries = np.random.default_rng(99).random((6, 1, 28, 28), dtype=np.float32)
+    logits = mask_classes(inner.forward_with_weights(torch.from_numpy(queries), params), class_mask)
+    expected = torch.softmax(logits, -1)[:, :ways].detach().numpy()
+    np.testing.assert_allclose(adapted.predict_proba(queries), expected, atol=TOLERANCE, rtol=0)
+    assert adapted.predict(queries) == [adapted.classes[i] for i in expected.argmax(1)]
+
+
+def test_uint8_inputs_are_scaled_by_the_manifest(artifact):
+    learner = rt.load(artifact[0])
+    x8 = (np.random.default_rng(1).random((4, 1, 28, 28)) * 255).astype(np.uint8)
+    y = [0, 0, 1, 1]
+    as_float = learner.adapt(x8.astype(np.float32) / 255, y).predict_proba(x8.astype(np.float32) / 255)
+    np.testing.assert_allclose(learner.adapt(x8, y).predict_proba(x8), as_float, atol=1e-6)
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda x, y: (x[:, :, :27], y), rt.InputError, "shape"),
+    (lambda x, y: (x.astype(np.float64), y), rt.InputTypeError, "float32"),
+    (lambda x, y: (x.tolist(), y), rt.InputTypeError, "numpy array"),
+    (lambda x, y: (np.where(np.arange(x.size).reshape(x.shape) == 5, np.nan, x).astype(np.float32), y),
+     rt.InputError, "NaN"),
+    (lambda x, y: (x, ["a"] * len(y)), rt.InputError, "at least 2 classes"),
+    (lambda x, y: (np.concatenate([x, x[:2]]), y + ["e", "f"]), rt.InputError, "max_ways"),
+    (lambda x, y: (np.concatenate([x, x[:2]]), y + ["class-0", "class-0"]), rt.InputError, "max_shots"),
+    (lambda x, y: (x, y[:-1]), rt.InputError, "labels"),
+    (lambda x, y: (x[:0], []), rt.InputError, "empty"),
+])
+def test_bad_input_gets_a_specific_error(artifact, make, error, message):
+    x, y = _task(4, 2)
+    with pytest.raises(error, match=message) as caught:
+        rt.load(artifact[0]).adapt(*make(x, y))
+    assert isinstance(caught.value, rt.EdgeAdaptError)
+
+
+def test_input_errors_are_value_and_type_errors():
+    assert issubclass(rt.InputError, ValueError) and issubclass(rt.InputTypeError, TypeError)
+
+
+def test_divergence_is_reported(artifact):
+    x, y = _task(2, 2)
+    with pytest.raises(rt.AdaptationError, match="not finite"):
+        rt.load(artifact[0]).adapt(np.full_like(x, 3e38), y)
+
+
+@pytest.mark.parametrize("damage, message", [("tamper", "sha256"), ("version", "format_version"),
+                                             ("delete", "missing"), ("manifest", "not valid JSON")])
+def test_corrupt_artifacts_are_refused(artifact, tmp_path, damage, message):
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(artifact[0], copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    if damage == "tamper":
+        data = bytearray((copy / "predict.onnx").read_bytes())
+        data[len(data) // 2] ^= 0x01
+        (copy / "predict.onnx").write_bytes(bytes(data))
+    elif damage == "version":
+        manifest["format_version"] = 2
+        (copy / "manifest.json").write_text(json.dumps(manifest))
+    elif damage == "delete":
+        (copy / "adapt.onnx").unlink()
+    else:
+        (copy / "manifest.json").write_text("{")
+    with pytest.raises(rt.ArtifactError, match=message):
+        rt.load(copy)
+
+
+def test_saved_state_round_trips_and_is_verified(artifact, tmp_path):
+    learner = rt.load(artifact[0])
+    x, y = _task(3, 2, seed=5)
+    adapted = learner.adapt(x, y)
+    path = adapted.save(tmp_path / "me.npz")
+    restored = learner.restore(path)
+    assert restored.classes == adapted.classes
+    np.testing.assert_array_equal(restored.predict_proba(x), adapted.predict_proba(x))
+    with np.load(path) as saved:  # an edited weight, saved with the original metadata
+        arrays = {k: saved[k].copy() for k in saved.files}
+    arrays["head.bias"][0] += 1.0
+    np.savez(tmp_path / "edited.npz", **arrays)
+    with pytest.raises(rt.ArtifactError, match="checksum"):
+        learner.restore(tmp_path / "edited.npz")
+    (tmp_path / "truncated.npz").write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(rt.ArtifactError, match="not a readable"):
+        learner.restore(tmp_path / "truncated.npz")
+    with pytest.raises(rt.ArtifactError, match="no saved state"):
+        learner.restore(tmp_path / "missing.npz")
+
+
+def test_learner_is_safe_to_share_between_threads(artifact):
+    learner = rt.load(artifact[0])
+    tasks = [_task(3, 2, seed=s) for s in range(4)]
+    expected = [learner.adapt(x, y).predict_proba(x) for x, y in tasks]
+    results = [None] * 4
+
+    def work(i):
+        results[i] = learner.adapt(*tasks[i]).predict_proba(tasks[i][0])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_runtime_does_not_import_torch():
+    code = "import sys, edgeadapt.runtime; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
