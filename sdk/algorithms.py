@@ -12,7 +12,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch.func import grad
 
-from .inner_loop import InnerLoop, Params
+from .inner_loop import PAD_LABEL, InnerLoop, Params
 from .tasks import TaskBatch
 
 ALGORITHMS = ("maml", "fomaml", "reptile")
@@ -29,12 +29,13 @@ class MetaStep(NamedTuple):
 def query_metrics(inner: InnerLoop, outputs: torch.Tensor, query_y: torch.Tensor) -> tuple[torch.Tensor, float | None]:
     """Mean query loss over the tasks of a batch, and mean accuracy for classification.
 
-    Every task has as many queries, so the mean over all queries is the mean of task means.
+    Every task has as many queries (padding queries, labelled ``PAD_LABEL``, are left out).
     """
     loss = inner.loss_value(outputs.flatten(0, 1), query_y.flatten(0, 1))
     if inner.loss != "cross_entropy":
         return loss, None
-    return loss, (outputs.argmax(-1) == query_y).float().mean().item()
+    real = query_y != PAD_LABEL
+    return loss, ((outputs.argmax(-1) == query_y) & real).sum().item() / max(real.sum().item(), 1)
 
 
 def maml_gradient(inner: InnerLoop, params: Params, batch: TaskBatch) -> MetaStep:
@@ -42,7 +43,7 @@ def maml_gradient(inner: InnerLoop, params: Params, batch: TaskBatch) -> MetaSte
 
     def meta_loss(p: Params) -> tuple[torch.Tensor, torch.Tensor]:
         adapted = inner.adapt_batch(p, batch.support_x, batch.support_y)
-        outputs = inner.forward_batch(adapted, batch.query_x)
+        outputs = inner.query_outputs(adapted, batch.query_x, batch.support_y)
         return query_metrics(inner, outputs, batch.query_y)[0], outputs
 
     gradient, outputs = grad(meta_loss, has_aux=True)(params)
@@ -54,7 +55,7 @@ def fomaml_gradient(inner: InnerLoop, params: Params, batch: TaskBatch) -> MetaS
     adapted = inner.adapt_batch(params, batch.support_x, batch.support_y)
 
     def meta_loss(a: Params) -> tuple[torch.Tensor, torch.Tensor]:
-        outputs = inner.forward_batch(a, batch.query_x)
+        outputs = inner.query_outputs(a, batch.query_x, batch.support_y)
         # Scaled to the sum of per-task means, so each slice holds that task's own gradient.
         return query_metrics(inner, outputs, batch.query_y)[0] * len(outputs), outputs
 
@@ -66,7 +67,7 @@ def reptile_gradient(inner: InnerLoop, params: Params, batch: TaskBatch) -> Meta
     """Reptile: ``params - mean(adapted)``, so a step of size eps moves towards the adapted weights."""
     adapted = inner.adapt_batch(params, batch.support_x, batch.support_y)
     direction = {k: params[k] - adapted[k].mean(0) for k in params}
-    outputs = inner.forward_batch(adapted, batch.query_x) if batch.query_x.shape[1] else None
+    outputs = inner.query_outputs(adapted, batch.query_x, batch.support_y) if batch.query_x.shape[1] else None
     if outputs is None:
         return MetaStep(direction, float("nan"), None)
     return _step(inner, direction, outputs, batch)

@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Meta-train with Reptile, FOMAML or MAML; checkpoints, metrics.jsonl "
                                             "and summary.json go to --out.")
     _add_data_arguments(train)
+    train.add_argument("--min-ways", type=_positive_int, default=None,
+                       help="train on tasks of --min-ways..--ways classes (padded, as deployed artifacts pad)")
+    train.add_argument("--min-shots", type=_positive_int, default=None,
+                       help="train on tasks of --min-shots..--shots examples per class")
     train.add_argument("--algorithm", choices=("reptile", "fomaml", "maml"), default="reptile")
     train.add_argument("--iterations", type=_positive_int, default=None, help="meta-iterations (default: per dataset)")
     train.add_argument("--meta-batch", type=_positive_int, default=5, help="tasks per meta-batch (default: %(default)s)")
@@ -124,7 +128,8 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
             for k in ("iterations", "inner_steps", "inner_lr", "outer_lr", "hidden")}
     torch.manual_seed(args.seed)
     train_sampler, data = make_sampler(args.dataset, args.data, args.split, args.ways, args.shots,
-                                       args.query_shots, args.seed, training=True)
+                                       args.query_shots, args.seed, training=True, min_ways=args.min_ways,
+                                       min_shots=args.min_shots)
     if model is None:
         model = build_default_model(args.dataset, args.ways, pick["hidden"])
     args.out.mkdir(parents=True, exist_ok=True)

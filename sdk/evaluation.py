@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .inner_loop import InnerLoop
+from .inner_loop import PAD_LABEL, InnerLoop
 from .training import TaskSampler
 
 
@@ -48,7 +48,8 @@ class EvalResult:
 @torch.no_grad()
 def _scores(inner: InnerLoop, outputs: torch.Tensor, query_y: torch.Tensor) -> torch.Tensor:
     if inner.loss == "cross_entropy":
-        return (outputs.argmax(-1) == query_y).float().mean(-1)
+        real = (query_y != PAD_LABEL).float()
+        return ((outputs.argmax(-1) == query_y).float() * real).sum(-1) / real.sum(-1)
     return ((outputs - query_y) ** 2).flatten(1).mean(-1)
 
 
@@ -82,7 +83,7 @@ def evaluate(
         sx, sy, qx, qy = (t.to(device) for t in batch)
         adapted = inner.adapt_batch(params, sx, sy)
         with torch.no_grad():
-            scores.append(_scores(inner, inner.forward_batch(adapted, qx), qy).cpu())
+            scores.append(_scores(inner, inner.query_outputs(adapted, qx, sy), qy).cpu())
         remaining -= len(sx)
     return EvalResult("accuracy" if inner.loss == "cross_entropy" else "mse", torch.cat(scores).numpy())
 

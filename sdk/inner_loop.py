@@ -18,6 +18,7 @@ Params = dict[str, torch.Tensor]
 LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
 SCOPES = ("all", "head")
 MASKED_LOGIT = -1e9
+PAD_LABEL = -100  # label of a padding example: ignored by the loss (PyTorch's ignore_index)
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,9 @@ class InnerLoop:
     ) -> Params:
         """Parameters after ``steps`` (default ``inner_steps``) SGD steps on one task's support set.
 
-        A task padded to a fixed size passes ``example_mask`` (per support example) and ``class_mask``
-        (per output, see :func:`mask_classes`); padding then has no effect on the result.
+        A task padded to a fixed size marks padding examples with ``example_mask`` 0.0 (or the label
+        ``PAD_LABEL``) and absent classes with ``class_mask`` 0.0; by default a classification task's
+        classes are labels ``0..max(support_y)`` (see :meth:`task_class_mask`). Padding has no effect.
         Differentiable with respect to ``params`` (second order, for MAML) under ``torch.func``.
         """
         steps = self.inner_steps if steps is None else steps
@@ -105,7 +107,9 @@ class InnerLoop:
                 return self.forward_with_weights(support_x, {**frozen, **fast_params})
 
         def support_loss(fast_params: Params) -> torch.Tensor:
-            return self.loss_value(mask_classes(outputs(fast_params), class_mask), support_y, example_mask)
+            out = outputs(fast_params)
+            mask = class_mask if class_mask is not None else self.task_class_mask(support_y, out.shape[-1])
+            return self.loss_value(mask_classes(out, mask), support_y, example_mask)
 
         gradient = grad(support_loss)
         for _ in range(steps):
@@ -120,6 +124,20 @@ class InnerLoop:
     def forward_batch(self, batched_params: Params, x: torch.Tensor) -> torch.Tensor:
         """Outputs for a task batch ``x`` (tasks, examples, ...) with per-task parameters."""
         return vmap(self.forward_with_weights, in_dims=(0, 0))(x, batched_params)
+
+    def query_outputs(self, batched_params: Params, query_x: torch.Tensor, support_y: torch.Tensor) -> torch.Tensor:
+        """Per-task outputs for the queries; for classification, logits of classes absent from a task are masked."""
+        outputs = self.forward_batch(batched_params, query_x)
+        if self.loss != "cross_entropy":
+            return outputs
+        return mask_classes(outputs, self.task_class_mask(support_y, outputs.shape[-1]).unsqueeze(-2))
+
+    def task_class_mask(self, support_y: torch.Tensor, n_outputs: int) -> torch.Tensor | None:
+        """1.0 for the outputs ``0..max(support_y)`` a classification task uses, 0.0 for the rest (per task)."""
+        if self.loss != "cross_entropy":
+            return None
+        top = support_y.max(dim=-1, keepdim=True).values
+        return (torch.arange(n_outputs, device=support_y.device) <= top).float()
 
     def _submodule_forward(self, name: str, params: Params, x: torch.Tensor) -> torch.Tensor:
         prefix = f"{name}."

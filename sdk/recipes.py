@@ -50,13 +50,16 @@ def build_default_model(dataset: str, ways: int, hidden: int) -> nn.Module:
 
 
 def make_sampler(dataset: str, data: Path | None, split: str, ways: int, shots: int, query_shots: int,
-                 seed: int, training: bool) -> tuple[TaskSampler, dict[str, Any]]:
+                 seed: int, training: bool, min_ways: int | None = None,
+                 min_shots: int | None = None) -> tuple[TaskSampler, dict[str, Any]]:
     """A task sampler over one split, and a JSON description of where its tasks come from.
 
-    Training splits of image datasets are augmented with 90/180/270 degree rotations.
+    Training splits of image datasets are augmented with 90/180/270 degree rotations. ``min_ways`` /
+    ``min_shots`` make task sizes vary, padded to ``ways`` x ``shots`` (see ``EpisodeSampler``).
     """
     description: dict[str, Any] = {"dataset": dataset, "split": split, "ways": ways, "shots": shots,
-                                   "query_shots": query_shots}
+                                   "query_shots": query_shots, "min_ways": min_ways or ways,
+                                   "min_shots": min_shots or shots}
     if dataset == "sine":
         return SineTaskSampler(shots=shots, query=query_shots, seed=seed), description
     classes = _classes(dataset, None if data is None else str(data), split)
@@ -65,7 +68,7 @@ def make_sampler(dataset: str, data: Path | None, split: str, ways: int, shots: 
     if dataset == "omniglot":
         description["validation_alphabets"] = list(OMNIGLOT_VALIDATION_ALPHABETS)
     description["classes"] = classes.n_classes
-    return EpisodeSampler(classes, ways, shots, query_shots, seed), description
+    return EpisodeSampler(classes, ways, shots, query_shots, seed, min_ways, min_shots), description
 
 
 @lru_cache(maxsize=8)

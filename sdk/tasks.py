@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from .datasets.base import ClassDataset, SeededSampler, TaskBatch
+from .inner_loop import PAD_LABEL
 
 __all__ = ["EpisodeSampler", "TaskBatch"]
 
@@ -18,11 +19,16 @@ class EpisodeSampler(SeededSampler):
     each; the order in which classes are picked assigns the labels, so label meanings are
     permuted from task to task. Sampling is deterministic given ``seed``, and only touches
     the dataset it was given, so splits can never mix.
+
+    With ``min_ways`` / ``min_shots`` each task has between ``min_ways`` and ``ways`` classes and
+    between ``min_shots`` and ``shots`` support examples per class, padded to the full size with
+    examples labelled ``PAD_LABEL`` (ignored by the loss), as a deployed artifact pads its tasks.
     """
 
     loss = "cross_entropy"
 
-    def __init__(self, dataset: ClassDataset, ways: int, shots: int, query_shots: int = 5, seed: int = 0):
+    def __init__(self, dataset: ClassDataset, ways: int, shots: int, query_shots: int = 5, seed: int = 0,
+                 min_ways: int | None = None, min_shots: int | None = None):
         if ways < 2:
             raise ValueError(f"ways must be >= 2, got {ways}")
         if shots < 1 or query_shots < 0:
@@ -33,6 +39,11 @@ class EpisodeSampler(SeededSampler):
             raise ValueError(
                 f"shots + query_shots = {shots + query_shots} exceeds the {dataset.n_drawings} drawings per class"
             )
+        self.min_ways = ways if min_ways is None else min_ways
+        self.min_shots = shots if min_shots is None else min_shots
+        if not 2 <= self.min_ways <= ways or not 1 <= self.min_shots <= shots:
+            raise ValueError(f"need 2 <= min_ways <= ways and 1 <= min_shots <= shots, got min_ways={min_ways}, "
+                             f"ways={ways}, min_shots={min_shots}, shots={shots}")
         self.dataset = dataset
         self.ways, self.shots, self.query_shots = ways, shots, query_shots
         super().__init__(seed)
@@ -48,7 +59,13 @@ class EpisodeSampler(SeededSampler):
         classes = torch.rand(n_tasks, self.dataset.n_classes, generator=g).topk(ways, dim=1).indices
         drawings = torch.rand(n_tasks, ways, self.dataset.n_drawings, generator=g).argsort(dim=2)[..., :per_class]
         images = self.dataset.images[classes[:, :, None], drawings]  # (tasks, ways, per_class, C, H, W)
-        labels = torch.arange(ways).view(1, ways, 1).expand(n_tasks, ways, per_class)
+        labels = torch.arange(ways).view(1, ways, 1).expand(n_tasks, ways, per_class).clone()
+        if (self.min_ways, self.min_shots) != (ways, self.shots):
+            task_ways = torch.randint(self.min_ways, ways + 1, (n_tasks, 1, 1), generator=g)
+            task_shots = torch.randint(self.min_shots, self.shots + 1, (n_tasks, 1, 1), generator=g)
+            slot = torch.arange(per_class).view(1, 1, per_class)
+            padding = (labels >= task_ways) | ((slot < self.shots) & (slot >= task_shots))
+            labels[padding] = PAD_LABEL
         shape = self.dataset.image_shape
         support, query = images[:, :, : self.shots], images[:, :, self.shots :]
         return TaskBatch(
@@ -61,4 +78,4 @@ class EpisodeSampler(SeededSampler):
     def describe(self) -> dict[str, Any]:
         """The task distribution, as JSON for checkpoints and metrics."""
         return {"ways": self.ways, "shots": self.shots, "query_shots": self.query_shots,
-                "classes": self.dataset.n_classes}
+                "min_ways": self.min_ways, "min_shots": self.min_shots, "classes": self.dataset.n_classes}

@@ -198,3 +198,18 @@ def test_padding_with_masks_does_not_change_adaptation(scope):
     adapted = inner.inner_update(inner.params(), padded_x, padded_y, example_mask=example_mask, class_mask=class_mask)
     for k in expected:
         torch.testing.assert_close(adapted[k], expected[k])
+
+
+def test_padding_labels_and_derived_class_mask_equal_explicit_masks():
+    from edgeadapt.sdk.inner_loop import PAD_LABEL
+
+    torch.manual_seed(9)
+    inner = InnerLoop(Conv4(ways=5, hidden=4), 0.5, 2)
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(10, 1, 28, 28, generator=g)
+    y = torch.tensor([0, 0, 1, 1, 2, 2] + [PAD_LABEL] * 4)
+    explicit = inner.inner_update(inner.params(), x, y.clamp(min=0), example_mask=(y >= 0).double(),
+                                  class_mask=torch.tensor([1.0, 1, 1, 0, 0]))
+    derived = inner.inner_update(inner.params(), x, y)
+    for k in explicit:
+        torch.testing.assert_close(derived[k], explicit[k])

@@ -29,6 +29,23 @@ def test_train_then_eval_on_glyphs(tmp_path, capsys):
     assert result["tasks"] == 10 and 0.0 <= result["mean"] <= 1.0 and result["inner_steps"] == 5
 
 
+def test_variable_task_sizes_train_and_export(tmp_path):
+    import numpy as np
+
+    import edgeadapt.runtime as rt
+
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "glyphs", "--ways", "4", "--min-ways", "2", "--shots", "2", "--min-shots", "1",
+                 "--hidden", "4", "--inner-steps", "1", "--iterations", "2", "--eval-tasks", "0", "--out", str(out),
+                 "--no-progress"]) == 0
+    config = json.loads((out / "checkpoint" / "config.json").read_text())
+    assert config["data"]["min_ways"] == 2 and config["data"]["min_shots"] == 1
+    assert main(["export", str(out / "checkpoint"), "-o", str(tmp_path / "artifact"), "--max-shots", "2"]) == 0
+    learner = rt.load(tmp_path / "artifact")
+    adapted = learner.adapt(np.zeros((3, 1, 28, 28), np.float32), ["a", "b", "c"])
+    assert adapted.predict_proba(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 3)
+
+
 def test_resume_continues_a_run(tmp_path):
     out = tmp_path / "run"
     base = ["train", "--dataset", "glyphs", "--hidden", "8", "--eval-tasks", "0", "--out", str(out), "--no-progress"]

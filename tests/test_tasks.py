@@ -67,3 +67,21 @@ def test_rejects_impossible_tasks():
         EpisodeSampler(labelled_dataset(), ways=5, shots=15, query_shots=10)
     with pytest.raises(ValueError, match="ways"):
         EpisodeSampler(labelled_dataset(), ways=1, shots=1)
+
+
+def test_variable_ways_and_shots_are_padded_with_ignored_labels():
+    from edgeadapt.sdk.inner_loop import PAD_LABEL
+
+    sampler = EpisodeSampler(labelled_dataset(), ways=5, shots=3, query_shots=2, seed=9, min_ways=2, min_shots=1)
+    batch = sampler.sample(300)
+    assert batch.support_x.shape == (300, 15, 1, 28, 28) and batch.query_y.shape == (300, 10)
+    seen_ways, seen_shots = set(), set()
+    for sy, qy in zip(batch.support_y, batch.query_y):
+        real = sy[sy != PAD_LABEL]
+        ways = int(real.max()) + 1
+        counts = torch.bincount(real, minlength=ways)
+        assert torch.all(counts == counts[0]) and 1 <= counts[0] <= 3  # every class has the task's shot count
+        assert set(qy[qy != PAD_LABEL].tolist()) == set(range(ways))  # queries only from the task's classes
+        seen_ways.add(ways)
+        seen_shots.add(int(counts[0]))
+    assert seen_ways == {2, 3, 4, 5} and seen_shots == {1, 2, 3}
