@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -51,12 +53,28 @@ def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_w
     try:
         adapt = export_adapt(inner, spec, staging / "adapt.onnx")
         export_predict(inner, spec, staging / "predict.onnx")
+        write_ort_format(staging)
         manifest = _manifest(config, inner, spec, adapt, staging)
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         replace_folder(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def write_ort_format(folder: Path) -> None:
+    """Add ORT-format copies (``*.ort``, for ONNX Runtime Mobile) of the folder's graphs and the
+    ``required_operators.config`` that a reduced-size mobile build takes (``--include_ops_by_config``)."""
+    command = [sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", str(folder),
+               "--optimization_style", "Fixed", "--target_platform", "arm"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"ORT-format conversion failed: {result.stderr.strip()[-2000:]}")
+    config = folder / "required_operators.config"
+    # The generated header names the staging paths; keep only the operator lines and say what they are for.
+    operators = [line for line in config.read_text().splitlines() if line and not line.startswith("#")]
+    config.write_text("# Operators used by adapt.ort and predict.ort (ONNX Runtime --include_ops_by_config)\n"
+                      + "\n".join(operators) + "\n")
 
 
 def _manifest(config: dict[str, Any], inner: InnerLoop, spec: GraphSpec, adapt: onnx.ModelProto,

@@ -40,7 +40,23 @@ def test_manifest_describes_the_artifact(artifact):
     for key in ("format_version", "input_shape", "input_dtype", "max_ways", "max_shots", "inner_steps", "inner_lr",
                 "scope", "model", "training", "files"):
         assert key in learner.manifest
-    assert set(learner.manifest["files"]) == {"adapt.onnx", "predict.onnx"}
+    assert set(learner.manifest["files"]) == {"adapt.onnx", "predict.onnx", "adapt.ort", "predict.ort",
+                                              "required_operators.config"}
+    operators = (artifact[0] / "required_operators.config").read_text()
+    assert "ai.onnx;" in operators and "Conv" in operators
+
+
+def test_ort_format_graphs_compute_the_same(artifact):
+    import onnxruntime as ort
+
+    x, y = _task(3, 2, seed=4)
+    padded = {"support_x": np.zeros((12, 1, 28, 28), np.float32), "support_y": np.zeros(12, np.int64),
+              "example_mask": np.zeros(12, np.float32), "class_mask": np.array([1, 1, 1, 0], np.float32)}
+    padded["support_x"][:6], padded["example_mask"][:6] = x, 1.0
+    padded["support_y"][:6] = [0, 0, 1, 1, 2, 2]
+    results = [ort.InferenceSession(str(artifact[0] / name)).run(None, padded) for name in ("adapt.onnx", "adapt.ort")]
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, atol=1e-6)
 
 
 @pytest.mark.parametrize("ways, shots", [(2, 1), (3, 2), (4, 3)])
