@@ -11,8 +11,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import onnxruntime
+import torch
 
 from edgeadapt.sdk.checkpoint import load_checkpoint
 from edgeadapt.sdk.fileio import replace_folder, sha256_file
@@ -54,12 +56,28 @@ def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_w
         adapt = export_adapt(inner, spec, staging / "adapt.onnx")
         export_predict(inner, spec, staging / "predict.onnx")
         write_ort_format(staging)
+        write_selfcheck(inner, spec, staging / "selfcheck.npz")
         manifest = _manifest(config, inner, spec, adapt, staging)
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         replace_folder(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def write_selfcheck(inner: InnerLoop, spec: GraphSpec, path: Path, queries: int = 8) -> None:
+    """Save a full-size task and the probabilities PyTorch predicts after adapting to it, so a device can
+    check that it computes the same (``Learner.self_test``)."""
+    generator = torch.Generator().manual_seed(0)
+    support_x = torch.rand(spec.support_size, *spec.input_shape, generator=generator)
+    support_y = torch.arange(spec.max_ways).repeat_interleave(spec.max_shots)
+    query_x = torch.rand(queries, *spec.input_shape, generator=generator)
+    params = inner.inner_update(inner.params(), support_x, support_y)
+    with torch.no_grad():
+        probabilities = torch.softmax(inner.forward_with_weights(query_x, params), dim=-1)
+    with open(path, "wb") as f:
+        np.savez(f, support_x=support_x.numpy(), support_y=support_y.numpy(), query_x=query_x.numpy(),
+                 probabilities=probabilities.numpy())
 
 
 def write_ort_format(folder: Path) -> None:

@@ -1,7 +1,7 @@
 """edgeadapt.runtime: adapt an exported model on device with numpy and onnxruntime only (no torch)."""
 
-from .errors import AdaptationError, ArtifactError, EdgeAdaptError, InputError, InputTypeError
+from .errors import AdaptationError, ArtifactError, EdgeAdaptError, InputError, InputTypeError, SelfTestError
 from .learner import AdaptedLearner, Learner, load
 
 __all__ = ["AdaptationError", "AdaptedLearner", "ArtifactError", "EdgeAdaptError", "InputError",
-           "InputTypeError", "Learner", "load"]
+           "InputTypeError", "Learner", "SelfTestError", "load"]

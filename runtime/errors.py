@@ -19,3 +19,7 @@ class ArtifactError(EdgeAdaptError):
 
 class AdaptationError(EdgeAdaptError):
     """Adaptation diverged: the adapted parameters are not finite (lower the learning rate or check the data)."""
+
+
+class SelfTestError(EdgeAdaptError):
+    """This device's adaptation differs from what PyTorch computed at export time by more than the tolerance."""

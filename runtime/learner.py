@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .artifact import read_manifest
-from .errors import AdaptationError, ArtifactError, InputError, InputTypeError
+from .errors import AdaptationError, ArtifactError, InputError, InputTypeError, SelfTestError
 
 STATE_FORMAT = 1
 
@@ -86,6 +86,22 @@ class Learner:
         if not all(np.isfinite(p).all() for p in params.values()):
             raise AdaptationError("adaptation diverged: the adapted parameters are not finite")
         return AdaptedLearner(self, tuple(classes), params)
+
+    def self_test(self, atol: float = 1e-4) -> float:
+        """Adapt to the artifact's reference task and compare with PyTorch's probabilities from export time.
+
+        Returns the largest absolute difference; raises SelfTestError above ``atol``.
+        """
+        try:
+            with np.load(self.path / "selfcheck.npz", allow_pickle=False) as data:
+                ref = {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise ArtifactError(f"{self.path / 'selfcheck.npz'} is not readable: {e}") from e
+        adapted = self.adapt(ref["support_x"], ref["support_y"].tolist())
+        difference = float(np.abs(adapted.predict_proba(ref["query_x"]) - ref["probabilities"]).max())
+        if not difference <= atol:
+            raise SelfTestError(f"probabilities differ from PyTorch's by {difference:.2e} > {atol:.0e}")
+        return difference
 
     def restore(self, path: str | os.PathLike) -> "AdaptedLearner":
         """Load a state written by :meth:`AdaptedLearner.save`, checking it belongs to this artifact."""

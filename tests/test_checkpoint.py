@@ -6,7 +6,7 @@ import torch
 from edgeadapt.sdk import CheckpointError, Conv4, EpisodeSampler, load_checkpoint, save_checkpoint, train_maml
 from edgeadapt.sdk.checkpoint import load_training_state
 
-from conftest import labelled_dataset
+from helpers import labelled_dataset
 
 
 def _model(seed=0):

@@ -6,7 +6,7 @@ from edgeadapt.sdk import Conv4, EpisodeSampler, EvalResult, InnerLoop, MetaConf
 from edgeadapt.sdk.datasets import SineTaskSampler
 from edgeadapt.sdk.models import MLP
 
-from conftest import labelled_dataset
+from helpers import labelled_dataset
 
 
 def test_confidence_interval_is_1_96_standard_errors():

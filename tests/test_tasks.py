@@ -2,7 +2,7 @@ import torch
 
 from edgeadapt.sdk.tasks import EpisodeSampler
 
-from conftest import labelled_dataset
+from helpers import labelled_dataset
 
 
 def test_shapes_and_label_layout():

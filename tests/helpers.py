@@ -1,8 +1,7 @@
-"""Shared fixtures: tiny class datasets whose pixels identify their class."""
+"""Shared test helpers (torch): tiny class datasets whose pixels identify their class."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from edgeadapt.sdk.datasets.base import ClassDataset
@@ -15,9 +14,3 @@ def labelled_dataset(n_classes: int = 12, n_drawings: int = 20, size: int = 28, 
     names = tuple(f"class{offset + c}" for c in range(n_classes))
     return ClassDataset(images, names, tuple("alpha" if c % 2 else "beta" for c in range(n_classes)))
 
-
-@pytest.fixture
-def random_dataset() -> ClassDataset:
-    g = torch.Generator().manual_seed(0)
-    images = torch.rand(10, 20, 1, 28, 28, generator=g)
-    return ClassDataset(images, tuple(f"c{i}" for i in range(10)), tuple("a" for _ in range(10)))
