@@ -89,16 +89,14 @@ def trace_adapt(inner: InnerLoop, spec: GraphSpec) -> torch.fx.GraphModule:
     return make_fx(adapt, decomposition_table=export_decompositions())(*example)
 
 
-def export_adapt(inner: InnerLoop, spec: GraphSpec, path: str | os.PathLike) -> onnx.ModelProto:
-    """Write the ``adapt`` graph, with the model's current (meta-learned) weights inside, to ``path``."""
-    graph = trace_adapt(inner, spec)
-    module = _Frozen(graph, list(inner.params().values()))
-    program = torch.export.export(module, _example_adapt_inputs(spec))
-    return _to_onnx(program, list(ADAPT_INPUTS), adapted_names(inner), path)
+def adapt_program(inner: InnerLoop, spec: GraphSpec) -> torch.export.ExportedProgram:
+    """The ``adapt`` routine as an ExportedProgram, the model's current (meta-learned) weights inside."""
+    module = _Frozen(trace_adapt(inner, spec), list(inner.params().values()))
+    return torch.export.export(module, _example_adapt_inputs(spec))
 
 
-def export_predict(inner: InnerLoop, spec: GraphSpec, path: str | os.PathLike) -> onnx.ModelProto:
-    """Write the ``predict`` graph: ``(x, class_mask, *adapted params) -> probabilities``; frozen weights inside."""
+def predict_program(inner: InnerLoop, spec: GraphSpec, max_batch: int = 1 << 16) -> torch.export.ExportedProgram:
+    """``(x, class_mask, *adapted params) -> probabilities`` as an ExportedProgram; frozen weights inside."""
     adapted, frozen = adapted_names(inner), frozen_names(inner)
     params = inner.params()
 
@@ -108,10 +106,20 @@ def export_predict(inner: InnerLoop, spec: GraphSpec, path: str | os.PathLike) -
 
     module = _Frozen(predict, [params[n] for n in frozen])
     example = (torch.zeros(2, *spec.input_shape), torch.ones(spec.max_ways), *(params[n] for n in adapted))
-    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    batch = torch.export.Dim("batch", min=1, max=max_batch)
     dynamic = ({0: batch}, None) + (None,) * len(adapted)
-    program = torch.export.export(module, example, dynamic_shapes=(dynamic,))  # one entry: the *inputs tuple
-    return _to_onnx(program, ["x", "class_mask", *adapted], ["probabilities"], path)
+    return torch.export.export(module, example, dynamic_shapes=(dynamic,))  # one entry: the *inputs tuple
+
+
+def export_adapt(inner: InnerLoop, spec: GraphSpec, path: str | os.PathLike) -> onnx.ModelProto:
+    """Write the ``adapt`` graph to ``path``."""
+    return _to_onnx(adapt_program(inner, spec), list(ADAPT_INPUTS), adapted_names(inner), path)
+
+
+def export_predict(inner: InnerLoop, spec: GraphSpec, path: str | os.PathLike) -> onnx.ModelProto:
+    """Write the ``predict`` graph to ``path``."""
+    return _to_onnx(predict_program(inner, spec), ["x", "class_mask", *adapted_names(inner)], ["probabilities"],
+                    path)
 
 
 def _to_onnx(program: torch.export.ExportedProgram, inputs: list[str], outputs: list[str],
