@@ -19,10 +19,10 @@ ALGORITHMS = ("maml", "fomaml", "reptile")
 
 
 class MetaStep(NamedTuple):
-    """A meta-gradient and the mean query loss / accuracy of the adapted parameters."""
+    """A meta-gradient and the mean query loss / accuracy of the adapted parameters (None without queries)."""
 
     gradient: Params
-    query_loss: float
+    query_loss: float | None
     query_accuracy: float | None
 
 
@@ -69,7 +69,7 @@ def reptile_gradient(inner: InnerLoop, params: Params, batch: TaskBatch) -> Meta
     direction = {k: params[k] - adapted[k].mean(0) for k in params}
     outputs = inner.query_outputs(adapted, batch.query_x, batch.support_y) if batch.query_x.shape[1] else None
     if outputs is None:
-        return MetaStep(direction, float("nan"), None)
+        return MetaStep(direction, None, None)
     return _step(inner, direction, outputs, batch)
 
 

@@ -101,9 +101,9 @@ class MetaTrainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.iteration += 1
-        record = {"iteration": self.iteration, "loss": result.query_loss, "outer_lr": lr}
-        if result.query_accuracy is not None:
-            record["accuracy"] = result.query_accuracy
+        record = {"iteration": self.iteration, "outer_lr": lr, "loss": result.query_loss,
+                  "accuracy": result.query_accuracy}
+        record = {k: v for k, v in record.items() if v is not None}
         self.history.append(record)
         return record
 

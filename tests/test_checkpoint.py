@@ -114,3 +114,11 @@ def test_interrupted_run_resumes_bit_identically(tmp_path, algorithm):
         assert torch.equal(a, b), name
     assert resumed_history == history
     assert [json.loads(line)["iteration"] for line in (tmp_path / "m.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_reptile_without_queries_checkpoints(tmp_path):
+    sampler = EpisodeSampler(labelled_dataset(), ways=3, shots=1, query_shots=0, seed=1)
+    _, history = train_maml(_model(), sampler, 0.1, 1.0, 1, "reptile", 2, 2, checkpoint_dir=tmp_path / "c",
+                            progress=False)
+    assert [sorted(r) for r in history] == [["iteration", "outer_lr"]] * 2
+    assert load_training_state(tmp_path / "c")[1]["iteration"] == 2
