@@ -34,7 +34,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "omniglot": {"iterations": 20000, "inner_steps": 5, "inner_lr": 0.1, "hidden": 64},
     "sine": {"iterations": 10000, "inner_steps": 5, "inner_lr": 0.02, "hidden": 40},
 }
-_OUTER_LR = {"reptile": 1.0, "fomaml": 0.001, "maml": 0.001}
+_OUTER_LR = {"reptile": 0.1, "fomaml": 0.001, "maml": 0.001}
 
 
 def recipe_defaults(dataset: str, algorithm: str) -> dict[str, Any]:
