@@ -8,7 +8,6 @@ maps inputs (any batch size), the class mask and adapted parameters to class pro
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,6 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from edgeadapt.sdk.inner_loop import InnerLoop, mask_classes
 
 from .decompositions import export_decompositions
-
-log = logging.getLogger(__name__)
 
 ADAPT_INPUTS = ("support_x", "support_y", "example_mask", "class_mask")
 OPSET = 18
