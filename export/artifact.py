@@ -1,4 +1,5 @@
-"""Package a checkpoint as a deployable artifact: ONNX adapt + predict graphs and a hashed manifest."""
+"""Package a checkpoint as a deployable artifact: ONNX adapt + predict graphs, their ORT-format copies,
+an optional ExecuTorch program, a self-check task and a hashed manifest."""
 
 from __future__ import annotations
 
@@ -20,19 +21,26 @@ from edgeadapt.sdk.checkpoint import load_checkpoint
 from edgeadapt.sdk.fileio import replace_folder, sha256_file
 from edgeadapt.sdk.inner_loop import InnerLoop
 
+from .executorch_program import PREDICT_BATCH, executorch_available, export_executorch
 from .onnx_graphs import ADAPT_INPUTS, OPSET, GraphSpec, adapted_names, export_adapt, export_predict
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MIN_ONNXRUNTIME = "1.17"  # first release that runs IR version 10 / opset 18 graphs as exported here
 
 
 def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_ways: int | None = None,
-                    max_shots: int = 5) -> Path:
+                    max_shots: int = 5, executorch: bool | None = None) -> Path:
     """Export the checkpoint's model and its inner loop to the folder ``out`` (written atomically).
 
-    ``max_ways`` defaults to the model's number of outputs; tasks of 2..max_ways classes and
-    1..max_shots examples per class are served by padding with masks.
+    ``max_ways`` defaults to the model's number of outputs; one artifact serves tasks of 2..max_ways
+    classes (absent classes masked) and 1..max_shots examples per class (a dynamic support size).
+    ``executorch`` adds ``model.pte`` (default: when the executorch package is installed; lowering
+    takes minutes).
     """
+    if executorch is None:
+        executorch = executorch_available()
+    elif executorch and not executorch_available():
+        raise ValueError("the ExecuTorch program needs the executorch package: pip install 'edgeadapt[executorch]'")
     model, config = load_checkpoint(checkpoint)
     training = config.get("training", {})
     if training.get("loss", "cross_entropy") != "cross_entropy":
@@ -56,6 +64,8 @@ def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_w
         adapt = export_adapt(inner, spec, staging / "adapt.onnx")
         export_predict(inner, spec, staging / "predict.onnx")
         write_ort_format(staging)
+        if executorch:
+            export_executorch(inner, spec, staging / "model.pte")
         write_selfcheck(inner, spec, staging / "selfcheck.npz")
         manifest = _manifest(config, inner, spec, adapt, staging)
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -98,7 +108,7 @@ def write_ort_format(folder: Path) -> None:
 def _manifest(config: dict[str, Any], inner: InnerLoop, spec: GraphSpec, adapt: onnx.ModelProto,
               folder: Path) -> dict[str, Any]:
     params = inner.params()
-    return {
+    manifest = {
         "format_version": FORMAT_VERSION,
         "input_shape": list(spec.input_shape),
         "input_dtype": "float32",
@@ -117,3 +127,9 @@ def _manifest(config: dict[str, Any], inner: InnerLoop, spec: GraphSpec, adapt: 
                  "exported_with_onnxruntime": onnxruntime.__version__},
         "files": {f.name: sha256_file(f) for f in sorted(folder.iterdir()) if f.name != "manifest.json"},
     }
+    if (folder / "model.pte").exists():
+        from executorch.version import __version__ as executorch_version
+
+        manifest["executorch"] = {"predict_batch": PREDICT_BATCH, "exported_with_executorch": executorch_version,
+                                  "delegate": "XnnpackBackend"}
+    return manifest

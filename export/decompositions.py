@@ -1,9 +1,14 @@
-"""ATen decompositions that make a traced gradient step expressible in stock ONNX operators.
+"""ATen decompositions that make a traced gradient step expressible in stock ONNX and ExecuTorch operators.
 
 Two traps are handled here: ``aten.convolution_backward`` has no ONNX translation, so it is
 rewritten as a transposed convolution (input gradient) and a convolution (weight gradient);
 and the exporter's own ``nll_loss_backward`` is wrong by a factor 1/N unless PyTorch's core
 ATen decompositions run first, so they always do.
+
+For ExecuTorch, convolutions whose weights are graph inputs (everything the inner loop adapts)
+would run on its portable reference kernels, since XNNPACK only delegates convolutions with
+constant weights. :func:`matmul_decompositions` therefore rewrites every convolution and its
+gradients as im2col (padding and strided slices) plus one matrix product, which XNNPACK runs.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import torch.nn.functional as F
 from torch._decomp import core_aten_decompositions
 
 aten = torch.ops.aten
+Decompositions = dict[torch._ops.OperatorBase, Callable]
 
 
 def convolution_backward(
@@ -31,8 +37,7 @@ def convolution_backward(
     output_mask: list[bool],
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """Gradients of a 2-D convolution (input, weight, bias) from forward-only convolution operators."""
-    if transposed or groups != 1 or any(d != 1 for d in dilation) or weight.dim() != 4:
-        raise NotImplementedError("only ungrouped, undilated 2-D convolutions can be exported with gradients")
+    _check_plain_conv(transposed, groups, dilation, weight)
     grad_input = grad_weight = grad_bias = None
     kernel = weight.shape[2:]
     if output_mask[0]:
@@ -48,8 +53,112 @@ def convolution_backward(
     return grad_input, grad_weight, grad_bias
 
 
-def export_decompositions() -> dict[torch._ops.OperatorBase, Callable]:
+def export_decompositions() -> Decompositions:
     """Core ATen decompositions plus :func:`convolution_backward`: the table used for every exported graph."""
     table = dict(core_aten_decompositions())
     table[aten.convolution_backward.default] = convolution_backward
+    return table
+
+
+def _phases(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+            pad: tuple[int, int, int, int]) -> tuple[torch.Tensor, int, int]:
+    """``x`` padded by ``pad`` = (left, right, top, bottom), split into its ``sh*sw`` stride phases.
+
+    Returns ``(N, sh*sw, Hq, Wq, C)`` and the output size Ho, Wo: kernel tap (i, j) of a strided
+    convolution reads phase ``(i % sh, j % sw)`` at offset ``(i // sh, j // sw)``, so every patch is a
+    contiguous slice (strided slices would run on ExecuTorch's slow portable kernels).
+    """
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw) = kernel, stride
+    hp, wp = h + pad[2] + pad[3], w + pad[0] + pad[1]
+    ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+    hq, wq = max(-(-hp // sh), (kh - 1) // sh + ho), max(-(-wp // sw), (kw - 1) // sw + wo)
+    x = F.pad(x, (pad[0], wq * sw - w - pad[0], pad[2], hq * sh - h - pad[2]))
+    x = x.reshape(n, c, hq, sh, wq, sw).permute(0, 3, 5, 2, 4, 1)
+    return x.reshape(n, sh * sw, hq, wq, c), ho, wo
+
+
+def _im2col(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+            pad: tuple[int, int, int, int]) -> tuple[torch.Tensor, int, int]:
+    """``(N*Ho*Wo, C*kh*kw)`` patches of ``x`` padded by ``pad`` = (left, right, top, bottom), and Ho, Wo."""
+    n, c = x.shape[:2]
+    (kh, kw), (sh, sw) = kernel, stride
+    phases, ho, wo = _phases(x, kernel, stride, pad)
+    patches = []
+    for i in range(kh):
+        for j in range(kw):
+            p, a, b = (i % sh) * sw + j % sw, i // sh, j // sw
+            patches.append(phases[:, p: p + 1, a: a + ho, b: b + wo, :])
+    cols = torch.stack(patches, dim=-1)  # (N, 1, Ho, Wo, C, kh*kw)
+    return cols.reshape(n * ho * wo, c * kh * kw), ho, wo
+
+
+def _col2im(cols: torch.Tensor, shape: torch.Size, kernel: tuple[int, int], stride: tuple[int, int],
+            pad: tuple[int, int, int, int]) -> torch.Tensor:
+    """The adjoint of :func:`_im2col`: sums patch gradients ``(N*Ho*Wo, C*kh*kw)`` back into an image of ``shape``."""
+    n, c, h, w = shape
+    (kh, kw), (sh, sw) = kernel, stride
+    hp, wp = h + pad[2] + pad[3], w + pad[0] + pad[1]
+    ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+    hq, wq = max(-(-hp // sh), (kh - 1) // sh + ho), max(-(-wp // sw), (kw - 1) // sw + wo)
+    cols = cols.reshape(n, ho, wo, c, kh * kw)
+    phases = [cols.new_zeros(n, hq, wq, c) for _ in range(sh * sw)]
+    for i in range(kh):
+        for j in range(kw):
+            p, a, b = (i % sh) * sw + j % sw, i // sh, j // sw
+            tap = cols[..., i * kw + j: i * kw + j + 1].reshape(n, ho, wo, c)
+            phases[p] = phases[p] + F.pad(tap, (0, 0, b, wq - wo - b, a, hq - ho - a))
+    image = torch.stack(phases, dim=1).reshape(n, sh, sw, hq, wq, c).permute(0, 5, 3, 1, 4, 2)
+    image = image.reshape(n, c, hq * sh, wq * sw)
+    return image[:, :, pad[2]: pad[2] + h, pad[0]: pad[0] + w]
+
+
+def _conv_matmul(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int],
+                 pad: tuple[int, int, int, int]) -> torch.Tensor:
+    """An ungrouped 2-D convolution (no bias) as im2col and one matrix product."""
+    cols, ho, wo = _im2col(x, (weight.shape[2], weight.shape[3]), stride, pad)
+    out = cols @ weight.reshape(weight.shape[0], -1).t()
+    return out.reshape(x.shape[0], ho, wo, weight.shape[0]).permute(0, 3, 1, 2)
+
+
+def _check_plain_conv(transposed: bool, groups: int, dilation: list[int], weight: torch.Tensor) -> None:
+    if transposed or groups != 1 or any(d != 1 for d in dilation) or weight.dim() != 4:
+        raise NotImplementedError("only ungrouped, undilated 2-D convolutions can be exported with gradients")
+
+
+def convolution_as_matmul(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                          stride: list[int], padding: list[int], dilation: list[int], transposed: bool,
+                          output_padding: list[int], groups: int) -> torch.Tensor:
+    """``aten.convolution`` as im2col + matrix product."""
+    _check_plain_conv(transposed, groups, dilation, weight)
+    out = _conv_matmul(input, weight, tuple(stride), (padding[1], padding[1], padding[0], padding[0]))
+    return out if bias is None else out + bias.reshape(1, -1, 1, 1)
+
+
+def convolution_backward_as_matmul(
+    grad_output: torch.Tensor, input: torch.Tensor, weight: torch.Tensor, bias_sizes: list[int] | None,
+    stride: list[int], padding: list[int], dilation: list[int], transposed: bool, output_padding: list[int],
+    groups: int, output_mask: list[bool],
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Gradients of a 2-D convolution from im2col + matrix products (see :func:`convolution_backward`)."""
+    _check_plain_conv(transposed, groups, dilation, weight)
+    grad_input = grad_weight = grad_bias = None
+    c_out, c_in, kh, kw = weight.shape
+    pad = (padding[1], padding[1], padding[0], padding[0])
+    grad_rows = grad_output.permute(0, 2, 3, 1).reshape(-1, c_out)
+    if output_mask[0]:
+        grad_input = _col2im(grad_rows @ weight.reshape(c_out, -1), input.shape, (kh, kw), tuple(stride), pad)
+    if output_mask[1]:
+        cols, _, _ = _im2col(input, (kh, kw), tuple(stride), pad)
+        grad_weight = (grad_rows.t() @ cols).reshape(c_out, c_in, kh, kw)
+    if output_mask[2]:
+        grad_bias = grad_output.sum((0, 2, 3))
+    return grad_input, grad_weight, grad_bias
+
+
+def matmul_decompositions() -> Decompositions:
+    """:func:`export_decompositions` with every convolution and its gradients as im2col + matrix products."""
+    table = export_decompositions()
+    table[aten.convolution.default] = convolution_as_matmul
+    table[aten.convolution_backward.default] = convolution_backward_as_matmul
     return table

@@ -1,8 +1,9 @@
 """ONNX graphs of the adaptation routine (``adapt``) and of inference with adapted weights (``predict``).
 
-``adapt`` runs the whole inner loop, gradients included, in stock ONNX operators: it takes a task
-padded to ``max_ways * max_shots`` support examples with an example mask and a class mask, starts
-from the meta-learned weights stored in the graph, and returns the adapted parameters. ``predict``
+``adapt`` runs the whole inner loop, gradients included, in stock ONNX operators: it takes a
+support set of 2..``max_ways * max_shots`` examples (a dynamic size, so small tasks cost little)
+with per-example weights (1.0, or 0.0 for padding) and a class mask, starts from the meta-learned
+weights stored in the graph, and returns the adapted parameters. ``predict``
 maps inputs (any batch size), the class mask and adapted parameters to class probabilities.
 """
 
@@ -20,7 +21,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 from edgeadapt.sdk.inner_loop import InnerLoop, mask_classes
 
-from .decompositions import export_decompositions
+from .decompositions import Decompositions, export_decompositions
 
 ADAPT_INPUTS = ("support_x", "support_y", "example_mask", "class_mask")
 OPSET = 18
@@ -68,11 +69,12 @@ def _example_adapt_inputs(spec: GraphSpec) -> tuple[torch.Tensor, ...]:
             torch.ones(spec.max_ways))
 
 
-def trace_adapt(inner: InnerLoop, spec: GraphSpec) -> torch.fx.GraphModule:
+def trace_adapt(inner: InnerLoop, spec: GraphSpec, decompositions: Decompositions | None = None
+                ) -> torch.fx.GraphModule:
     """The inner loop as an ATen graph of ``(support_x, support_y, example_mask, class_mask, *params)``.
 
-    Traced with ``make_fx`` through ``torch.func.grad`` and the export decompositions, so the
-    backward pass is made of forward operators that ONNX can express.
+    Traced with ``make_fx`` through ``torch.func.grad`` and ``decompositions`` (default: the export
+    decompositions), so the backward pass is made of forward operators that ONNX can express.
     """
     names = list(inner.params())
     adapted = adapted_names(inner)
@@ -83,17 +85,25 @@ def trace_adapt(inner: InnerLoop, spec: GraphSpec) -> torch.fx.GraphModule:
         return tuple(out[n] for n in adapted)
 
     example = _example_adapt_inputs(spec) + tuple(inner.params().values())
-    return make_fx(adapt, decomposition_table=export_decompositions())(*example)
+    table = decompositions or export_decompositions()
+    return make_fx(adapt, decomposition_table=table, tracing_mode="symbolic")(*example)
 
 
-def adapt_program(inner: InnerLoop, spec: GraphSpec) -> torch.export.ExportedProgram:
+def adapt_program(inner: InnerLoop, spec: GraphSpec, decompositions: Decompositions | None = None
+                  ) -> torch.export.ExportedProgram:
     """The ``adapt`` routine as an ExportedProgram, the model's current (meta-learned) weights inside."""
-    module = _Frozen(trace_adapt(inner, spec), list(inner.params().values()))
-    return torch.export.export(module, _example_adapt_inputs(spec))
+    module = _Frozen(trace_adapt(inner, spec, decompositions), list(inner.params().values()))
+    support = torch.export.Dim("support", min=2, max=spec.support_size)
+    dynamic = ({0: support}, {0: support}, {0: support}, None)
+    return torch.export.export(module, _example_adapt_inputs(spec), dynamic_shapes=(dynamic,))
 
 
-def predict_program(inner: InnerLoop, spec: GraphSpec, max_batch: int = 1 << 16) -> torch.export.ExportedProgram:
-    """``(x, class_mask, *adapted params) -> probabilities`` as an ExportedProgram; frozen weights inside."""
+def predict_program(inner: InnerLoop, spec: GraphSpec, max_batch: int = 1 << 16,
+                    decompositions: Decompositions | None = None) -> torch.export.ExportedProgram:
+    """``(x, class_mask, *adapted params) -> probabilities`` as an ExportedProgram; frozen weights inside.
+
+    ``decompositions``, when given, are applied to the exported program (ONNX needs none).
+    """
     adapted, frozen = adapted_names(inner), frozen_names(inner)
     params = inner.params()
 
@@ -105,7 +115,8 @@ def predict_program(inner: InnerLoop, spec: GraphSpec, max_batch: int = 1 << 16)
     example = (torch.zeros(2, *spec.input_shape), torch.ones(spec.max_ways), *(params[n] for n in adapted))
     batch = torch.export.Dim("batch", min=1, max=max_batch)
     dynamic = ({0: batch}, None) + (None,) * len(adapted)
-    return torch.export.export(module, example, dynamic_shapes=(dynamic,))  # one entry: the *inputs tuple
+    program = torch.export.export(module, example, dynamic_shapes=(dynamic,))  # one entry: the *inputs tuple
+    return program if decompositions is None else program.run_decompositions(decompositions)
 
 
 def export_adapt(inner: InnerLoop, spec: GraphSpec, path: str | os.PathLike) -> onnx.ModelProto:

@@ -9,7 +9,7 @@ from typing import Any
 
 from .errors import ArtifactError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 REQUIRED_KEYS = ("format_version", "input_shape", "input_dtype", "max_ways", "max_shots", "inner_steps",
                  "inner_lr", "scope", "model", "training", "files")
 

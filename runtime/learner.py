@@ -1,4 +1,5 @@
-"""The on-device API: load an artifact, adapt it to a few labelled examples, predict. numpy + onnxruntime only."""
+"""The on-device API: load an artifact, adapt it to a few labelled examples, predict. numpy + onnxruntime only
+(ExecuTorch optional)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from pathlib import Path
 from typing import Any, Hashable, Sequence
 
 import numpy as np
-import onnxruntime as ort
 
 from .artifact import read_manifest
+from .backends import BACKENDS, PTE_FILE, Backend, ExecuTorchBackend, OnnxRuntimeBackend
 from .errors import AdaptationError, ArtifactError, InputError, InputTypeError, SelfTestError
 
 STATE_FORMAT = 1
@@ -25,20 +26,20 @@ class Learner:
     """A loaded artifact. Immutable and safe to share between threads: every ``adapt`` starts from the
     meta-learned weights stored in the artifact."""
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, backend: str = "onnxruntime", threads: int | None = None):
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        try:
-            self._adapt = ort.InferenceSession(str(self.path / "adapt.onnx"), options,
-                                               providers=["CPUExecutionProvider"])
-            self._predict = ort.InferenceSession(str(self.path / "predict.onnx"), options,
-                                                 providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types for unreadable graphs
-            raise ArtifactError(f"{self.path}: onnxruntime cannot load the graphs: {e}") from e
-        self._parameters = [output.name for output in self._adapt.get_outputs()]
+        self.backend = backend
+        self._engine: Backend
+        if backend == "onnxruntime":
+            self._engine = OnnxRuntimeBackend(self.path, threads)
+        else:
+            if PTE_FILE not in self.manifest["files"]:
+                raise ArtifactError(f"{self.path} has no ExecuTorch program ({PTE_FILE}); export it with executorch "
+                                    "installed")
+            self._engine = ExecuTorchBackend(self.path, threads, list(self.manifest["adapted_parameters"]),
+                                             int(self.manifest["executorch"]["predict_batch"]))
+        self._parameters = self._engine.parameter_names
         self._identity = self.manifest["files"]["adapt.onnx"]
 
     @property
@@ -72,16 +73,9 @@ class Learner:
                              f"max_shots={self.max_shots} per class")
         classes = _ordered(counts)
         index = {c: i for i, c in enumerate(classes)}
-        n = self.max_ways * self.max_shots
-        padded_x = np.zeros((n, *self.input_shape), np.float32)
-        padded_y = np.zeros(n, np.int64)
-        example_mask = np.zeros(n, np.float32)
-        padded_x[: len(x)] = x
-        padded_y[: len(x)] = [index[c] for c in labels]
-        example_mask[: len(x)] = 1.0
-        class_mask = (np.arange(self.max_ways) < len(classes)).astype(np.float32)
-        outputs = self._adapt.run(None, {"support_x": padded_x, "support_y": padded_y,
-                                         "example_mask": example_mask, "class_mask": class_mask})
+        y = np.array([index[c] for c in labels], np.int64)
+        outputs = self._engine.adapt(np.ascontiguousarray(x), y, np.ones(len(x), np.float32),
+                                     _class_mask(len(classes), self.max_ways))
         params = dict(zip(self._parameters, outputs))
         if not all(np.isfinite(p).all() for p in params.values()):
             raise AdaptationError("adaptation diverged: the adapted parameters are not finite")
@@ -150,13 +144,12 @@ class AdaptedLearner:
         self._learner = learner
         self.classes = classes
         self._params = params
-        self._class_mask = (np.arange(learner.max_ways) < len(classes)).astype(np.float32)
+        self._class_mask = _class_mask(len(classes), learner.max_ways)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """(m, n_classes) probabilities for inputs ``x`` (m, *input_shape)."""
-        images = self._learner._images(x, "x")
-        probabilities = self._learner._predict.run(None, {"x": images, "class_mask": self._class_mask,
-                                                          **self._params})[0]
+        images = np.ascontiguousarray(self._learner._images(x, "x"))
+        probabilities = self._learner._engine.predict(images, self._class_mask, self._params)
         return probabilities[:, : len(self.classes)]
 
     def predict(self, x: np.ndarray) -> list[Hashable]:
@@ -190,10 +183,19 @@ class AdaptedLearner:
 
 
 def load(path: str | os.PathLike, backend: str = "onnxruntime", threads: int | None = None) -> Learner:
-    """Load the artifact folder at ``path`` (verifying its manifest) for adaptation on this device."""
-    if backend != "onnxruntime":
-        raise InputError(f"backend {backend!r} is not available; this runtime supports 'onnxruntime'")
-    return Learner(path, threads)
+    """Load the artifact folder at ``path`` (verifying its manifest) for adaptation on this device.
+
+    ``backend`` is "onnxruntime" or "executorch" (needs the optional executorch package); ``threads``
+    caps the engine's intra-op threads (default: the engine's own choice).
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+    return Learner(path, backend, threads)
+
+
+def _class_mask(n_classes: int, max_ways: int) -> np.ndarray:
+    """1.0 for the task's classes (the first ``n_classes`` outputs), 0.0 for the unused ones."""
+    return (np.arange(max_ways) < n_classes).astype(np.float32)
 
 
 def _ordered(counts: Counter) -> list[Hashable]:

@@ -96,20 +96,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", type=Path, default=None, help="also write the result to this JSON file")
 
     ex = commands.add_parser("export", help="export a checkpoint as an on-device artifact (ONNX adapt + predict)",
-                             description="Write the ONNX adapt and predict graphs and a hashed manifest.json.")
+                             description="Write the ONNX adapt and predict graphs, their ORT-format copies, the "
+                                         "ExecuTorch program and a hashed manifest.json.")
     ex.add_argument("checkpoint", type=Path, help="checkpoint folder")
     ex.add_argument("-o", "--out", type=Path, required=True, help="artifact folder to write")
     ex.add_argument("--max-ways", type=_positive_int, default=None,
                     help="largest number of classes per task (default: the model's outputs)")
     ex.add_argument("--max-shots", type=_positive_int, default=5,
                     help="largest number of examples per class (default: %(default)s)")
+    ex.add_argument("--executorch", action=argparse.BooleanOptionalAction, default=None,
+                    help="also write the ExecuTorch program model.pte (default: when executorch is installed)")
     return parser
 
 
 def run_export(args: argparse.Namespace) -> Path:
     from edgeadapt.export import export_artifact
 
-    path = export_artifact(args.checkpoint, args.out, args.max_ways, args.max_shots)
+    path = export_artifact(args.checkpoint, args.out, args.max_ways, args.max_shots, args.executorch)
     print(f"wrote {path}")
     return path
 

@@ -142,7 +142,7 @@ def test_corrupt_artifacts_are_refused(artifact, tmp_path, damage, message):
         data[len(data) // 2] ^= 0x01
         (copy / "predict.onnx").write_bytes(bytes(data))
     elif damage == "version":
-        manifest["format_version"] = 2
+        manifest["format_version"] = 99
         (copy / "manifest.json").write_text(json.dumps(manifest))
     elif damage == "delete":
         (copy / "adapt.onnx").unlink()
