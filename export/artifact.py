@@ -21,7 +21,7 @@ from edgeadapt.sdk.checkpoint import load_checkpoint
 from edgeadapt.sdk.fileio import replace_folder, sha256_file
 from edgeadapt.sdk.inner_loop import InnerLoop
 
-from .executorch_program import PREDICT_BATCH, executorch_available, export_executorch
+from .executorch_program import PREDICT_BATCH, executorch_available, export_executorch, support_sizes
 from .onnx_graphs import ADAPT_INPUTS, OPSET, GraphSpec, adapted_names, export_adapt, export_predict
 
 FORMAT_VERSION = 2
@@ -122,7 +122,8 @@ def _manifest(config: dict[str, Any], inner: InnerLoop, spec: GraphSpec, adapt: 
         "training": config.get("training", {}),
         "data": config.get("data", {}),
         "adapt_inputs": list(ADAPT_INPUTS),
-        "adapted_parameters": {name: list(params[name].shape) for name in adapted_names(inner)},
+        # In the order of adapt's outputs and predict's parameter inputs (a list: the manifest's keys are sorted).
+        "adapted_parameters": [{"name": name, "shape": list(params[name].shape)} for name in adapted_names(inner)],
         "onnx": {"ir_version": adapt.ir_version, "opset": OPSET, "min_onnxruntime": MIN_ONNXRUNTIME,
                  "exported_with_onnxruntime": onnxruntime.__version__},
         "files": {f.name: sha256_file(f) for f in sorted(folder.iterdir()) if f.name != "manifest.json"},
@@ -130,6 +131,6 @@ def _manifest(config: dict[str, Any], inner: InnerLoop, spec: GraphSpec, adapt: 
     if (folder / "model.pte").exists():
         from executorch.version import __version__ as executorch_version
 
-        manifest["executorch"] = {"predict_batch": PREDICT_BATCH, "exported_with_executorch": executorch_version,
-                                  "delegate": "XnnpackBackend"}
+        manifest["executorch"] = {"support_sizes": support_sizes(spec), "predict_batch": PREDICT_BATCH,
+                                  "exported_with_executorch": executorch_version, "delegate": "XnnpackBackend"}
     return manifest

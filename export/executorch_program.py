@@ -4,10 +4,16 @@ Convolutions and their gradients are first rewritten as im2col + matrix products
 (:func:`~edgeadapt.export.decompositions.matmul_decompositions`): XNNPACK delegates matrix
 products with weights that are program inputs, but not such convolutions, which would otherwise
 run on ExecuTorch's portable reference kernels (about 70x slower than onnxruntime).
+
+Each ``adapt_<n>`` method takes exactly ``n`` support examples, for a ladder of sizes up to
+``max_ways * max_shots`` (:func:`support_sizes`); the runtime pads a task to the smallest size that
+holds it (example weight 0.0). A dynamic support size, as in the ONNX graph, fails ExecuTorch 1.5's
+XNNPACK lowering ("Output node ... is already in the inputs ... pass through arguments").
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -17,26 +23,29 @@ from .decompositions import matmul_decompositions
 from .onnx_graphs import GraphSpec, adapt_program, predict_program
 
 PREDICT_BATCH = 128  # inputs per predict call that the program's memory is planned for
+SIZE_LADDER = (8, 32)  # support sizes below the maximum that get their own adapt method
+
+
+def support_sizes(spec: GraphSpec) -> list[int]:
+    """The support sizes with an ``adapt_<n>`` method: the ladder below the maximum, and the maximum."""
+    return [n for n in SIZE_LADDER if n < spec.support_size] + [spec.support_size]
 
 
 def executorch_available() -> bool:
     """Whether the optional ``executorch`` package (``pip install 'edgeadapt[executorch]'``) is installed."""
-    try:
-        import executorch.exir  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("executorch") is not None
 
 
 def export_executorch(inner: InnerLoop, spec: GraphSpec, path: str | os.PathLike,
                       predict_batch: int = PREDICT_BATCH) -> Path:
-    """Write ``adapt`` and ``predict`` as the two methods of one ExecuTorch program at ``path``."""
+    """Write ``adapt_<n>`` (for each of :func:`support_sizes`) and ``predict`` as methods of one ExecuTorch
+    program at ``path``."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
     table = matmul_decompositions()
-    programs = {"adapt": adapt_program(inner, spec, table),
-                "predict": predict_program(inner, spec, predict_batch, table)}
+    programs = {f"adapt_{n}": adapt_program(inner, spec, table, fixed_support=n) for n in support_sizes(spec)}
+    programs["predict"] = predict_program(inner, spec, predict_batch, table)
     partitioner = XnnpackPartitioner(force_non_static_weights_for_f32_linear=True)
     edge = to_edge_transform_and_lower(programs, partitioner=[partitioner],
                                        compile_config=EdgeCompileConfig(_check_ir_validity=False))

@@ -63,18 +63,18 @@ class _Frozen(nn.Module):
         return self.fn(*inputs, *(getattr(self, f"weight_{i}") for i in range(self.count)))
 
 
-def _example_adapt_inputs(spec: GraphSpec) -> tuple[torch.Tensor, ...]:
-    n = spec.support_size
+def _example_adapt_inputs(spec: GraphSpec, n: int) -> tuple[torch.Tensor, ...]:
     return (torch.zeros(n, *spec.input_shape), torch.zeros(n, dtype=torch.int64), torch.ones(n),
             torch.ones(spec.max_ways))
 
 
-def trace_adapt(inner: InnerLoop, spec: GraphSpec, decompositions: Decompositions | None = None
-                ) -> torch.fx.GraphModule:
+def trace_adapt(inner: InnerLoop, spec: GraphSpec, decompositions: Decompositions | None = None,
+                fixed_support: int | None = None) -> torch.fx.GraphModule:
     """The inner loop as an ATen graph of ``(support_x, support_y, example_mask, class_mask, *params)``.
 
     Traced with ``make_fx`` through ``torch.func.grad`` and ``decompositions`` (default: the export
-    decompositions), so the backward pass is made of forward operators that ONNX can express.
+    decompositions), so the backward pass is made of forward operators that ONNX can express;
+    The support size is symbolic unless ``fixed_support`` gives it.
     """
     names = list(inner.params())
     adapted = adapted_names(inner)
@@ -84,18 +84,25 @@ def trace_adapt(inner: InnerLoop, spec: GraphSpec, decompositions: Decomposition
                                  example_mask=example_mask, class_mask=class_mask)
         return tuple(out[n] for n in adapted)
 
-    example = _example_adapt_inputs(spec) + tuple(inner.params().values())
+    example = _example_adapt_inputs(spec, fixed_support or spec.support_size) + tuple(inner.params().values())
     table = decompositions or export_decompositions()
-    return make_fx(adapt, decomposition_table=table, tracing_mode="symbolic")(*example)
+    mode = "symbolic" if fixed_support is None else "real"
+    return make_fx(adapt, decomposition_table=table, tracing_mode=mode)(*example)
 
 
-def adapt_program(inner: InnerLoop, spec: GraphSpec, decompositions: Decompositions | None = None
-                  ) -> torch.export.ExportedProgram:
-    """The ``adapt`` routine as an ExportedProgram, the model's current (meta-learned) weights inside."""
-    module = _Frozen(trace_adapt(inner, spec, decompositions), list(inner.params().values()))
-    support = torch.export.Dim("support", min=2, max=spec.support_size)
-    dynamic = ({0: support}, {0: support}, {0: support}, None)
-    return torch.export.export(module, _example_adapt_inputs(spec), dynamic_shapes=(dynamic,))
+def adapt_program(inner: InnerLoop, spec: GraphSpec, decompositions: Decompositions | None = None,
+                  fixed_support: int | None = None) -> torch.export.ExportedProgram:
+    """The ``adapt`` routine as an ExportedProgram, the model's current (meta-learned) weights inside.
+
+    It takes 1..``spec.support_size`` support examples, or exactly ``fixed_support`` (smaller tasks
+    padded with example weight 0.0).
+    """
+    module = _Frozen(trace_adapt(inner, spec, decompositions, fixed_support), list(inner.params().values()))
+    if fixed_support is not None:
+        return torch.export.export(module, _example_adapt_inputs(spec, fixed_support))
+    support = torch.export.Dim("support", min=1, max=spec.support_size)
+    shapes = ({0: support}, {0: support}, {0: support}, None)
+    return torch.export.export(module, _example_adapt_inputs(spec, spec.support_size), dynamic_shapes=(shapes,))
 
 
 def predict_program(inner: InnerLoop, spec: GraphSpec, max_batch: int = 1 << 16,

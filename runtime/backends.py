@@ -61,11 +61,13 @@ class OnnxRuntimeBackend:
 class ExecuTorchBackend:
     """The ``adapt`` and ``predict`` methods of ``model.pte`` (XNNPACK-delegated) in ExecuTorch's runtime.
 
-    Its memory is planned for at most ``predict_batch`` inputs per ``predict`` call, so larger batches
-    are run in chunks.
+    Method ``adapt_<n>`` takes exactly ``n`` examples, for each n in ``support_sizes``: a task is padded
+    (example weight 0.0) to the smallest that holds it. ``predict`` is planned for at most
+    ``predict_batch`` inputs, so larger batches run in chunks.
     """
 
-    def __init__(self, folder: Path, threads: int | None, parameter_names: list[str], predict_batch: int):
+    def __init__(self, folder: Path, threads: int | None, parameter_names: list[str], support_sizes: list[int],
+                 predict_batch: int):
         try:
             import torch
             from executorch.runtime import Runtime
@@ -78,7 +80,7 @@ class ExecuTorchBackend:
         self._torch = torch
         try:
             program = Runtime.get().load_program(folder / PTE_FILE)
-            self._adapt = program.load_method("adapt")
+            self._adapt = {n: program.load_method(f"adapt_{n}") for n in sorted(support_sizes)}
             self._predict = program.load_method("predict")
         except Exception as e:  # the bindings raise RuntimeError/ValueError for unreadable programs
             raise ArtifactError(f"{folder / PTE_FILE}: ExecuTorch cannot load the program: {e}") from e
@@ -87,8 +89,12 @@ class ExecuTorchBackend:
 
     def adapt(self, support_x: np.ndarray, support_y: np.ndarray, example_mask: np.ndarray,
               class_mask: np.ndarray) -> list[np.ndarray]:
-        inputs = [self._torch.from_numpy(a) for a in (support_x, support_y, example_mask, class_mask)]
-        return [t.numpy() for t in self._adapt.execute(inputs)]
+        size = next(n for n in self._adapt if n >= len(support_x))
+        padding = size - len(support_x)
+        padded = [np.concatenate([a, np.zeros((padding, *a.shape[1:]), a.dtype)])
+                  for a in (support_x, support_y, example_mask)]
+        inputs = [self._torch.from_numpy(a) for a in (*padded, class_mask)]
+        return [t.numpy() for t in self._adapt[size].execute(inputs)]
 
     def predict(self, x: np.ndarray, class_mask: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
         weights = [self._torch.from_numpy(params[name]) for name in self.parameter_names]

@@ -37,8 +37,10 @@ class Learner:
             if PTE_FILE not in self.manifest["files"]:
                 raise ArtifactError(f"{self.path} has no ExecuTorch program ({PTE_FILE}); export it with executorch "
                                     "installed")
-            self._engine = ExecuTorchBackend(self.path, threads, list(self.manifest["adapted_parameters"]),
-                                             int(self.manifest["executorch"]["predict_batch"]))
+            settings = self.manifest["executorch"]
+            names = [p["name"] for p in self.manifest["adapted_parameters"]]
+            self._engine = ExecuTorchBackend(self.path, threads, names, [int(n) for n in settings["support_sizes"]],
+                                             int(settings["predict_batch"]))
         self._parameters = self._engine.parameter_names
         self._identity = self.manifest["files"]["adapt.onnx"]
 

@@ -1,4 +1,4 @@
-"""The exported ONNX graphs compute what the SDK computes, for padded tasks of every size (onnxruntime)."""
+"""The exported ONNX graphs compute what the SDK computes, for tasks of every size, padded or not (onnxruntime)."""
 
 import numpy as np
 import onnx
@@ -26,9 +26,10 @@ def exported(request, tmp_path_factory):
     return inner, folder, *sessions
 
 
-def _padded_task(ways, shots, seed):
+def _task(ways, shots, seed, padded):
+    """A task of ``ways`` x ``shots`` examples, padded to the graph's full support size or not (dynamic size)."""
     g = torch.Generator().manual_seed(seed)
-    n = SPEC.support_size
+    n = SPEC.support_size if padded else ways * shots
     x = torch.randn(n, *SPEC.input_shape, generator=g)
     y = torch.zeros(n, dtype=torch.int64)
     example_mask = torch.zeros(n)
@@ -38,10 +39,12 @@ def _padded_task(ways, shots, seed):
     return x, y, example_mask, class_mask
 
 
-@pytest.mark.parametrize("ways, shots, seed", [(2, 1, 0), (3, 2, 1), (5, 1, 2), (5, 2, 3)])
-def test_onnx_adapt_and_predict_match_pytorch(exported, ways, shots, seed):
+@pytest.mark.parametrize("ways, shots, seed, padded", [(2, 1, 0, True), (3, 2, 1, True), (5, 1, 2, True),
+                                                       (5, 2, 3, True), (2, 1, 4, False), (4, 2, 5, False),
+                                                       (5, 2, 6, False)])
+def test_onnx_adapt_and_predict_match_pytorch(exported, ways, shots, seed, padded):
     inner, _, adapt, predict = exported
-    x, y, example_mask, class_mask = _padded_task(ways, shots, seed)
+    x, y, example_mask, class_mask = _task(ways, shots, seed, padded)
     feeds = {"support_x": x.numpy(), "support_y": y.numpy(), "example_mask": example_mask.numpy(),
              "class_mask": class_mask.numpy()}
     onnx_params = dict(zip(adapted_names(inner), adapt.run(None, feeds)))

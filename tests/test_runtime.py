@@ -192,3 +192,28 @@ def test_learner_is_safe_to_share_between_threads(artifact):
 def test_runtime_does_not_import_torch():
     code = "import sys, edgeadapt.runtime; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+PRETRAINED = Path(__file__).resolve().parent.parent / "models" / "omniglot-conv4"
+DATA = Path(os.environ.get("EDGEADAPT_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
+
+
+def test_pretrained_model_reproduces_pytorch_and_serves_every_task_size():
+    learner = rt.load(PRETRAINED, threads=1)
+    assert learner.max_ways == 20 and learner.max_shots == 5 and learner.input_shape == (1, 28, 28)
+    assert learner.self_test() <= 1e-4  # the full 20-way 5-shot task PyTorch adapted at export time
+    for ways, shots in [(2, 1), (5, 1), (20, 5)]:
+        x, y = _task(ways, shots, seed=ways)
+        probabilities = learner.adapt(x, y).predict_proba(x)
+        assert probabilities.shape == (ways * shots, ways)
+        np.testing.assert_allclose(probabilities.sum(1), 1, atol=1e-5)
+
+
+@pytest.mark.skipif(not (DATA / "omniglot" / "images_background.zip").exists(), reason="Omniglot not found")
+def test_example_personalises_the_pretrained_model():
+    pytest.importorskip("PIL")  # the example decodes PNGs with Pillow (in the train extra)
+    script = Path(__file__).resolve().parent.parent / "examples" / "personalise_omniglot.py"
+    result = subprocess.run([sys.executable, str(script), "--ways", "5", "--shots", "5"], capture_output=True,
+                            text=True, check=True, env={**os.environ, "EDGEADAPT_DATA": str(DATA)})
+    correct = int(result.stdout.strip().splitlines()[-1].split("/")[0])
+    assert correct >= 10, result.stdout  # of 15 queries; chance is 3

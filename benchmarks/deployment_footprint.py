@@ -1,0 +1,109 @@
+"""Cold start, peak memory and artifact size of the runtime against a PyTorch process doing the same work.
+
+    python benchmarks/deployment_footprint.py [--runs 5]
+
+Each run is a fresh Python process that imports its stack, loads the pretrained model, adapts it
+to one 5-way 5-shot task and predicts 25 queries: once through ``edgeadapt.runtime`` (onnxruntime;
+the process checks that torch never gets imported) and once through PyTorch (``edgeadapt.sdk``).
+Goal: the runtime's peak RSS at most 0.3x PyTorch's. Artifact size: the ONNX adapt + predict graphs
+against the bytes of the model's parameters (goal: at most 1.5x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from deployment import PRETRAINED, data_dir, tasks
+from report import write_section
+
+RUNTIME_JOB = """
+import resource, sys, time, numpy as np
+start = time.perf_counter()
+import edgeadapt.runtime as rt
+learner = rt.load(sys.argv[1], threads=1)
+task = np.load(sys.argv[2])
+adapted = learner.adapt(task["support_x"], task["support_y"].tolist())
+adapted.predict(task["query_x"])
+print(__import__("json").dumps({"seconds": time.perf_counter() - start, "torch": "torch" in sys.modules,
+      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+TORCH_JOB = """
+import resource, sys, time, numpy as np
+start = time.perf_counter()
+import torch
+from edgeadapt.sdk import InnerLoop, load_checkpoint
+torch.set_num_threads(1)
+model, config = load_checkpoint(sys.argv[1] + "/checkpoint")
+t = config["training"]
+inner = InnerLoop(model, t["inner_lr"], t["inner_steps"], "cross_entropy", t.get("scope", "all"))
+task = np.load(sys.argv[2])
+y = torch.from_numpy(task["support_y"])
+mask = (torch.arange(model.head.out_features) <= y.max()).float()
+params = inner.inner_update(inner.params(), torch.from_numpy(task["support_x"]), y, class_mask=mask)
+with torch.no_grad():
+    inner.forward_with_weights(torch.from_numpy(task["query_x"]), params).argmax(1)
+print(__import__("json").dumps({"seconds": time.perf_counter() - start, "torch": True,
+      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def run(job: str, task_file: str) -> dict:
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", job, str(PRETRAINED), task_file], capture_output=True, text=True,
+                         env={"OMP_NUM_THREADS": "1", "EDGEADAPT_DATA": str(data_dir()), "PATH": "/usr/bin:/bin"},
+                         check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["process_seconds"] = time.perf_counter() - start
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="fresh processes per contender")
+    parser.add_argument("--out", default="runs/footprint-task.npz", help="where to keep the task the processes use")
+    args = parser.parse_args()
+    support_x, support_y, query_x, _ = next(tasks(5, 5, 1, seed=3))
+    np.savez(args.out, support_x=support_x, support_y=support_y, query_x=query_x)
+    results: dict[str, list[dict]] = {"edgeadapt.runtime (onnxruntime)": [], "PyTorch (edgeadapt.sdk)": []}
+    for _ in range(args.runs):  # interleaved
+        results["edgeadapt.runtime (onnxruntime)"].append(run(RUNTIME_JOB, args.out))
+        results["PyTorch (edgeadapt.sdk)"].append(run(TORCH_JOB, args.out))
+    if any(r["torch"] for r in results["edgeadapt.runtime (onnxruntime)"]):
+        raise SystemExit("the runtime process imported torch")
+    summary = {name: {key: statistics.median(r[key] for r in rs) for key in ("seconds", "process_seconds",
+                                                                            "peak_rss_mb")}
+               for name, rs in results.items()}
+    torch_rss = summary["PyTorch (edgeadapt.sdk)"]["peak_rss_mb"]
+    manifest = json.loads((PRETRAINED / "manifest.json").read_text())
+    graphs = sum((PRETRAINED / f).stat().st_size for f in ("adapt.onnx", "predict.onnx"))
+    from safetensors.numpy import load_file
+
+    weights = load_file(str(PRETRAINED / "checkpoint" / "model.safetensors"))
+    param_bytes = sum(w.nbytes for w in weights.values())
+    lines = ["## Deployment: cold start, memory and size", "",
+             f"Fresh process: import, load the pretrained model, adapt to one 5-way 5-shot task, predict 25 "
+             f"queries; one thread; median of {args.runs} interleaved runs. Goal: runtime peak RSS <= 0.3x PyTorch's.",
+             "", "| process | in-process seconds | process wall seconds (with interpreter start) | peak RSS MB | "
+             "RSS vs PyTorch |", "|---|---|---|---|---|"]
+    for name, s in summary.items():
+        lines.append(f"| {name} | {s['seconds']:.2f} | {s['process_seconds']:.2f} | {s['peak_rss_mb']:.0f} | "
+                     f"{s['peak_rss_mb'] / torch_rss:.2f}x |")
+    lines += ["", f"Artifact size: parameters {param_bytes / 1e6:.3f} MB (float32); the ONNX adapt + predict graphs "
+              f"{graphs / 1e6:.3f} MB = {graphs / param_bytes:.2f}x (goal <= 1.5x). Every file:", "",
+              "| file | MB |", "|---|---|"]
+    for name in sorted(manifest["files"]):
+        lines.append(f"| {name} | {(PRETRAINED / name).stat().st_size / 1e6:.3f} |")
+    write_section("deployment-footprint", "\n".join(lines), "python benchmarks/deployment_footprint.py")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

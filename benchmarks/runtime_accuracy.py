@@ -1,0 +1,67 @@
+"""Accuracy through the runtime against the same evaluation in PyTorch, on the validation alphabets.
+
+    python benchmarks/runtime_accuracy.py [--tasks 600]
+
+The model is the pretrained recipe trained on the background *training* alphabets only
+(``runs/omniglot-conv4-train``, see ``models/omniglot-conv4/README.md``), exported, and adapted on
+the same tasks by ``edgeadapt.runtime`` (onnxruntime) and by ``edgeadapt.sdk``. Goal: the two
+accuracies within 0.5 points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import edgeadapt.runtime as rt
+from deployment import ROOT, TASKS, pytorch_probabilities, reference, tasks
+from edgeadapt.export import export_artifact
+from report import write_section
+
+RUN = ROOT / "runs" / "omniglot-conv4-train"
+
+
+def mean_ci(scores: list[float]) -> tuple[float, float]:
+    a = np.asarray(scores)
+    return 100 * a.mean(), 100 * 1.96 * a.std(ddof=1) / math.sqrt(len(a))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=600, help="tasks per task size")
+    parser.add_argument("--run", type=Path, default=RUN, help="training run folder holding checkpoint/")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    artifact = args.run / "artifact"
+    if not (artifact / "manifest.json").exists():
+        export_artifact(args.run / "checkpoint", artifact, executorch=False)
+    inner = reference(artifact, args.run / "checkpoint")
+    learner = rt.load(artifact, threads=1)
+    lines = ["## Accuracy through the runtime (validation alphabets)", "",
+             f"`{args.run.relative_to(ROOT) if args.run.is_relative_to(ROOT) else args.run}`: the pretrained "
+             "recipe trained on the 24 training alphabets, adapted with its own inner loop on the same "
+             f"{args.tasks} tasks per row (5 queries per class) by PyTorch and by `edgeadapt.runtime` "
+             "(onnxruntime). Mean accuracy % ± 95% CI. Goal: within 0.5 points.", "",
+             "| task | PyTorch | runtime | difference (points) | tasks with a different prediction |",
+             "|---|---|---|---|---|"]
+    for ways, shots in TASKS:
+        torch_scores, runtime_scores, changed = [], [], 0
+        for support_x, support_y, query_x, query_y in tasks(ways, shots, args.tasks, seed=4):
+            expected = pytorch_probabilities(inner, support_x, support_y, query_x).argmax(1)
+            got = learner.adapt(support_x, support_y.tolist()).predict_proba(query_x).argmax(1)
+            torch_scores.append(float((expected == query_y).mean()))
+            runtime_scores.append(float((got == query_y).mean()))
+            changed += int((got != expected).any())
+        (tm, tc), (rm, rc) = mean_ci(torch_scores), mean_ci(runtime_scores)
+        lines.append(f"| {ways}-way {shots}-shot | {tm:.2f} ± {tc:.2f} | {rm:.2f} ± {rc:.2f} | {rm - tm:+.2f} | "
+                     f"{changed}/{args.tasks} |")
+        print(lines[-1], flush=True)
+    write_section("runtime-accuracy", "\n".join(lines), "python benchmarks/runtime_accuracy.py")
+
+
+if __name__ == "__main__":
+    main()

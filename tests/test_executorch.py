@@ -1,0 +1,64 @@
+"""The ExecuTorch program (model.pte) and the runtime's "executorch" backend compute what PyTorch computes.
+
+Needs the optional executorch package (skipped without it); `.ci/run` runs this file in a venv with
+`.[train,executorch,dev]`. Lowering takes a few minutes, so the model is tiny.
+"""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("executorch")
+
+import edgeadapt.runtime as rt  # noqa: E402
+from edgeadapt.export import export_artifact  # noqa: E402
+from edgeadapt.sdk import Conv4, InnerLoop, save_checkpoint  # noqa: E402
+from edgeadapt.sdk.inner_loop import mask_classes  # noqa: E402
+
+TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("executorch")
+    torch.manual_seed(0)
+    model = Conv4(ways=4, hidden=8)
+    training = {"algorithm": "fomaml", "inner_lr": 0.5, "inner_steps": 2, "scope": "all", "loss": "cross_entropy"}
+    save_checkpoint(folder / "ckpt", model, {"training": training})
+    export_artifact(folder / "ckpt", folder / "model", max_shots=3, executorch=True)
+    return folder / "model", InnerLoop(model, 0.5, 2, "cross_entropy", "all")
+
+
+def test_manifest_lists_the_program(exported):
+    learner = rt.load(exported[0], backend="executorch", threads=1)
+    assert "model.pte" in learner.manifest["files"]
+    assert learner.manifest["executorch"]["support_sizes"] == [8, 12]
+
+
+@pytest.mark.parametrize("ways, shots", [(2, 1), (3, 2), (3, 3), (4, 3)])  # adapt_8 and adapt_12
+def test_executorch_adaptation_matches_pytorch_and_onnxruntime(exported, ways, shots):
+    path, inner = exported
+    g = np.random.default_rng(ways * 10 + shots)
+    x = g.random((ways * shots, 1, 28, 28), dtype=np.float32)
+    y = np.repeat(np.arange(ways), shots)
+    queries = g.random((130, 1, 28, 28), dtype=np.float32)  # more than one predict chunk (128)
+    on_executorch = rt.load(path, backend="executorch", threads=1).adapt(x, y.tolist()).predict_proba(queries)
+    on_onnxruntime = rt.load(path, threads=1).adapt(x, y.tolist()).predict_proba(queries)
+
+    class_mask = (torch.arange(4) < ways).float()
+    params = inner.inner_update(inner.params(), torch.from_numpy(x), torch.from_numpy(y), class_mask=class_mask)
+    with torch.no_grad():
+        logits = mask_classes(inner.forward_with_weights(torch.from_numpy(queries), params), class_mask)
+    expected = torch.softmax(logits, -1)[:, :ways].numpy()
+    np.testing.assert_allclose(on_executorch, expected, atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(on_onnxruntime, expected, atol=TOLERANCE, rtol=0)
+    assert on_executorch.shape == (130, ways)
+
+
+def test_artifact_without_a_program_is_refused_clearly(tmp_path):
+    torch.manual_seed(0)
+    training = {"algorithm": "fomaml", "inner_lr": 0.5, "inner_steps": 1, "scope": "head", "loss": "cross_entropy"}
+    save_checkpoint(tmp_path / "ckpt", Conv4(ways=2, hidden=4), {"training": training})
+    export_artifact(tmp_path / "ckpt", tmp_path / "model", max_shots=1, executorch=False)
+    with pytest.raises(rt.ArtifactError, match="no ExecuTorch program"):
+        rt.load(tmp_path / "model", backend="executorch")
