@@ -40,3 +40,38 @@ def test_grouped_convolutions_are_refused_clearly():
     with pytest.raises(NotImplementedError, match="ungrouped"):
         convolution_backward(torch.randn(1, 4, 3, 3), x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 2,
                              [True, True, False])
+
+
+def test_group_norm_two_pass_matches_pytorch_where_one_pass_cancels():
+    from edgeadapt.export.decompositions import group_norm_two_pass
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 64, 7, 7, generator=g) * 0.01 + 100.0  # large mean, tiny spread
+    w, b = torch.randn(64, generator=g), torch.randn(64, generator=g)
+    exact = torch.ops.aten.native_group_norm(x.double(), w.double(), b.double(), 4, 64, 49, 1, 1e-5)
+    ours = group_norm_two_pass(x, w, b, 4, 64, 49, 1, 1e-5)
+    torch.testing.assert_close(ours[0].double(), exact[0], atol=0.05, rtol=0)  # torch's own f32 error: ~1e-3 x |w|
+    torch.testing.assert_close(ours[1].double(), exact[1])
+    torch.testing.assert_close(ours[2].double(), exact[2], rtol=1e-3, atol=0)
+
+
+def test_group_norm_backward_is_accurate_for_large_means():
+    from edgeadapt.export.decompositions import group_norm_backward_centred
+
+    g = torch.Generator().manual_seed(1)
+    x = (torch.randn(3, 8, 5, 5, generator=g) * 0.01 + 50.0).double().requires_grad_()
+    w = torch.randn(8, generator=g).double().requires_grad_()
+    b = torch.randn(8, generator=g).double().requires_grad_()
+    _, mean, rstd = torch.ops.aten.native_group_norm(x, w, b, 3, 8, 25, 2, 1e-5)
+    upstream = torch.randn(3, 8, 5, 5, generator=g).double()
+    expected = torch.autograd.grad(F.group_norm(x, 2, w, b, 1e-5), (x, w, b), upstream)
+    ours = group_norm_backward_centred(upstream.float(), x.float(), mean.float(), rstd.float(), w.float(),
+                                       3, 8, 25, 2, [True, True, True])
+    core = torch._decomp.decomposition_table[torch.ops.aten.native_group_norm_backward.default](
+        upstream.float(), x.float(), mean.float(), rstd.float(), w.float(), 3, 8, 25, 2, [True, True, True])
+    scale = expected[0].abs().max()
+    ours_error = (ours[0].double() - expected[0]).abs().max() / scale
+    assert ours_error < 1e-3
+    assert ours_error < (core[0].double() - expected[0]).abs().max() / scale  # the core formula is worse here
+    for a, e in zip(ours[1:], expected[1:]):
+        torch.testing.assert_close(a.double(), e, rtol=1e-3, atol=1e-3)
