@@ -3,18 +3,23 @@
     python benchmarks/deployment_fidelity.py [--tasks 100]
 
 For each scope, task size and backend: the largest absolute difference of query probabilities and
-whether every query gets the same argmax. Goal: at most 1e-4 and identical argmax.
+whether every query gets the same argmax. Goal: at most 1e-4 and identical argmax. The same
+adaptation in float64 is the exact answer each float32 result is also compared with: on some tasks
+the inner loop (5 steps at learning rate 0.1) amplifies rounding so much that PyTorch's own float32
+result is further than 1e-4 from it.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 
 import numpy as np
 import torch
 
 import edgeadapt.runtime as rt
 from deployment import TASKS, artifact, pytorch_probabilities, reference, tasks
+from edgeadapt.sdk.inner_loop import InnerLoop
 from report import write_section
 
 TOLERANCE = 1e-4
@@ -25,19 +30,28 @@ def measure(count: int, backends: list[str]) -> list[dict]:
     for scope in ("all", "head"):
         path = artifact(scope)
         inner = reference(path)
+        exact = InnerLoop(copy.deepcopy(inner.model).double(), inner.inner_lr, inner.inner_steps, inner.loss,
+                          inner.scope)
         learners = {b: rt.load(path, backend=b, threads=1) for b in backends}
         for ways, shots in TASKS:
             worst = {b: 0.0 for b in backends}
+            worst_exact = {b: 0.0 for b in backends}
             agree = {b: 0 for b in backends}
+            torch_error = 0.0
             for support_x, support_y, query_x, _ in tasks(ways, shots, count, seed=1):
                 expected = pytorch_probabilities(inner, support_x, support_y, query_x)
+                truth = pytorch_probabilities(exact, support_x.astype(np.float64), support_y,
+                                              query_x.astype(np.float64))
+                torch_error = max(torch_error, float(np.abs(expected - truth).max()))
                 for b, learner in learners.items():
                     got = learner.adapt(support_x, support_y.tolist()).predict_proba(query_x)
                     worst[b] = max(worst[b], float(np.abs(got - expected).max()))
+                    worst_exact[b] = max(worst_exact[b], float(np.abs(got - truth).max()))
                     agree[b] += int((got.argmax(1) == expected.argmax(1)).all())
             for b in backends:
                 rows.append({"scope": scope, "task": f"{ways}-way {shots}-shot", "backend": b, "tasks": count,
-                             "max_diff": worst[b], "argmax_same": agree[b]})
+                             "max_diff": worst[b], "max_diff_exact": worst_exact[b], "torch_error": torch_error,
+                             "argmax_same": agree[b]})
                 print(rows[-1], flush=True)
     return rows
 
@@ -53,12 +67,16 @@ def main() -> None:
              "Query probabilities after adapting on the same support set, validation alphabets, pretrained "
              "`models/omniglot-conv4` (head scope: the same weights exported head-only). "
              f"Goal: max |difference| <= {TOLERANCE:g} and identical argmax on every task.", "",
-             "| scope | task | backend | tasks | max abs. difference | tasks with identical argmax | goal met |",
-             "|---|---|---|---|---|---|---|"]
+             "Columns: the largest difference from PyTorch float32 (the goal), from the exact (float64) "
+             "adaptation, and PyTorch float32's own largest difference from the exact adaptation.", "",
+             "| scope | task | backend | tasks | max diff. vs PyTorch | max diff. vs exact | PyTorch vs exact | "
+             "tasks with identical argmax | goal met |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         met = r["max_diff"] <= TOLERANCE and r["argmax_same"] == r["tasks"]
         lines.append(f"| {r['scope']} | {r['task']} | {r['backend']} | {r['tasks']} | {r['max_diff']:.1e} | "
-                     f"{r['argmax_same']}/{r['tasks']} | {'yes' if met else 'no'} |")
+                     f"{r['max_diff_exact']:.1e} | {r['torch_error']:.1e} | {r['argmax_same']}/{r['tasks']} | "
+                     f"{'yes' if met else 'no'} |")
     write_section("deployment-fidelity", "\n".join(lines), "python benchmarks/deployment_fidelity.py")
 
 
