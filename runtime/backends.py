@@ -7,6 +7,7 @@ them, whereas the ``.pte`` program itself runs in ExecuTorch's C++ runtime on de
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Protocol
 
@@ -34,9 +35,11 @@ class Backend(Protocol):
 class OnnxRuntimeBackend:
     """``adapt.onnx`` and ``predict.onnx`` in onnxruntime sessions (CPU)."""
 
-    def __init__(self, folder: Path, threads: int | None):
+    def __init__(self, folder: Path, threads: int | None, min_version: str):
         import onnxruntime as ort
 
+        if _version(ort.__version__) < _version(min_version):
+            raise ArtifactError(f"{folder} needs onnxruntime >= {min_version}; this is onnxruntime {ort.__version__}")
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
@@ -102,6 +105,17 @@ class ExecuTorchBackend:
         chunks = [self._predict.execute([self._torch.from_numpy(x[i: i + self._predict_batch]), mask, *weights])[0]
                   for i in range(0, len(x), self._predict_batch)]
         return np.concatenate([c.numpy() for c in chunks])
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """(1, 18, 1) from "1.18.1" (ignoring any suffix such as "+cpu" or "rc1")."""
+    numbers = []
+    for part in text.split("+")[0].split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        if not digits:
+            break
+        numbers.append(int(digits))
+    return tuple(numbers)
 
 
 def _set_xnnpack_threads(threads: int) -> None:

@@ -32,7 +32,7 @@ class Learner:
         self.backend = backend
         self._engine: Backend
         if backend == "onnxruntime":
-            self._engine = OnnxRuntimeBackend(self.path, threads)
+            self._engine = OnnxRuntimeBackend(self.path, threads, self.manifest["onnx"]["min_onnxruntime"])
         else:
             if PTE_FILE not in self.manifest["files"]:
                 raise ArtifactError(f"{self.path} has no ExecuTorch program ({PTE_FILE}); export it with executorch "

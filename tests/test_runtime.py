@@ -217,3 +217,14 @@ def test_example_personalises_the_pretrained_model():
                             text=True, check=True, env={**os.environ, "EDGEADAPT_DATA": str(DATA)})
     correct = int(result.stdout.strip().splitlines()[-1].split("/")[0])
     assert correct >= 10, result.stdout  # of 15 queries; chance is 3
+
+
+def test_an_onnxruntime_older_than_the_manifest_asks_for_is_refused(artifact, tmp_path):
+    copy = tmp_path / "artifact"
+    shutil.copytree(artifact[0], copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    assert manifest["onnx"]["min_onnxruntime"] == "1.18"
+    manifest["onnx"]["min_onnxruntime"] = "99.0"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(rt.ArtifactError, match=r"needs onnxruntime >= 99.0; this is onnxruntime \d"):
+        rt.load(copy)
