@@ -78,7 +78,6 @@ class ExecuTorchBackend:
             raise InputError("backend 'executorch' needs the executorch package "
                              "(pip install 'edgeadapt[executorch]')") from e
         if threads is not None:
-            torch.set_num_threads(threads)
             _set_xnnpack_threads(threads)
         self._torch = torch
         try:
