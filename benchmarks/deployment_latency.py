@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import edgeadapt.runtime as rt
 from deployment import artifact, reference, tasks
 from edgeadapt.sdk.inner_loop import InnerLoop, mask_classes
-from report import write_section
+from report import markdown_table, write_section
 
 LATENCY_TASKS = ((5, 1), (5, 5), (20, 5))
 
@@ -120,12 +120,11 @@ def main() -> None:
              "Pretrained `models/omniglot-conv4` (Conv4, 20-way head), 5 SGD steps; head scope = the same weights "
              "adapting the head only. Time of one `adapt` call on a loaded learner (PyTorch: one adaptation "
              f"of the loaded model), {args.repeats} interleaved rounds after a warm-up. "
-             f"Peak: {peak_text}.", "",
-             "| scope | task | contender | p50 ms | p95 ms | p50 vs PyTorch eager | GFLOP/s | % of FMA peak |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['scope']} | {r['task']} | {r['name']} | {r['p50']:.2f} | {r['p95']:.2f} | "
-                     f"{r['vs_eager']:.2f}x | {r['gflops']:.1f} | {100 * r['gflops'] / peak:.1f}% |")
+             f"Peak: {peak_text}.", ""]
+    lines += markdown_table(
+        ["scope", "task", "contender", "p50 ms", "p95 ms", "p50 vs PyTorch eager", "GFLOP/s", "% of FMA peak"],
+        [[r["scope"], r["task"], r["name"], f"{r['p50']:.2f}", f"{r['p95']:.2f}", f"{r['vs_eager']:.2f}x",
+          f"{r['gflops']:.1f}", f"{100 * r['gflops'] / peak:.1f}%"] for r in rows])
     write_section("deployment-latency", "\n".join(lines), "python benchmarks/deployment_latency.py")
 
 

@@ -26,6 +26,11 @@ def machine() -> str:
     return f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, Python {platform.python_version()}"
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """The lines of a Markdown table with ``header`` and ``rows`` (cells already formatted)."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
 def write_section(name: str, body: str, command: str) -> None:
     """Replace (or append) the section ``name`` with ``body``, stamped with the command and the date."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")

@@ -8,13 +8,15 @@ ATen decompositions run first, so they always do.
 For ExecuTorch, convolutions whose weights are graph inputs (everything the inner loop adapts)
 would run on its portable reference kernels, since XNNPACK only delegates convolutions with
 constant weights. :func:`matmul_decompositions` therefore rewrites every convolution and its
-gradients as im2col (padding and strided slices) plus one matrix product, which XNNPACK runs.
+gradients as im2col (a depthwise convolution with constant one-hot kernels) plus one matrix
+product, both of which XNNPACK runs, and col2im (padding and sums of stride phases).
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch._decomp import core_aten_decompositions
@@ -86,37 +88,38 @@ def export_decompositions() -> Decompositions:
     return table
 
 
-def _phases(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
-            pad: tuple[int, int, int, int]) -> tuple[torch.Tensor, int, int]:
-    """``x`` padded by ``pad`` = (left, right, top, bottom), split into its ``sh*sw`` stride phases.
+_ONE_HOT_TAPS: dict[tuple[int, int, int, torch.dtype], torch.Tensor] = {}
 
-    Returns ``(N, sh*sw, Hq, Wq, C)`` and the output size Ho, Wo: kernel tap (i, j) of a strided
-    convolution reads phase ``(i % sh, j % sw)`` at offset ``(i // sh, j // sw)``, so every patch is a
-    contiguous slice (strided slices would run on ExecuTorch's slow portable kernels).
+
+def _one_hot_taps(channels: int, kh: int, kw: int, dtype: torch.dtype) -> torch.Tensor:
+    """Depthwise kernels ``(channels*kh*kw, 1, kh, kw)`` whose output ``c*kh*kw + t`` copies tap ``t`` of channel ``c``.
+
+    Built from numpy so that, inside a traced graph, it is a constant (XNNPACK only delegates
+    convolutions whose weights are constants) rather than traced factory operators; cached, so that
+    :func:`convolution_as_matmul` recognises it and leaves that convolution alone.
     """
-    n, c, h, w = x.shape
-    (kh, kw), (sh, sw) = kernel, stride
-    hp, wp = h + pad[2] + pad[3], w + pad[0] + pad[1]
-    ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
-    hq, wq = max(-(-hp // sh), (kh - 1) // sh + ho), max(-(-wp // sw), (kw - 1) // sw + wo)
-    x = F.pad(x, (pad[0], wq * sw - w - pad[0], pad[2], hq * sh - h - pad[2]))
-    x = x.reshape(n, c, hq, sh, wq, sw).permute(0, 3, 5, 2, 4, 1)
-    return x.reshape(n, sh * sw, hq, wq, c), ho, wo
+    key = (channels, kh, kw, dtype)
+    if key not in _ONE_HOT_TAPS:
+        taps = np.eye(kh * kw, dtype=np.float64 if dtype == torch.float64 else np.float32).reshape(kh * kw, 1, kh, kw)
+        _ONE_HOT_TAPS[key] = torch.from_numpy(np.tile(taps, (channels, 1, 1, 1)))
+    return _ONE_HOT_TAPS[key]
 
 
 def _im2col(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
             pad: tuple[int, int, int, int]) -> tuple[torch.Tensor, int, int]:
-    """``(N*Ho*Wo, C*kh*kw)`` patches of ``x`` padded by ``pad`` = (left, right, top, bottom), and Ho, Wo."""
+    """``(N*Ho*Wo, C*kh*kw)`` patches of ``x`` padded by ``pad`` = (left, right, top, bottom), and Ho, Wo.
+
+    Extracted by a depthwise convolution with one-hot kernels (exact: one product by 1.0, the rest by
+    0.0), which XNNPACK runs as one fused operator, instead of strided slices and copies.
+    """
     n, c = x.shape[:2]
-    (kh, kw), (sh, sw) = kernel, stride
-    phases, ho, wo = _phases(x, kernel, stride, pad)
-    patches = []
-    for i in range(kh):
-        for j in range(kw):
-            p, a, b = (i % sh) * sw + j % sw, i // sh, j // sw
-            patches.append(phases[:, p: p + 1, a: a + ho, b: b + wo, :])
-    cols = torch.stack(patches, dim=-1)  # (N, 1, Ho, Wo, C, kh*kw)
-    return cols.reshape(n * ho * wo, c * kh * kw), ho, wo
+    (kh, kw), (left, right, top, bottom) = kernel, pad
+    if left != right or top != bottom:
+        raise NotImplementedError("only symmetric padding can be exported with gradients")
+    c, kh, kw = int(c), int(kh), int(kw)  # constants, also when tracing with symbolic shapes
+    patches = F.conv2d(x, _one_hot_taps(c, kh, kw, x.dtype), None, stride, (top, left), 1, c)
+    ho, wo = patches.shape[2], patches.shape[3]
+    return patches.permute(0, 2, 3, 1).reshape(n * ho * wo, c * kh * kw), ho, wo
 
 
 def _col2im(cols: torch.Tensor, shape: torch.Size, kernel: tuple[int, int], stride: tuple[int, int],
@@ -155,7 +158,13 @@ def _check_plain_conv(transposed: bool, groups: int, dilation: list[int], weight
 def convolution_as_matmul(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                           stride: list[int], padding: list[int], dilation: list[int], transposed: bool,
                           output_padding: list[int], groups: int) -> torch.Tensor:
-    """``aten.convolution`` as im2col + matrix product."""
+    """``aten.convolution`` as im2col + matrix product.
+
+    im2col's own convolution, and grouped ones, are left as they are (``NotImplemented`` tells the tracer
+    to keep the operator); gradients of grouped ones are refused by :func:`convolution_backward_as_matmul`.
+    """
+    if not transposed and (groups != 1 or any(weight is taps for taps in _ONE_HOT_TAPS.values())):
+        return NotImplemented
     _check_plain_conv(transposed, groups, dilation, weight)
     out = _conv_matmul(input, weight, tuple(stride), (padding[1], padding[1], padding[0], padding[0]))
     return out if bias is None else out + bias.reshape(1, -1, 1, 1)
@@ -204,11 +213,36 @@ def group_norm_two_pass(input: torch.Tensor, weight: torch.Tensor | None, bias: 
     return out, mean.reshape(n, group), rstd.reshape(n, group)
 
 
+def relu_backward_as_clamp(grad_output: torch.Tensor, self: torch.Tensor, threshold: float) -> torch.Tensor:
+    """``aten.threshold_backward`` (ReLU's gradient) as ``grad * ceil(clamp(self - threshold, 0, 1))``.
+
+    The same values as the core decomposition's ``where(self <= threshold, 0, grad)`` (IEEE subtraction
+    keeps the sign of ``self - threshold``), from operators XNNPACK runs instead of portable where/le.
+    """
+    shifted = self if threshold == 0 else self - threshold
+    return grad_output * torch.ceil(torch.clamp(shifted, 0.0, 1.0))
+
+
+def elu_backward_as_clamp(grad_output: torch.Tensor, alpha: float, scale: float, input_scale: float,
+                          is_result: bool, self_or_result: torch.Tensor) -> torch.Tensor:
+    """``aten.elu_backward`` for the plain ELU (alpha = scale = input_scale = 1) from XNNPACK's operators:
+    ``grad * exp(min(x, 0))``, or ``grad * (min(y, 0) + 1)`` from the result; the same values as the core
+    decomposition's ``where``. Other coefficients take the core decomposition."""
+    if (alpha, scale, input_scale) != (1, 1, 1):
+        return core_aten_decompositions()[aten.elu_backward.default](
+            grad_output, alpha, scale, input_scale, is_result, self_or_result)
+    negative_part = torch.clamp(self_or_result, max=0.0)
+    slope = negative_part + 1.0 if is_result else torch.exp(negative_part)
+    return grad_output * slope
+
+
 def matmul_decompositions() -> Decompositions:
     """:func:`export_decompositions` with every convolution and its gradients as im2col + matrix products,
-    and group normalisation in two passes (for ExecuTorch)."""
+    group normalisation in two passes and activation gradients without ``where`` (for ExecuTorch)."""
     table = export_decompositions()
     table[aten.convolution.default] = convolution_as_matmul
     table[aten.convolution_backward.default] = convolution_backward_as_matmul
     table[aten.native_group_norm.default] = group_norm_two_pass
+    table[aten.threshold_backward.default] = relu_backward_as_clamp
+    table[aten.elu_backward.default] = elu_backward_as_clamp
     return table

@@ -109,7 +109,7 @@ def predict_program(inner: InnerLoop, spec: GraphSpec, max_batch: int = 1 << 16,
                     decompositions: Decompositions | None = None) -> torch.export.ExportedProgram:
     """``(x, class_mask, *adapted params) -> probabilities`` as an ExportedProgram; frozen weights inside.
 
-    ``decompositions``, when given, are applied to the exported program (ONNX needs none).
+    ``decompositions``, when given, are applied while tracing (ONNX needs none).
     """
     adapted, frozen = adapted_names(inner), frozen_names(inner)
     params = inner.params()
@@ -118,12 +118,15 @@ def predict_program(inner: InnerLoop, spec: GraphSpec, max_batch: int = 1 << 16,
         values = dict(zip(adapted + frozen, weights))
         return (torch.softmax(mask_classes(inner.forward_with_weights(x, values), class_mask), dim=-1),)
 
-    module = _Frozen(predict, [params[n] for n in frozen])
     example = (torch.zeros(2, *spec.input_shape), torch.ones(spec.max_ways), *(params[n] for n in adapted))
+    frozen_weights = [params[n] for n in frozen]
+    if decompositions is not None:  # traced first, so that constants the decompositions make are kept
+        predict = make_fx(predict, decomposition_table=decompositions, tracing_mode="symbolic",
+                          _allow_non_fake_inputs=True)(*example, *frozen_weights)
+    module = _Frozen(predict, frozen_weights)
     batch = torch.export.Dim("batch", min=1, max=max_batch)
     dynamic = ({0: batch}, None) + (None,) * len(adapted)
-    program = torch.export.export(module, example, dynamic_shapes=(dynamic,))  # one entry: the *inputs tuple
-    return program if decompositions is None else program.run_decompositions(decompositions)
+    return torch.export.export(module, example, dynamic_shapes=(dynamic,))  # one entry: the *inputs tuple
 
 
 def export_adapt(inner: InnerLoop, spec: GraphSpec, path: str | os.PathLike) -> onnx.ModelProto:

@@ -8,7 +8,8 @@ set -euo pipefail
 split="${1:-all}"
 run="runs/omniglot-conv4-$split"
 edgeadapt train --dataset omniglot --algorithm fomaml --split "$split" --ways 20 --min-ways 2 \
-    --shots 5 --min-shots 1 --query-shots 5 --meta-batch 5 --iterations 800 --seed 0 --eval-tasks 0 --out "$run"
+    --shots 5 --min-shots 1 --query-shots 5 --meta-batch 5 --iterations 800 --activation elu --seed 0 \
+    --eval-tasks 0 --out "$run"
 if [ "$split" = all ]; then
     edgeadapt export "$run/checkpoint" -o models/omniglot-conv4 --max-shots 5
     cp -r "$run/checkpoint" models/omniglot-conv4/checkpoint

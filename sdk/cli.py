@@ -17,6 +17,7 @@ import torch
 from .checkpoint import CheckpointError, load_checkpoint
 from .datasets import DatasetError
 from .evaluation import EvalResult, evaluate
+from .models import ACTIVATIONS
 from .recipes import DATASETS, SPLITS, build_default_model, make_sampler, recipe_defaults
 from .training import train_maml
 
@@ -74,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--scope", choices=("all", "head"), default="all",
                        help="what adapts in the inner loop: all parameters or the head only")
     train.add_argument("--hidden", type=_positive_int, default=None, help="filters per conv layer / MLP width")
+    train.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu",
+                       help="hidden activation; elu keeps device adaptation within float32 rounding of PyTorch's "
+                            "(see docs/deploy.md) (default: %(default)s)")
     train.add_argument("--split", choices=SPLITS, default="train",
                        help="classes to train on: train (Omniglot: 24 background alphabets), or all")
     train.add_argument("--out", type=Path, required=True, help="output folder")
@@ -134,7 +138,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
                                        args.query_shots, args.seed, training=True, min_ways=args.min_ways,
                                        min_shots=args.min_shots)
     if model is None:
-        model = build_default_model(args.dataset, args.ways, pick["hidden"])
+        model = build_default_model(args.dataset, args.ways, pick["hidden"], args.activation)
     args.out.mkdir(parents=True, exist_ok=True)
     log.info("training %s with %s on %s (%s)", type(model).__name__, args.algorithm, args.dataset, data)
     model, history = train_maml(
@@ -158,7 +162,7 @@ def _before_after(args: argparse.Namespace, model: torch.nn.Module, pick: dict[s
         return evaluate(m, sampler, pick["inner_lr"], steps, args.eval_tasks, scope=args.scope, device=args.device)
 
     torch.manual_seed(args.seed)
-    untrained = build_default_model(args.dataset, args.ways, pick["hidden"]).to(args.device)
+    untrained = build_default_model(args.dataset, args.ways, pick["hidden"], args.activation).to(args.device)
     results = {
         "untrained_adapted": score(untrained, pick["inner_steps"]),
         "meta_trained_before_adaptation": score(model, 0),

@@ -33,31 +33,44 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
         )
     return {"name": name, "config": dict(model.config)}
 
-def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+
+# ReLU's gradient jumps at 0, so the adapted weights are a discontinuous function of the support set:
+# two float32 implementations that round differently can disagree by far more than their rounding
+# on tasks that sit near a jump. ELU's gradient is continuous (see docs/deploy.md, "Fidelity").
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "elu": nn.ELU}
+
+
+def _check_activation(name: str) -> None:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+
+
+def _conv_block(in_channels: int, out_channels: int, activation: str) -> nn.Sequential:
     # GroupNorm normalises each example on its own, so predictions never depend on other
     # examples in the batch (non-transductive), unlike batch normalisation.
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=2, padding=1),
         nn.GroupNorm(1, out_channels),
-        nn.ReLU(),
+        ACTIVATIONS[activation](),
     )
 
 @register_model
 class Conv4(nn.Module):
-    """Four [3x3 conv, stride 2, GroupNorm, ReLU] blocks and a linear head (Reptile's Omniglot net).
+    """Four [3x3 conv, stride 2, GroupNorm, activation] blocks and a linear head (Reptile's Omniglot net).
 
     With 64 filters, one input channel, 28x28 inputs and 5 ways it has 113,221 parameters.
-    The head is ``self.head``; everything before it is ``self.features``.
+    The head is ``self.head``; everything before it is ``self.features``. ``activation`` is
+    ``"relu"`` (the paper's) or ``"elu"`` (smooth, for adaptation that rounding cannot tip; see ``ACTIVATIONS``).
     """
 
-    def __init__(self, ways: int = 5, in_channels: int = 1, hidden: int = 64, image_size: int = 28):
+    def __init__(self, ways: int = 5, in_channels: int = 1, hidden: int = 64, image_size: int = 28,
+                 activation: str = "relu"):
         super().__init__()
-        self.config = {"ways": ways, "in_channels": in_channels, "hidden": hidden, "image_size": image_size}
+        _check_activation(activation)
+        self.config = {"ways": ways, "in_channels": in_channels, "hidden": hidden, "image_size": image_size,
+                       "activation": activation}
         self.features = nn.Sequential(
-            _conv_block(in_channels, hidden),
-            _conv_block(hidden, hidden),
-            _conv_block(hidden, hidden),
-            _conv_block(hidden, hidden),
+            *(_conv_block(in_channels if i == 0 else hidden, hidden, activation) for i in range(4)),
             nn.Flatten(),
         )
         side = image_size
@@ -70,15 +83,18 @@ class Conv4(nn.Module):
 
 @register_model
 class MLP(nn.Module):
-    """A ReLU multilayer perceptron; the default is MAML's 1-40-40-1 sine regressor."""
+    """A multilayer perceptron (ReLU by default); the default is MAML's 1-40-40-1 sine regressor."""
 
-    def __init__(self, in_features: int = 1, hidden: tuple[int, ...] | list[int] = (40, 40), out_features: int = 1):
+    def __init__(self, in_features: int = 1, hidden: tuple[int, ...] | list[int] = (40, 40), out_features: int = 1,
+                 activation: str = "relu"):
         super().__init__()
-        self.config = {"in_features": in_features, "hidden": list(hidden), "out_features": out_features}
+        _check_activation(activation)
+        self.config = {"in_features": in_features, "hidden": list(hidden), "out_features": out_features,
+                       "activation": activation}
         layers: list[nn.Module] = []
         width = in_features
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
+            layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
             width = h
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(width, out_features)

@@ -42,11 +42,11 @@ def recipe_defaults(dataset: str, algorithm: str) -> dict[str, Any]:
     return {**_DEFAULTS[dataset], "outer_lr": _OUTER_LR[algorithm]}
 
 
-def build_default_model(dataset: str, ways: int, hidden: int) -> nn.Module:
+def build_default_model(dataset: str, ways: int, hidden: int, activation: str = "relu") -> nn.Module:
     """Conv4 for image datasets, a two-hidden-layer MLP for sine regression."""
     if dataset == "sine":
-        return MLP(1, (hidden, hidden), 1)
-    return Conv4(ways=ways, hidden=hidden)
+        return MLP(1, (hidden, hidden), 1, activation=activation)
+    return Conv4(ways=ways, hidden=hidden, activation=activation)
 
 
 def make_sampler(dataset: str, data: Path | None, split: str, ways: int, shots: int, query_shots: int,

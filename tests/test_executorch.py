@@ -18,11 +18,11 @@ from edgeadapt.sdk.inner_loop import mask_classes  # noqa: E402
 TOLERANCE = 1e-5
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("executorch")
+@pytest.fixture(scope="module", params=["relu", "elu"])
+def exported(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(f"executorch-{request.param}")
     torch.manual_seed(0)
-    model = Conv4(ways=4, hidden=8)
+    model = Conv4(ways=4, hidden=8, activation=request.param)
     training = {"algorithm": "fomaml", "inner_lr": 0.5, "inner_steps": 2, "scope": "all", "loss": "cross_entropy"}
     save_checkpoint(folder / "ckpt", model, {"training": training})
     export_artifact(folder / "ckpt", folder / "model", max_shots=3, executorch=True)

@@ -1,11 +1,14 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torch._decomp import core_aten_decompositions
 
 from edgeadapt.export.decompositions import (
     convolution_as_matmul,
     convolution_backward,
     convolution_backward_as_matmul,
+    elu_backward_as_clamp,
+    relu_backward_as_clamp,
 )
 
 CASES = [(28, 2, 1), (14, 2, 1), (7, 2, 1), (4, 2, 1), (9, 1, 1), (8, 1, 0), (10, 3, 2)]
@@ -75,3 +78,43 @@ def test_group_norm_backward_is_accurate_for_large_means():
     assert ours_error < (core[0].double() - expected[0]).abs().max() / scale  # the core formula is worse here
     for a, e in zip(ours[1:], expected[1:]):
         torch.testing.assert_close(a.double(), e, rtol=1e-3, atol=1e-3)
+
+
+def _activation_inputs():
+    """Values around the kink: signed zeros, subnormals, tiny and large numbers, and ordinary ones."""
+    special = torch.tensor([0.0, -0.0, 1e-45, -1e-45, 1e-30, -1e-30, 1e-7, -1e-7, 0.5, -0.5, 3.0, -3.0, 80.0, -80.0])
+    x = torch.cat([special, torch.randn(500, generator=torch.Generator().manual_seed(0)) * 4])
+    upstream = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    return x, upstream
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.25])
+def test_relu_backward_as_clamp_equals_autograd_bitwise(threshold):
+    x, upstream = _activation_inputs()
+    x = x.requires_grad_()
+    expected, = torch.autograd.grad(F.threshold(x, threshold, 0.0), x, upstream)
+    ours = relu_backward_as_clamp(upstream, x.detach(), threshold)
+    assert torch.equal(ours, expected)
+    relu_out = torch.relu(x.detach())  # ReLU's autograd passes its result
+    assert torch.equal(relu_backward_as_clamp(upstream, relu_out, 0.0),
+                       torch.autograd.grad(torch.relu(x), x, upstream)[0])
+
+
+@pytest.mark.parametrize("is_result", [False, True])
+def test_elu_backward_as_clamp_equals_autograd_bitwise(is_result):
+    x, upstream = _activation_inputs()
+    x = x.requires_grad_()
+    y = F.elu(x)
+    expected, = torch.autograd.grad(y, x, upstream)
+    saved = (y if is_result else x).detach()
+    ours = elu_backward_as_clamp(upstream, 1.0, 1.0, 1.0, is_result, saved)
+    torch.testing.assert_close(ours, expected, rtol=1e-6, atol=1e-7)  # eager's vectorised exp rounds differently
+    core = core_aten_decompositions()[torch.ops.aten.elu_backward.default](upstream, 1.0, 1.0, 1.0, is_result, saved)
+    assert torch.equal(ours, core)
+
+
+def test_elu_backward_with_other_coefficients_takes_the_core_formula():
+    x, upstream = _activation_inputs()
+    x = x.requires_grad_()
+    expected, = torch.autograd.grad(F.elu(x, alpha=0.5), x, upstream)
+    torch.testing.assert_close(elu_backward_as_clamp(upstream, 0.5, 1.0, 1.0, False, x.detach()), expected)

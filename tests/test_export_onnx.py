@@ -14,11 +14,13 @@ SPEC = GraphSpec((1, 28, 28), max_ways=5, max_shots=2)
 TOLERANCE = 1e-5
 
 
-@pytest.fixture(scope="module", params=["all", "head"])
+@pytest.fixture(scope="module", params=[("all", "relu"), ("head", "relu"), ("all", "elu")])
 def exported(request, tmp_path_factory):
+    scope, activation = request.param
     torch.manual_seed(0)
-    inner = InnerLoop(Conv4(ways=SPEC.max_ways, hidden=8), inner_lr=0.5, inner_steps=3, scope=request.param)
-    folder = tmp_path_factory.mktemp(request.param)
+    model = Conv4(ways=SPEC.max_ways, hidden=8, activation=activation)
+    inner = InnerLoop(model, inner_lr=0.5, inner_steps=3, scope=scope)
+    folder = tmp_path_factory.mktemp(f"{scope}-{activation}")
     export_adapt(inner, SPEC, folder / "adapt.onnx")
     export_predict(inner, SPEC, folder / "predict.onnx")
     sessions = [ort.InferenceSession(str(folder / f), providers=["CPUExecutionProvider"])
