@@ -162,7 +162,8 @@ def _before_after(args: argparse.Namespace, model: torch.nn.Module, pick: dict[s
         return evaluate(m, sampler, pick["inner_lr"], steps, args.eval_tasks, scope=args.scope, device=args.device)
 
     torch.manual_seed(args.seed)
-    untrained = build_default_model(args.dataset, args.ways, pick["hidden"], args.activation).to(args.device)
+    activation = getattr(model, "config", {}).get("activation", args.activation)  # a resumed run keeps its own
+    untrained = build_default_model(args.dataset, args.ways, pick["hidden"], activation).to(args.device)
     results = {
         "untrained_adapted": score(untrained, pick["inner_steps"]),
         "meta_trained_before_adaptation": score(model, 0),

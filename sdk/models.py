@@ -36,7 +36,7 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
 
 # ReLU's gradient jumps at 0, so the adapted weights are a discontinuous function of the support set:
 # two float32 implementations that round differently can disagree by far more than their rounding
-# on tasks that sit near a jump. ELU's gradient is continuous (see docs/deploy.md, "Fidelity").
+# on tasks that sit near a jump. ELU's gradient is continuous (see docs/deploy.md, "Known limits").
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "elu": nn.ELU}
 
 
