@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 import torch
-from torch.func import grad
 
 from .inner_loop import PAD_LABEL, InnerLoop, Params
 from .tasks import TaskBatch
@@ -40,27 +39,24 @@ def query_metrics(inner: InnerLoop, outputs: torch.Tensor, query_y: torch.Tensor
 
 def maml_gradient(inner: InnerLoop, params: Params, batch: TaskBatch) -> MetaStep:
     """MAML: the exact gradient of the post-adaptation query loss, through the inner loop."""
-
-    def meta_loss(p: Params) -> tuple[torch.Tensor, torch.Tensor]:
-        adapted = inner.adapt_batch(p, batch.support_x, batch.support_y)
+    leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
+    with torch.enable_grad():
+        adapted = inner.adapt_batch(leaves, batch.support_x, batch.support_y)
         outputs = inner.query_outputs(adapted, batch.query_x, batch.support_y)
-        return query_metrics(inner, outputs, batch.query_y)[0], outputs
-
-    gradient, outputs = grad(meta_loss, has_aux=True)(params)
-    return _step(inner, gradient, outputs.detach(), batch)
+        loss = query_metrics(inner, outputs, batch.query_y)[0]
+        gradient = torch.autograd.grad(loss, list(leaves.values()))
+    return _step(inner, dict(zip(leaves, gradient)), outputs.detach(), batch)
 
 
 def fomaml_gradient(inner: InnerLoop, params: Params, batch: TaskBatch) -> MetaStep:
     """First-order MAML: the query-loss gradient at the adapted parameters, averaged over tasks."""
-    adapted = inner.adapt_batch(params, batch.support_x, batch.support_y)
-
-    def meta_loss(a: Params) -> tuple[torch.Tensor, torch.Tensor]:
-        outputs = inner.query_outputs(a, batch.query_x, batch.support_y)
+    adapted = {k: v.requires_grad_() for k, v in inner.adapt_batch(params, batch.support_x, batch.support_y).items()}
+    with torch.enable_grad():
+        outputs = inner.query_outputs(adapted, batch.query_x, batch.support_y)
         # Scaled to the sum of per-task means, so each slice holds that task's own gradient.
-        return query_metrics(inner, outputs, batch.query_y)[0] * len(outputs), outputs
-
-    per_task, outputs = grad(meta_loss, has_aux=True)(adapted)
-    return _step(inner, {k: g.mean(0) for k, g in per_task.items()}, outputs.detach(), batch)
+        loss = query_metrics(inner, outputs, batch.query_y)[0] * len(outputs)
+        per_task = torch.autograd.grad(loss, list(adapted.values()))
+    return _step(inner, {k: g.mean(0) for k, g in zip(adapted, per_task)}, outputs.detach(), batch)
 
 
 def reptile_gradient(inner: InnerLoop, params: Params, batch: TaskBatch) -> MetaStep:

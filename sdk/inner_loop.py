@@ -87,39 +87,47 @@ class InnerLoop:
     ) -> Params:
         """Parameters after ``steps`` (default ``inner_steps``) SGD steps on one task's support set.
 
-        A task padded to a fixed size marks padding examples with ``example_mask`` 0.0 (or the label
-        ``PAD_LABEL``) and absent classes with ``class_mask`` 0.0; by default a classification task's
-        classes are labels ``0..max(support_y)`` (see :meth:`task_class_mask`). Padding has no effect.
-        Differentiable with respect to ``params`` (second order, for MAML) under ``torch.func``.
+        This is the routine that export traces for devices. A task padded to a fixed size marks padding
+        examples with ``example_mask`` 0.0 (or the label ``PAD_LABEL``) and absent classes with
+        ``class_mask`` 0.0; by default a classification task's classes are labels ``0..max(support_y)``
+        (see :meth:`task_class_mask`). Padding has no effect. Differentiable with respect to ``params``
+        (second order) under ``torch.func``.
         """
         steps = self.inner_steps if steps is None else steps
-        fast = {k: v for k, v in params.items() if self.is_adapted(k)}
-        frozen = {k: v for k, v in params.items() if not self.is_adapted(k)}
-        if self.scope == "head":
-            features = self._submodule_forward("features", frozen, support_x)
-
-            def outputs(fast_params: Params) -> torch.Tensor:
-                return self._submodule_forward("head", fast_params, features)
-
-        else:
-
-            def outputs(fast_params: Params) -> torch.Tensor:
-                return self.forward_with_weights(support_x, {**frozen, **fast_params})
-
-        def support_loss(fast_params: Params) -> torch.Tensor:
-            out = outputs(fast_params)
-            mask = class_mask if class_mask is not None else self.task_class_mask(support_y, out.shape[-1])
-            return self.loss_value(mask_classes(out, mask), support_y, example_mask)
-
-        gradient = grad(support_loss)
+        fast, frozen = self._split(params)
+        inputs = self._adapted_inputs(frozen, support_x)
+        gradient = grad(self._support_loss)
         for _ in range(steps):
-            g = gradient(fast)
+            g = gradient(fast, frozen, inputs, support_y, example_mask, class_mask)
             fast = {k: fast[k] - self.inner_lr * g[k] for k in fast}
         return {**frozen, **fast}
 
     def adapt_batch(self, params: Params, support_x: torch.Tensor, support_y: torch.Tensor) -> Params:
-        """``inner_update`` for a meta-batch of tasks at once (leading task dimension), vectorised."""
-        return vmap(self.inner_update, in_dims=(None, 0, 0))(params, support_x, support_y)
+        """:meth:`inner_update` for a meta-batch of tasks at once (leading task dimension).
+
+        The forward pass is vectorised over tasks with ``vmap``; the gradients come from
+        ``torch.autograd``, whose backward kernels (GroupNorm's above all) are several times faster
+        on CPU than ``torch.func.grad``'s. If any parameter requires grad, the graph through the inner
+        loop is kept, so the result is differentiable with respect to ``params`` (second order, MAML).
+        """
+        tasks = support_x.shape[0]
+        second_order = torch.is_grad_enabled() and any(p.requires_grad for p in params.values())
+        fast, frozen = self._split(params)
+        with torch.set_grad_enabled(second_order):
+            inputs = vmap(self._adapted_inputs, in_dims=(None, 0))(frozen, support_x)
+        fast = {k: v.expand(tasks, *v.shape) for k, v in fast.items()}
+        batch_loss = vmap(self._support_loss, in_dims=(0, None, 0, 0))
+        for _ in range(self.inner_steps):
+            if not second_order:
+                fast = {k: v.detach().requires_grad_() for k, v in fast.items()}
+            with torch.enable_grad():
+                # Tasks are independent, so each task's slice of the summed loss's gradient is its own gradient.
+                loss = batch_loss(fast, frozen, inputs, support_y).sum()
+                g = torch.autograd.grad(loss, list(fast.values()), create_graph=second_order)
+            fast = {k: v - self.inner_lr * gk for (k, v), gk in zip(fast.items(), g)}
+        if not second_order:
+            fast = {k: v.detach() for k, v in fast.items()}
+        return {**{k: v.expand(tasks, *v.shape) for k, v in frozen.items()}, **fast}
 
     def forward_batch(self, batched_params: Params, x: torch.Tensor) -> torch.Tensor:
         """Outputs for a task batch ``x`` (tasks, examples, ...) with per-task parameters."""
@@ -138,6 +146,32 @@ class InnerLoop:
             return None
         top = support_y.max(dim=-1, keepdim=True).values
         return (torch.arange(n_outputs, device=support_y.device) <= top).float()
+
+    def _split(self, params: Params) -> tuple[Params, Params]:
+        """``params`` split into those the inner loop adapts and those it leaves alone."""
+        fast = {k: v for k, v in params.items() if self.is_adapted(k)}
+        return fast, {k: v for k, v in params.items() if not self.is_adapted(k)}
+
+    def _adapted_inputs(self, frozen: Params, support_x: torch.Tensor) -> torch.Tensor:
+        """What the adapted parameters see: backbone features (computed once) for scope "head", else the inputs."""
+        return self._submodule_forward("features", frozen, support_x) if self.scope == "head" else support_x
+
+    def _support_loss(
+        self,
+        fast: Params,
+        frozen: Params,
+        inputs: torch.Tensor,
+        support_y: torch.Tensor,
+        example_mask: torch.Tensor | None = None,
+        class_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The loss one inner step descends, as a function of the adapted parameters ``fast``."""
+        if self.scope == "head":
+            outputs = self._submodule_forward("head", fast, inputs)
+        else:
+            outputs = self.forward_with_weights(inputs, {**frozen, **fast})
+        mask = class_mask if class_mask is not None else self.task_class_mask(support_y, outputs.shape[-1])
+        return self.loss_value(mask_classes(outputs, mask), support_y, example_mask)
 
     def _submodule_forward(self, name: str, params: Params, x: torch.Tensor) -> torch.Tensor:
         prefix = f"{name}."

@@ -213,3 +213,20 @@ def test_padding_labels_and_derived_class_mask_equal_explicit_masks():
     derived = inner.inner_update(inner.params(), x, y)
     for k in explicit:
         torch.testing.assert_close(derived[k], explicit[k])
+
+
+@pytest.mark.parametrize("scope", ["all", "head"])
+def test_vectorised_training_adaptation_equals_the_exported_routine(scope):
+    """adapt_batch (vmap + autograd, used in training) gives each task what inner_update (torch.func, exported) gives."""
+    torch.manual_seed(10)
+    model = Conv4(ways=3, hidden=4)
+    inner = InnerLoop(model, 0.5, 3, scope=scope)
+    g = torch.Generator().manual_seed(10)
+    sx = torch.randn(4, 6, 1, 28, 28, generator=g)
+    sy = torch.stack([torch.randperm(3, generator=g).repeat_interleave(2) for _ in range(4)])
+    batched = inner.adapt_batch(inner.params(), sx, sy)
+    for task in range(4):
+        alone = inner.inner_update(inner.params(), sx[task], sy[task])
+        for name in alone:
+            torch.testing.assert_close(batched[name][task], alone[name])
+    assert not any(v.requires_grad for v in batched.values())
