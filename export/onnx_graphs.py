@@ -87,7 +87,21 @@ def trace_adapt(inner: InnerLoop, spec: GraphSpec, decompositions: Decomposition
     example = _example_adapt_inputs(spec, fixed_support or spec.support_size) + tuple(inner.params().values())
     table = decompositions or export_decompositions()
     mode = "symbolic" if fixed_support is None else "real"
-    return make_fx(adapt, decomposition_table=table, tracing_mode=mode)(*example)
+    return _without_constant_copies(make_fx(adapt, decomposition_table=table, tracing_mode=mode)(*example))
+
+
+def _without_constant_copies(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """``graph`` with ``lift_fresh_copy(constant)`` replaced by the constant itself.
+
+    A constant first created while tracing (the one-hot im2col kernels) is recorded behind such a copy,
+    and XNNPACK only delegates a convolution whose weight is the constant itself.
+    """
+    for node in list(graph.graph.nodes):
+        if node.target is torch.ops.aten.lift_fresh_copy.default and node.args[0].op == "get_attr":
+            node.replace_all_uses_with(node.args[0])
+            graph.graph.erase_node(node)
+    graph.recompile()
+    return graph
 
 
 def adapt_program(inner: InnerLoop, spec: GraphSpec, decompositions: Decompositions | None = None,
@@ -121,8 +135,8 @@ def predict_program(inner: InnerLoop, spec: GraphSpec, max_batch: int = 1 << 16,
     example = (torch.zeros(2, *spec.input_shape), torch.ones(spec.max_ways), *(params[n] for n in adapted))
     frozen_weights = [params[n] for n in frozen]
     if decompositions is not None:  # traced first, so that constants the decompositions make are kept
-        predict = make_fx(predict, decomposition_table=decompositions, tracing_mode="symbolic",
-                          _allow_non_fake_inputs=True)(*example, *frozen_weights)
+        predict = _without_constant_copies(make_fx(predict, decomposition_table=decompositions, tracing_mode="symbolic",
+                                                   _allow_non_fake_inputs=True)(*example, *frozen_weights))
     module = _Frozen(predict, frozen_weights)
     batch = torch.export.Dim("batch", min=1, max=max_batch)
     dynamic = ({0: batch}, None) + (None,) * len(adapted)

@@ -2,14 +2,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch._decomp import core_aten_decompositions
+from torch.export.graph_signature import InputKind
 
+from edgeadapt.export import decompositions
 from edgeadapt.export.decompositions import (
     convolution_as_matmul,
     convolution_backward,
     convolution_backward_as_matmul,
     elu_backward_as_clamp,
+    matmul_decompositions,
     relu_backward_as_clamp,
 )
+from edgeadapt.export.onnx_graphs import GraphSpec, adapt_program, predict_program
+from edgeadapt.sdk import Conv4, InnerLoop
 
 CASES = [(28, 2, 1), (14, 2, 1), (7, 2, 1), (4, 2, 1), (9, 1, 1), (8, 1, 0), (10, 3, 2)]
 
@@ -118,3 +123,21 @@ def test_elu_backward_with_other_coefficients_takes_the_core_formula():
     x = x.requires_grad_()
     expected, = torch.autograd.grad(F.elu(x, alpha=0.5), x, upstream)
     torch.testing.assert_close(elu_backward_as_clamp(upstream, 0.5, 1.0, 1.0, False, x.detach()), expected)
+
+
+@pytest.mark.parametrize("program", ["adapt", "predict"])
+def test_exported_convolutions_take_constant_weights(program, monkeypatch):
+    """XNNPACK delegates a convolution only if its weight is a constant of the program, not a copy made in the trace."""
+    monkeypatch.setattr(decompositions, "_ONE_HOT_TAPS", {})  # so the im2col kernels are first built while tracing
+    torch.manual_seed(0)
+    inner = InnerLoop(Conv4(ways=3, hidden=4, activation="elu"), 0.5, 1)
+    spec = GraphSpec(input_shape=(1, 28, 28), max_ways=3, max_shots=2)
+    if program == "adapt":
+        exported = adapt_program(inner, spec, matmul_decompositions(), fixed_support=6)
+    else:
+        exported = predict_program(inner, spec, 8, matmul_decompositions())
+    constants = {s.arg.name for s in exported.graph_signature.input_specs
+                 if s.kind in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR)}
+    convolutions = [n for n in exported.graph.nodes if n.target is torch.ops.aten.convolution.default]
+    assert convolutions
+    assert [n.args[1].name for n in convolutions if n.args[1].name not in constants] == []
