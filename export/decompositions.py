@@ -14,6 +14,7 @@ product, both of which XNNPACK runs, and col2im (padding and sums of stride phas
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -55,36 +56,14 @@ def convolution_backward(
     return grad_input, grad_weight, grad_bias
 
 
-def group_norm_backward_centred(
-    grad_out: torch.Tensor, input: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, weight: torch.Tensor | None,
-    n: int, c: int, hxw: int, group: int, output_mask: list[bool],
-) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """Gradients of group normalisation from the normalised input x^ (centred first).
-
-    The core ATen decomposition forms sum(dy * x) - mean * sum(dy), which cancels in float32 when
-    activations have a large mean; dx = rstd * (g - mean(g) - x^ * mean(g * x^)), g = dy * weight, does not.
-    """
-    x_hat = (input.reshape(n, group, -1) - mean.unsqueeze(-1)) * rstd.unsqueeze(-1)
-    dy = grad_out.reshape(n, c, -1)
-    per_channel = (1, c, 1)
-    grad_input = grad_weight = grad_bias = None
-    if output_mask[0]:
-        g = (dy if weight is None else dy * weight.reshape(per_channel)).reshape(n, group, -1)
-        grad_input = rstd.unsqueeze(-1) * (g - g.mean(-1, keepdim=True) - x_hat * (g * x_hat).mean(-1, keepdim=True))
-        grad_input = grad_input.reshape(input.shape)
-    if output_mask[1]:
-        grad_weight = (dy * x_hat.reshape(n, c, -1)).sum((0, 2))
-    if output_mask[2]:
-        grad_bias = dy.sum((0, 2))
-    return grad_input, grad_weight, grad_bias
-
-
 def export_decompositions() -> Decompositions:
-    """Core ATen decompositions plus :func:`convolution_backward` and :func:`group_norm_backward_centred`: the table
-    used for every exported graph."""
+    """Core ATen decompositions plus :func:`convolution_backward`: the table used for every exported graph.
+
+    Group norm's gradient needs no entry: under ``torch.func.grad`` autograd uses its twice-differentiable
+    formula, made of ordinary operators, exactly as PyTorch's own inner loop does.
+    """
     table = dict(core_aten_decompositions())
     table[aten.convolution_backward.default] = convolution_backward
-    table[aten.native_group_norm_backward.default] = group_norm_backward_centred
     return table
 
 
@@ -124,20 +103,26 @@ def _im2col(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
 
 def _col2im(cols: torch.Tensor, shape: torch.Size, kernel: tuple[int, int], stride: tuple[int, int],
             pad: tuple[int, int, int, int]) -> torch.Tensor:
-    """The adjoint of :func:`_im2col`: sums patch gradients ``(N*Ho*Wo, C*kh*kw)`` back into an image of ``shape``."""
+    """The adjoint of :func:`_im2col`: sums patch gradients ``(N*Ho*Wo, kh*kw*C)`` back into an image of ``shape``.
+
+    Columns are tap-major (``t*C + c``, unlike im2col's ``c*kh*kw + t``), so that each tap is a slice of
+    contiguous channel runs rather than a gather of single values 9 apart (a quarter of a step's time).
+    """
     n, c, h, w = shape
     (kh, kw), (sh, sw) = kernel, stride
     hp, wp = h + pad[2] + pad[3], w + pad[0] + pad[1]
     ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
     hq, wq = max(-(-hp // sh), (kh - 1) // sh + ho), max(-(-wp // sw), (kw - 1) // sw + wo)
-    cols = cols.reshape(n, ho, wo, c, kh * kw)
-    phases = [cols.new_zeros(n, hq, wq, c) for _ in range(sh * sw)]
+    cols = cols.reshape(n, ho, wo, kh * kw, c)
+    phases: list[torch.Tensor | None] = [None] * (sh * sw)
     for i in range(kh):
         for j in range(kw):
             p, a, b = (i % sh) * sw + j % sw, i // sh, j // sw
-            tap = cols[..., i * kw + j: i * kw + j + 1].reshape(n, ho, wo, c)
-            phases[p] = phases[p] + F.pad(tap, (0, 0, b, wq - wo - b, a, hq - ho - a))
-    image = torch.stack(phases, dim=1).reshape(n, sh, sw, hq, wq, c).permute(0, 5, 3, 1, 4, 2)
+            tap = cols[:, :, :, i * kw + j: i * kw + j + 1].reshape(n, ho, wo, c)  # a slice: XNNPACK has no select
+            tap = F.pad(tap, (0, 0, b, wq - wo - b, a, hq - ho - a))
+            phases[p] = tap if phases[p] is None else phases[p] + tap  # no zero images built per call
+    image = torch.stack([cols.new_zeros(n, hq, wq, c) if p is None else p for p in phases], dim=1)
+    image = image.reshape(n, sh, sw, hq, wq, c).permute(0, 5, 3, 1, 4, 2)
     image = image.reshape(n, c, hq * sh, wq * sw)
     return image[:, :, pad[2]: pad[2] + h, pad[0]: pad[0] + w]
 
@@ -182,7 +167,8 @@ def convolution_backward_as_matmul(
     pad = (padding[1], padding[1], padding[0], padding[0])
     grad_rows = grad_output.permute(0, 2, 3, 1).reshape(-1, c_out)
     if output_mask[0]:
-        grad_input = _col2im(grad_rows @ weight.reshape(c_out, -1), input.shape, (kh, kw), tuple(stride), pad)
+        tap_major = weight.permute(0, 2, 3, 1).reshape(c_out, -1)
+        grad_input = _col2im(grad_rows @ tap_major, input.shape, (kh, kw), tuple(stride), pad)
     if output_mask[1]:
         cols, _, _ = _im2col(input, (kh, kw), tuple(stride), pad)
         grad_weight = (grad_rows.t() @ cols).reshape(c_out, c_in, kh, kw)
@@ -199,11 +185,11 @@ def group_norm_two_pass(input: torch.Tensor, weight: torch.Tensor | None, bias: 
     activations have a large mean: an error of 3.4 where PyTorch's is 1e-3 (mean 100, std 0.01), enough
     to change an adaptation's outcome.
     """
-    x = input.reshape(n, group, -1)
-    rough = x.mean(-1, keepdim=True)
-    mean = rough + (x - rough).mean(-1, keepdim=True)  # corrects the rounding of a naive sum
+    x = input.reshape(n, group, 1, -1)  # 4-D means over the last two axes: XNNPACK's global average pooling
+    rough = x.mean((2, 3), keepdim=True)
+    mean = rough + (x - rough).mean((2, 3), keepdim=True)  # corrects the rounding of a naive sum
     centred = x - mean
-    rstd = torch.rsqrt((centred * centred).mean(-1, keepdim=True) + eps)
+    rstd = torch.rsqrt((centred * centred).mean((2, 3), keepdim=True) + eps)
     out = (centred * rstd).reshape(input.shape)
     per_channel = (1, c) + (1,) * (input.dim() - 2)
     if weight is not None:
@@ -236,13 +222,64 @@ def elu_backward_as_clamp(grad_output: torch.Tensor, alpha: float, scale: float,
     return grad_output * slope
 
 
+def elu_as_clamp(self: torch.Tensor, alpha: float = 1, scale: float = 1, input_scale: float = 1) -> torch.Tensor:
+    """``aten.elu`` for the plain ELU as ``max(x, 0) + exp(min(x, 0)) - 1``, from operators XNNPACK runs (ExecuTorch
+    1.5's partitioner leaves ``elu`` to a portable kernel). Other coefficients are left as they are."""
+    if (alpha, scale, input_scale) != (1, 1, 1):
+        return NotImplemented
+    return torch.clamp(self, min=0.0) + (torch.exp(torch.clamp(self, max=0.0)) - 1.0)
+
+
+def _reduced_dims(x: torch.Tensor, dim: list[int] | None) -> list[int]:
+    return sorted({d % x.dim() for d in dim}) if dim else list(range(x.dim()))
+
+
+def mean_as_pooling(self: torch.Tensor, dim: list[int] | None, keepdim: bool = False, *,
+                    dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``aten.mean.dim`` as a mean over the last two axes of a 4-D tensor ``(1, kept, reduced, 1)``, the one form
+    XNNPACK delegates (global average pooling); the reduced axes are moved last first."""
+    if dtype is not None or not self.is_floating_point() or self.dim() == 0:
+        return NotImplemented
+    dims = _reduced_dims(self, dim)
+    if self.dim() == 4 and dims == [2, 3] and keepdim:
+        return NotImplemented  # already the delegated form
+    kept = [d for d in range(self.dim()) if d not in dims]
+    order = kept + dims
+    moved = self if order == sorted(order) else self.permute(order)
+    reduced = math.prod(self.shape[d] for d in dims)
+    out = moved.reshape(1, -1, reduced, 1).mean((2, 3), keepdim=True)
+    shape = [1 if d in dims else self.shape[d] for d in range(self.dim())] if keepdim else [self.shape[d] for d in kept]
+    return out.reshape(shape)
+
+
+def sum_as_pooling(self: torch.Tensor, dim: list[int] | None = None, keepdim: bool = False, *,
+                   dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``aten.sum`` as :func:`mean_as_pooling` times the number of summed values (ExecuTorch 1.5's XNNPACK
+    partitioner has no sum; the portable kernel cost more than the matrix products of some layers)."""
+    if dtype is not None or not self.is_floating_point() or self.dim() == 0:
+        return NotImplemented
+    count = math.prod(self.shape[d] for d in _reduced_dims(self, dim))
+    return mean_as_pooling(self, dim, keepdim) * float(count)  # a float: an int constant would be cast per call
+
+
+def mul_scalar_as_tensor(self: torch.Tensor, other: float) -> torch.Tensor:
+    """``aten.mul.Scalar`` as the tensor product with a constant, which XNNPACK delegates."""
+    return self * other  # traced as aten.mul.Tensor with a wrapped scalar
+
+
 def matmul_decompositions() -> Decompositions:
     """:func:`export_decompositions` with every convolution and its gradients as im2col + matrix products,
-    group normalisation in two passes and activation gradients without ``where`` (for ExecuTorch)."""
+    group normalisation in two passes, and ELU, its gradient, sums, means and scalar products in the forms
+    XNNPACK delegates (for ExecuTorch)."""
     table = export_decompositions()
     table[aten.convolution.default] = convolution_as_matmul
     table[aten.convolution_backward.default] = convolution_backward_as_matmul
     table[aten.native_group_norm.default] = group_norm_two_pass
     table[aten.threshold_backward.default] = relu_backward_as_clamp
     table[aten.elu_backward.default] = elu_backward_as_clamp
+    table[aten.elu.default] = elu_as_clamp
+    table[aten.mean.dim] = mean_as_pooling
+    table[aten.sum.dim_IntList] = sum_as_pooling
+    table[aten.sum.default] = sum_as_pooling
+    table[aten.mul.Scalar] = mul_scalar_as_tensor
     return table

@@ -16,11 +16,17 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
 
 from edgeadapt.sdk.inner_loop import InnerLoop
 
 from .decompositions import matmul_decompositions
 from .onnx_graphs import GraphSpec, adapt_program, predict_program
+
+if TYPE_CHECKING:
+    from executorch.exir import EdgeProgramManager
 
 PREDICT_BATCH = 128  # inputs per predict call that the program's memory is planned for
 SIZE_LADDER = (8, 32)  # support sizes below the maximum that get their own adapt method
@@ -36,19 +42,25 @@ def executorch_available() -> bool:
     return importlib.util.find_spec("executorch") is not None
 
 
+def lower_to_xnnpack(programs: dict[str, torch.export.ExportedProgram]) -> EdgeProgramManager:
+    """The programs (traced with :func:`matmul_decompositions`) as ExecuTorch methods, XNNPACK taking every
+    operator it can; matrix products with weights that are inputs included."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+
+    partitioner = XnnpackPartitioner(force_non_static_weights_for_f32_linear=True)
+    return to_edge_transform_and_lower(programs, partitioner=[partitioner],
+                                       compile_config=EdgeCompileConfig(_check_ir_validity=False))
+
+
 def export_executorch(inner: InnerLoop, spec: GraphSpec, path: str | os.PathLike,
                       predict_batch: int = PREDICT_BATCH) -> Path:
     """Write ``adapt_<n>`` (for each of :func:`support_sizes`) and ``predict`` as methods of one ExecuTorch
     program at ``path``."""
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
-
     table = matmul_decompositions()
     programs = {f"adapt_{n}": adapt_program(inner, spec, table, fixed_support=n) for n in support_sizes(spec)}
     programs["predict"] = predict_program(inner, spec, predict_batch, table)
-    partitioner = XnnpackPartitioner(force_non_static_weights_for_f32_linear=True)
-    edge = to_edge_transform_and_lower(programs, partitioner=[partitioner],
-                                       compile_config=EdgeCompileConfig(_check_ir_validity=False))
+    edge = lower_to_xnnpack(programs)
     target = Path(path)
     target.write_bytes(edge.to_executorch().buffer)
     return target

@@ -12,6 +12,9 @@ pytest.importorskip("executorch")
 
 import edgeadapt.runtime as rt  # noqa: E402
 from edgeadapt.export import export_artifact  # noqa: E402
+from edgeadapt.export.decompositions import matmul_decompositions  # noqa: E402
+from edgeadapt.export.executorch_program import lower_to_xnnpack  # noqa: E402
+from edgeadapt.export.onnx_graphs import GraphSpec, adapt_program  # noqa: E402
 from edgeadapt.sdk import Conv4, InnerLoop, save_checkpoint  # noqa: E402
 from edgeadapt.sdk.inner_loop import mask_classes  # noqa: E402
 
@@ -62,3 +65,19 @@ def test_artifact_without_a_program_is_refused_clearly(tmp_path):
     export_artifact(tmp_path / "ckpt", tmp_path / "model", max_shots=1, executorch=False)
     with pytest.raises(rt.ArtifactError, match="no ExecuTorch program"):
         rt.load(tmp_path / "model", backend="executorch")
+
+
+# Operators whose portable kernels cost more than the matrix products of a layer, or broke XNNPACK partitions.
+HEAVY_OPERATORS = ("convolution", "mm", "addmm", "elu", "sum", "mean", "mul.Scalar", "native_group_norm")
+
+
+@pytest.mark.parametrize("activation", ["relu", "elu"])
+def test_adaptation_leaves_no_heavy_operator_to_portable_kernels(activation):
+    torch.manual_seed(0)
+    inner = InnerLoop(Conv4(ways=3, hidden=4, activation=activation), 0.5, 1, "cross_entropy", "all")
+    spec = GraphSpec(input_shape=(1, 28, 28), max_ways=3, max_shots=2)
+    edge = lower_to_xnnpack({"adapt": adapt_program(inner, spec, matmul_decompositions(), fixed_support=6)})
+    nodes = [n for n in edge.exported_program("adapt").graph.nodes if n.op == "call_function"]
+    portable = {str(n.target).split("aten.")[-1].split(">")[0] for n in nodes if "aten." in str(n.target)}
+    assert any("delegate" in str(n.target) for n in nodes)
+    assert not {op for op in portable if op.split(".")[0] in HEAVY_OPERATORS or op.startswith("mul.Scalar")}

@@ -9,9 +9,12 @@ from edgeadapt.export.decompositions import (
     convolution_as_matmul,
     convolution_backward,
     convolution_backward_as_matmul,
+    elu_as_clamp,
     elu_backward_as_clamp,
     matmul_decompositions,
+    mean_as_pooling,
     relu_backward_as_clamp,
+    sum_as_pooling,
 )
 from edgeadapt.export.onnx_graphs import GraphSpec, adapt_program, predict_program
 from edgeadapt.sdk import Conv4, InnerLoop
@@ -63,28 +66,6 @@ def test_group_norm_two_pass_matches_pytorch_where_one_pass_cancels():
     torch.testing.assert_close(ours[2].double(), exact[2], rtol=1e-3, atol=0)
 
 
-def test_group_norm_backward_is_accurate_for_large_means():
-    from edgeadapt.export.decompositions import group_norm_backward_centred
-
-    g = torch.Generator().manual_seed(1)
-    x = (torch.randn(3, 8, 5, 5, generator=g) * 0.01 + 50.0).double().requires_grad_()
-    w = torch.randn(8, generator=g).double().requires_grad_()
-    b = torch.randn(8, generator=g).double().requires_grad_()
-    _, mean, rstd = torch.ops.aten.native_group_norm(x, w, b, 3, 8, 25, 2, 1e-5)
-    upstream = torch.randn(3, 8, 5, 5, generator=g).double()
-    expected = torch.autograd.grad(F.group_norm(x, 2, w, b, 1e-5), (x, w, b), upstream)
-    ours = group_norm_backward_centred(upstream.float(), x.float(), mean.float(), rstd.float(), w.float(),
-                                       3, 8, 25, 2, [True, True, True])
-    core = torch._decomp.decomposition_table[torch.ops.aten.native_group_norm_backward.default](
-        upstream.float(), x.float(), mean.float(), rstd.float(), w.float(), 3, 8, 25, 2, [True, True, True])
-    scale = expected[0].abs().max()
-    ours_error = (ours[0].double() - expected[0]).abs().max() / scale
-    assert ours_error < 1e-3
-    assert ours_error < (core[0].double() - expected[0]).abs().max() / scale  # the core formula is worse here
-    for a, e in zip(ours[1:], expected[1:]):
-        torch.testing.assert_close(a.double(), e, rtol=1e-3, atol=1e-3)
-
-
 def _activation_inputs():
     """Values around the kink: signed zeros, subnormals, tiny and large numbers, and ordinary ones."""
     special = torch.tensor([0.0, -0.0, 1e-45, -1e-45, 1e-30, -1e-30, 1e-7, -1e-7, 0.5, -0.5, 3.0, -3.0, 80.0, -80.0])
@@ -123,6 +104,29 @@ def test_elu_backward_with_other_coefficients_takes_the_core_formula():
     x = x.requires_grad_()
     expected, = torch.autograd.grad(F.elu(x, alpha=0.5), x, upstream)
     torch.testing.assert_close(elu_backward_as_clamp(upstream, 0.5, 1.0, 1.0, False, x.detach()), expected)
+
+
+def test_elu_as_clamp_matches_pytorch():
+    x, _ = _activation_inputs()
+    torch.testing.assert_close(elu_as_clamp(x), F.elu(x), rtol=1e-6, atol=1e-7)  # exp(x) - 1 rather than expm1
+    assert elu_as_clamp(x, alpha=0.5) is NotImplemented  # other coefficients keep the operator
+
+
+REDUCTIONS = [((3, 4, 5, 6), [3], False), ((3, 4, 5, 6), [0, 2, 3], False), ((3, 4, 5, 6), [1], True),
+              ((3, 4, 5, 6), [-1, 0], True), ((7,), [], False), ((7, 2), None, True), ((2, 3, 4), [0, 2], False)]
+
+
+@pytest.mark.parametrize("shape, dim, keepdim", REDUCTIONS)
+def test_reductions_as_pooling_match_pytorch(shape, dim, keepdim):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(len(shape)))
+    all_dims = dim if dim else list(range(x.dim()))
+    torch.testing.assert_close(mean_as_pooling(x, dim, keepdim), x.mean(all_dims, keepdim=keepdim))
+    torch.testing.assert_close(sum_as_pooling(x, dim, keepdim), x.sum(all_dims, keepdim=keepdim))
+
+
+def test_reductions_keep_the_delegated_form_and_integers():
+    assert mean_as_pooling(torch.randn(2, 3, 4, 5), [2, 3], True) is NotImplemented
+    assert sum_as_pooling(torch.arange(6), [0]) is NotImplemented
 
 
 @pytest.mark.parametrize("program", ["adapt", "predict"])

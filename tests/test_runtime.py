@@ -31,7 +31,7 @@ def artifact(tmp_path_factory):
     model = Conv4(ways=4, hidden=8)
     training = {"algorithm": "reptile", "inner_lr": 0.5, "inner_steps": 2, "scope": "all", "loss": "cross_entropy"}
     save_checkpoint(folder / "ckpt", model, {"training": training})
-    export_artifact(folder / "ckpt", folder / "model", max_shots=3)
+    export_artifact(folder / "ckpt", folder / "model", max_shots=3, executorch=False)  # tests/test_executorch.py
     return folder / "model", model
 
 
