@@ -17,10 +17,11 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from deployment import PRETRAINED, data_dir, tasks
+from deployment import PRETRAINED, ROOT, data_dir, tasks
 from report import write_section
 
 # Peak RSS of this process image. (getrusage's ru_maxrss would carry the parent's peak across exec.)
@@ -76,8 +77,10 @@ def run(job: str, task_file: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="fresh processes per contender")
-    parser.add_argument("--out", default="runs/footprint-task.npz", help="where to keep the task the processes use")
+    parser.add_argument("--out", default=str(ROOT / "runs" / "footprint-task.npz"),
+                        help="where to keep the task the processes use")
     args = parser.parse_args()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     support_x, support_y, query_x, _ = next(tasks(5, 5, 1, seed=3))
     np.savez(args.out, support_x=support_x, support_y=support_y, query_x=query_x)
     results: dict[str, list[dict]] = {"edgeadapt.runtime (onnxruntime)": [], "PyTorch (edgeadapt.sdk)": []}

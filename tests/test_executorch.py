@@ -71,10 +71,10 @@ def test_artifact_without_a_program_is_refused_clearly(tmp_path):
 HEAVY_OPERATORS = ("convolution", "mm", "addmm", "elu", "sum", "mean", "mul.Scalar", "native_group_norm")
 
 
-@pytest.mark.parametrize("activation", ["relu", "elu"])
-def test_adaptation_leaves_no_heavy_operator_to_portable_kernels(activation):
+@pytest.mark.parametrize("activation, scope", [("relu", "all"), ("elu", "all"), ("elu", "head")])
+def test_adaptation_leaves_no_heavy_operator_to_portable_kernels(activation, scope):
     torch.manual_seed(0)
-    inner = InnerLoop(Conv4(ways=3, hidden=4, activation=activation), 0.5, 1, "cross_entropy", "all")
+    inner = InnerLoop(Conv4(ways=3, hidden=4, activation=activation), 0.5, 1, "cross_entropy", scope)
     spec = GraphSpec(input_shape=(1, 28, 28), max_ways=3, max_shots=2)
     edge = lower_to_xnnpack({"adapt": adapt_program(inner, spec, matmul_decompositions(), fixed_support=6)})
     nodes = [n for n in edge.exported_program("adapt").graph.nodes if n.op == "call_function"]
