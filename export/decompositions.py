@@ -267,13 +267,15 @@ def mul_scalar_as_tensor(self: torch.Tensor, other: float) -> torch.Tensor:
     return self * other  # traced as aten.mul.Tensor with a wrapped scalar
 
 
-def matmul_decompositions() -> Decompositions:
-    """:func:`export_decompositions` with every convolution and its gradients as im2col + matrix products,
-    group normalisation in two passes, and ELU, its gradient, sums, means and scalar products in the forms
-    XNNPACK delegates (for ExecuTorch)."""
+def matmul_decompositions(convolution_weights_are_inputs: bool = True) -> Decompositions:
+    """:func:`export_decompositions` for ExecuTorch: group normalisation in two passes, and ELU, its gradient, sums,
+    means and scalar products in the forms XNNPACK delegates; every convolution and its gradients as im2col +
+    matrix products when ``convolution_weights_are_inputs`` (they adapt). Otherwise (head-only adaptation) the
+    convolutions keep their constant weights, which XNNPACK's own, faster convolution takes."""
     table = export_decompositions()
-    table[aten.convolution.default] = convolution_as_matmul
-    table[aten.convolution_backward.default] = convolution_backward_as_matmul
+    if convolution_weights_are_inputs:
+        table[aten.convolution.default] = convolution_as_matmul
+        table[aten.convolution_backward.default] = convolution_backward_as_matmul
     table[aten.native_group_norm.default] = group_norm_two_pass
     table[aten.threshold_backward.default] = relu_backward_as_clamp
     table[aten.elu_backward.default] = elu_backward_as_clamp

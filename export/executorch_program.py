@@ -1,6 +1,6 @@
 """The ExecuTorch program (``model.pte``) of an artifact: the same ``adapt`` and ``predict`` as the ONNX graphs.
 
-Convolutions and their gradients are first rewritten as im2col + matrix products
+Convolutions whose weights adapt, and their gradients, are first rewritten as im2col + matrix products
 (:func:`~edgeadapt.export.decompositions.matmul_decompositions`): XNNPACK delegates matrix
 products with weights that are program inputs, but not such convolutions, which would otherwise
 run on ExecuTorch's portable reference kernels (about 70x slower than onnxruntime).
@@ -42,14 +42,22 @@ def executorch_available() -> bool:
     return importlib.util.find_spec("executorch") is not None
 
 
-def lower_to_xnnpack(programs: dict[str, torch.export.ExportedProgram]) -> EdgeProgramManager:
+def lower_to_xnnpack(programs: dict[str, torch.export.ExportedProgram],
+                     constant_convolutions: bool = False) -> EdgeProgramManager:
     """The programs (traced with :func:`matmul_decompositions`) as ExecuTorch methods, XNNPACK taking every
-    operator it can; matrix products with weights that are inputs included."""
+    operator it can; matrix products with weights that are inputs included.
+
+    ``constant_convolutions``: the programs keep convolutions with constant weights (a frozen backbone). Those go
+    to XNNPACK's default partitioner first: through the one that takes matrix products with input weights they
+    lower, but the program then fails to load ("Failed to create convolution node ... xnn_status_invalid_parameter").
+    """
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
-    partitioner = XnnpackPartitioner(force_non_static_weights_for_f32_linear=True)
-    return to_edge_transform_and_lower(programs, partitioner=[partitioner],
+    partitioners = [XnnpackPartitioner(force_non_static_weights_for_f32_linear=True)]
+    if constant_convolutions:
+        partitioners.insert(0, XnnpackPartitioner())
+    return to_edge_transform_and_lower(programs, partitioner=partitioners,
                                        compile_config=EdgeCompileConfig(_check_ir_validity=False))
 
 
@@ -57,10 +65,11 @@ def export_executorch(inner: InnerLoop, spec: GraphSpec, path: str | os.PathLike
                       predict_batch: int = PREDICT_BATCH) -> Path:
     """Write ``adapt_<n>`` (for each of :func:`support_sizes`) and ``predict`` as methods of one ExecuTorch
     program at ``path``."""
-    table = matmul_decompositions()
+    frozen_backbone = inner.scope == "head"  # the backbone's convolutions have constant weights
+    table = matmul_decompositions(convolution_weights_are_inputs=not frozen_backbone)
     programs = {f"adapt_{n}": adapt_program(inner, spec, table, fixed_support=n) for n in support_sizes(spec)}
     programs["predict"] = predict_program(inner, spec, predict_batch, table)
-    edge = lower_to_xnnpack(programs)
+    edge = lower_to_xnnpack(programs, constant_convolutions=frozen_backbone)
     target = Path(path)
     target.write_bytes(edge.to_executorch().buffer)
     return target

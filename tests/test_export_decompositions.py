@@ -129,19 +129,27 @@ def test_reductions_keep_the_delegated_form_and_integers():
     assert sum_as_pooling(torch.arange(6), [0]) is NotImplemented
 
 
+@pytest.mark.parametrize("scope", ["all", "head"])
 @pytest.mark.parametrize("program", ["adapt", "predict"])
-def test_exported_convolutions_take_constant_weights(program, monkeypatch):
-    """XNNPACK delegates a convolution only if its weight is a constant of the program, not a copy made in the trace."""
+def test_exported_convolutions_take_constant_weights(program, scope, monkeypatch):
+    """XNNPACK delegates a convolution only if its weight is a constant of the program, not a copy made in the trace.
+
+    Adapted convolutions become im2col (one-hot depthwise convolutions) + matrix products; frozen ones (head-only
+    adaptation) stay the model's own convolutions.
+    """
     monkeypatch.setattr(decompositions, "_ONE_HOT_TAPS", {})  # so the im2col kernels are first built while tracing
     torch.manual_seed(0)
-    inner = InnerLoop(Conv4(ways=3, hidden=4, activation="elu"), 0.5, 1)
+    inner = InnerLoop(Conv4(ways=3, hidden=4, activation="elu"), 0.5, 1, "cross_entropy", scope)
     spec = GraphSpec(input_shape=(1, 28, 28), max_ways=3, max_shots=2)
+    table = matmul_decompositions(convolution_weights_are_inputs=scope == "all")
     if program == "adapt":
-        exported = adapt_program(inner, spec, matmul_decompositions(), fixed_support=6)
+        exported = adapt_program(inner, spec, table, fixed_support=6)
     else:
-        exported = predict_program(inner, spec, 8, matmul_decompositions())
+        exported = predict_program(inner, spec, 8, table)
     constants = {s.arg.name for s in exported.graph_signature.input_specs
                  if s.kind in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR)}
     convolutions = [n for n in exported.graph.nodes if n.target is torch.ops.aten.convolution.default]
     assert convolutions
     assert [n.args[1].name for n in convolutions if n.args[1].name not in constants] == []
+    im2col = [n for n in convolutions if tuple(n.args[1].meta["val"].shape[:2]) == (9 * n.args[8], 1)]  # one-hot taps
+    assert len(im2col) == len(convolutions) if scope == "all" else (im2col == [] and len(convolutions) == 4)
