@@ -16,6 +16,7 @@ import argparse
 import io
 import os
 import random
+import sys
 import zipfile
 from pathlib import Path
 
@@ -78,7 +79,8 @@ def main() -> None:
     for truth, guess in zip(query_y, predictions):
         print(f"{'ok ' if truth == guess else 'NO '} drawing of {truth:35s} -> {guess}")
     print(f"{sum(t == g for t, g in zip(query_y, predictions))}/{len(query_y)} correct "
-          f"({args.ways}-way {args.shots}-shot, adapted on this machine without torch)")
+          f"({args.ways}-way {args.shots}-shot, adapted on this machine by {args.backend}, "
+          f"torch {'loaded' if 'torch' in sys.modules else 'not loaded'})")
 
 
 if __name__ == "__main__":

@@ -217,6 +217,7 @@ def test_example_personalises_the_pretrained_model():
                             text=True, check=True, env={**os.environ, "EDGEADAPT_DATA": str(DATA)})
     correct = int(result.stdout.strip().splitlines()[-1].split("/")[0])
     assert correct >= 10, result.stdout  # of 15 queries; chance is 3
+    assert "by onnxruntime, torch not loaded" in result.stdout
 
 
 def test_an_onnxruntime_older_than_the_manifest_asks_for_is_refused(artifact, tmp_path):
