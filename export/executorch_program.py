@@ -18,8 +18,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from edgeadapt.sdk.inner_loop import InnerLoop
 
 from .decompositions import matmul_decompositions
@@ -42,20 +40,26 @@ def executorch_available() -> bool:
     return importlib.util.find_spec("executorch") is not None
 
 
-def lower_to_xnnpack(programs: dict[str, torch.export.ExportedProgram],
-                     constant_convolutions: bool = False) -> EdgeProgramManager:
-    """The programs (traced with :func:`matmul_decompositions`) as ExecuTorch methods, XNNPACK taking every
-    operator it can; matrix products with weights that are inputs included.
+def lower_to_xnnpack(inner: InnerLoop, spec: GraphSpec, adapt_sizes: list[int],
+                     predict_batch: int | None = PREDICT_BATCH) -> EdgeProgramManager:
+    """``adapt_<n>`` for each of ``adapt_sizes`` (and ``predict``, unless ``predict_batch`` is None) traced with
+    :func:`matmul_decompositions` and lowered to ExecuTorch, XNNPACK taking every operator it can.
 
-    ``constant_convolutions``: the programs keep convolutions with constant weights (a frozen backbone). Those go
-    to XNNPACK's default partitioner first: through the one that takes matrix products with input weights they
-    lower, but the program then fails to load ("Failed to create convolution node ... xnn_status_invalid_parameter").
+    Matrix products with weights that are inputs need ``force_non_static_weights_for_f32_linear``. A frozen
+    backbone (head-only adaptation) keeps its convolutions with constant weights, which must go to XNNPACK's
+    default partitioner first: through the forcing one they lower, but the program then fails to load
+    ("Failed to create convolution node ... xnn_status_invalid_parameter").
     """
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
+    frozen_backbone = inner.scope == "head"  # the backbone's convolutions have constant weights
+    table = matmul_decompositions(convolution_weights_are_inputs=not frozen_backbone)
+    programs = {f"adapt_{n}": adapt_program(inner, spec, table, fixed_support=n) for n in adapt_sizes}
+    if predict_batch is not None:
+        programs["predict"] = predict_program(inner, spec, predict_batch, table)
     partitioners = [XnnpackPartitioner(force_non_static_weights_for_f32_linear=True)]
-    if constant_convolutions:
+    if frozen_backbone:
         partitioners.insert(0, XnnpackPartitioner())
     return to_edge_transform_and_lower(programs, partitioner=partitioners,
                                        compile_config=EdgeCompileConfig(_check_ir_validity=False))
@@ -65,11 +69,7 @@ def export_executorch(inner: InnerLoop, spec: GraphSpec, path: str | os.PathLike
                       predict_batch: int = PREDICT_BATCH) -> Path:
     """Write ``adapt_<n>`` (for each of :func:`support_sizes`) and ``predict`` as methods of one ExecuTorch
     program at ``path``."""
-    frozen_backbone = inner.scope == "head"  # the backbone's convolutions have constant weights
-    table = matmul_decompositions(convolution_weights_are_inputs=not frozen_backbone)
-    programs = {f"adapt_{n}": adapt_program(inner, spec, table, fixed_support=n) for n in support_sizes(spec)}
-    programs["predict"] = predict_program(inner, spec, predict_batch, table)
-    edge = lower_to_xnnpack(programs, constant_convolutions=frozen_backbone)
+    edge = lower_to_xnnpack(inner, spec, support_sizes(spec), predict_batch)
     target = Path(path)
     target.write_bytes(edge.to_executorch().buffer)
     return target

@@ -9,13 +9,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("executorch")
+from executorch.runtime import Runtime  # noqa: E402
 
 import edgeadapt.runtime as rt  # noqa: E402
 from edgeadapt.export import export_artifact  # noqa: E402
-from edgeadapt.export.decompositions import matmul_decompositions  # noqa: E402
 from edgeadapt.export.executorch_program import lower_to_xnnpack  # noqa: E402
-from edgeadapt.export.onnx_graphs import GraphSpec, adapt_program  # noqa: E402
-from executorch.runtime import Runtime  # noqa: E402
+from edgeadapt.export.onnx_graphs import GraphSpec  # noqa: E402
 from edgeadapt.sdk import Conv4, InnerLoop, save_checkpoint  # noqa: E402
 from edgeadapt.sdk.inner_loop import mask_classes  # noqa: E402
 
@@ -77,13 +76,11 @@ def test_adaptation_leaves_no_heavy_operator_to_portable_kernels(activation, sco
     torch.manual_seed(0)
     inner = InnerLoop(Conv4(ways=3, hidden=4, activation=activation), 0.5, 1, "cross_entropy", scope)
     spec = GraphSpec(input_shape=(1, 28, 28), max_ways=3, max_shots=2)
-    frozen_backbone = scope == "head"
-    table = matmul_decompositions(convolution_weights_are_inputs=not frozen_backbone)
-    edge = lower_to_xnnpack({"adapt": adapt_program(inner, spec, table, fixed_support=6)}, frozen_backbone)
-    nodes = [n for n in edge.exported_program("adapt").graph.nodes if n.op == "call_function"]
+    edge = lower_to_xnnpack(inner, spec, [6], predict_batch=None)
+    nodes = [n for n in edge.exported_program("adapt_6").graph.nodes if n.op == "call_function"]
     portable = {str(n.target).split("aten.")[-1].split(">")[0] for n in nodes if "aten." in str(n.target)}
     assert any("delegate" in str(n.target) for n in nodes)
     assert not {op for op in portable if op.split(".")[0] in HEAVY_OPERATORS or op.startswith("mul.Scalar")}
     path = tmp_path / "adapt.pte"
     path.write_bytes(edge.to_executorch().buffer)
-    Runtime.get().load_program(str(path)).load_method("adapt")  # XNNPACK builds every delegated operator
+    Runtime.get().load_program(str(path)).load_method("adapt_6")  # XNNPACK builds every delegated operator
