@@ -183,20 +183,37 @@ def group_norm_two_pass(input: torch.Tensor, weight: torch.Tensor | None, bias: 
 
     ExecuTorch 1.5's portable kernel computes E[x^2] - E[x]^2, which cancels catastrophically when
     activations have a large mean: an error of 3.4 where PyTorch's is 1e-3 (mean 100, std 0.01), enough
-    to change an adaptation's outcome.
+    to change an adaptation's outcome. Every statistic is a mean over each channel's positions (XNNPACK's
+    global average pooling, native in its channels-last layout, so the activations are never transposed)
+    followed by a small mean over the channels of a group.
     """
-    x = input.reshape(n, group, 1, -1)  # 4-D means over the last two axes: XNNPACK's global average pooling
-    rough = x.mean((2, 3), keepdim=True)
-    mean = rough + (x - rough).mean((2, 3), keepdim=True)  # corrects the rounding of a naive sum
+    x = input.reshape(n, c, hxw, 1) if input.dim() != 4 else input
+    rough = _group_mean(x, group)
+    mean = rough + _group_mean(x - rough, group)  # corrects the rounding of a one-pass sum
     centred = x - mean
-    rstd = torch.rsqrt((centred * centred).mean((2, 3), keepdim=True) + eps)
-    out = (centred * rstd).reshape(input.shape)
-    per_channel = (1, c) + (1,) * (input.dim() - 2)
+    rstd = torch.rsqrt(_group_mean(centred * centred, group) + eps)
+    out = centred * rstd
     if weight is not None:
-        out = out * weight.reshape(per_channel)
+        out = out * weight.reshape(1, c, 1, 1)
     if bias is not None:
-        out = out + bias.reshape(per_channel)
-    return out, mean.reshape(n, group), rstd.reshape(n, group)
+        out = out + bias.reshape(1, c, 1, 1)
+    return out.reshape(input.shape), _per_group(mean, group), _per_group(rstd, group)
+
+
+def _group_mean(x: torch.Tensor, group: int) -> torch.Tensor:
+    """The mean of ``x`` (N, C, H, W) over each group's channels and positions, repeated per channel: (N, C, 1, 1).
+
+    Channels hold equal numbers of positions, so the mean of per-channel means is the group's mean."""
+    n, c = x.shape[:2]
+    per_channel = x.mean((2, 3), keepdim=True)
+    per_group = per_channel.reshape(n, group, c // group, 1).mean((2, 3), keepdim=True)
+    return per_group if group == 1 else per_group.expand(n, group, c // group, 1).reshape(n, c, 1, 1)
+
+
+def _per_group(per_channel: torch.Tensor, group: int) -> torch.Tensor:
+    """(N, C, 1, 1) statistics repeated per channel, as native_group_norm returns them: (N, group)."""
+    n = per_channel.shape[0]
+    return per_channel.reshape(n, group, -1)[:, :, 0]
 
 
 def relu_backward_as_clamp(grad_output: torch.Tensor, self: torch.Tensor, threshold: float) -> torch.Tensor:

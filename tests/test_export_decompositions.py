@@ -53,17 +53,35 @@ def test_grouped_convolutions_are_refused_clearly():
                              [True, True, False])
 
 
-def test_group_norm_two_pass_matches_pytorch_where_one_pass_cancels():
+@pytest.mark.parametrize("shape, groups", [((4, 64, 7, 7), 1), ((4, 64, 7, 7), 4), ((3, 8, 10), 2), ((5, 6), 3)])
+def test_group_norm_two_pass_matches_pytorch_where_one_pass_cancels(shape, groups):
     from edgeadapt.export.decompositions import group_norm_two_pass
 
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(4, 64, 7, 7, generator=g) * 0.01 + 100.0  # large mean, tiny spread
-    w, b = torch.randn(64, generator=g), torch.randn(64, generator=g)
-    exact = torch.ops.aten.native_group_norm(x.double(), w.double(), b.double(), 4, 64, 49, 1, 1e-5)
-    ours = group_norm_two_pass(x, w, b, 4, 64, 49, 1, 1e-5)
+    x = torch.randn(*shape, generator=g) * 0.01 + 100.0  # large mean, tiny spread
+    n, c, hxw = shape[0], shape[1], x[0, 0].numel()
+    w, b = torch.randn(c, generator=g), torch.randn(c, generator=g)
+    exact = torch.ops.aten.native_group_norm(x.double(), w.double(), b.double(), n, c, hxw, groups, 1e-5)
+    ours = group_norm_two_pass(x, w, b, n, c, hxw, groups, 1e-5)
     torch.testing.assert_close(ours[0].double(), exact[0], atol=0.05, rtol=0)  # torch's own f32 error: ~1e-3 x |w|
     torch.testing.assert_close(ours[1].double(), exact[1])
     torch.testing.assert_close(ours[2].double(), exact[2], rtol=1e-3, atol=0)
+
+
+def test_group_norm_two_pass_keeps_activations_in_their_layout():
+    """Every full-size tensor keeps the input's (N, C, H, W) shape: reshaping it (as a flat mean would) makes
+    XNNPACK transpose it out of its channels-last layout and back, which took a third of head-only adaptation."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from edgeadapt.export.decompositions import group_norm_two_pass
+
+    x, w, b = torch.randn(4, 64, 7, 7), torch.randn(64), torch.randn(64)
+    graph = make_fx(lambda x, w, b: group_norm_two_pass(x, w, b, 4, 64, 49, 1, 1e-5))(x, w, b)
+    full_size = [n for n in graph.graph.nodes if n.op == "call_function" and n.meta["val"].numel() == x.numel()]
+    assert len(full_size) >= 5
+    assert all(tuple(n.meta["val"].shape) == tuple(x.shape) for n in full_size)
+    means = [n for n in graph.graph.nodes if n.target == torch.ops.aten.mean.dim]
+    assert means and all(list(n.args[1]) == [2, 3] and n.args[2] for n in means)
 
 
 def _activation_inputs():
