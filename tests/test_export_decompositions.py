@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch._decomp import core_aten_decompositions
 from torch.export.graph_signature import InputKind
+from torch.fx.experimental.proxy_tensor import make_fx
 
 from edgeadapt.export import decompositions
 from edgeadapt.export.decompositions import (
@@ -11,6 +12,7 @@ from edgeadapt.export.decompositions import (
     convolution_backward_as_matmul,
     elu_as_clamp,
     elu_backward_as_clamp,
+    group_norm_two_pass,
     matmul_decompositions,
     mean_as_pooling,
     relu_backward_as_clamp,
@@ -55,8 +57,6 @@ def test_grouped_convolutions_are_refused_clearly():
 
 @pytest.mark.parametrize("shape, groups", [((4, 64, 7, 7), 1), ((4, 64, 7, 7), 4), ((3, 8, 10), 2), ((5, 6), 3)])
 def test_group_norm_two_pass_matches_pytorch_where_one_pass_cancels(shape, groups):
-    from edgeadapt.export.decompositions import group_norm_two_pass
-
     g = torch.Generator().manual_seed(0)
     x = torch.randn(*shape, generator=g) * 0.01 + 100.0  # large mean, tiny spread
     n, c, hxw = shape[0], shape[1], x[0, 0].numel()
@@ -71,10 +71,6 @@ def test_group_norm_two_pass_matches_pytorch_where_one_pass_cancels(shape, group
 def test_group_norm_two_pass_keeps_activations_in_their_layout():
     """Every full-size tensor keeps the input's (N, C, H, W) shape: reshaping it (as a flat mean would) makes
     XNNPACK transpose it out of its channels-last layout and back, which took a third of head-only adaptation."""
-    from torch.fx.experimental.proxy_tensor import make_fx
-
-    from edgeadapt.export.decompositions import group_norm_two_pass
-
     x, w, b = torch.randn(4, 64, 7, 7), torch.randn(64), torch.randn(64)
     graph = make_fx(lambda x, w, b: group_norm_two_pass(x, w, b, 4, 64, 49, 1, 1e-5))(x, w, b)
     full_size = [n for n in graph.graph.nodes if n.op == "call_function" and n.meta["val"].numel() == x.numel()]
