@@ -23,7 +23,7 @@ from edgeadapt.sdk.recipes import make_sampler
 
 from report import write_section
 
-ITERATIONS = {"reptile": 2000, "fomaml": 3500, "maml": 1200}
+ITERATIONS = {"reptile": 2000, "fomaml": 3500, "maml": 3000}
 
 
 def train(algorithm: str, iterations: int, out: Path, data: str | None) -> None:

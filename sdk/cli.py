@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     ev = commands.add_parser("eval", help="evaluate a checkpoint on held-out tasks",
-                             description="N-way K-shot accuracy (mean and 95%% CI) of a checkpoint, adapting with "
+                             description="N-way K-shot accuracy (mean and 95% CI) of a checkpoint, adapting with "
                                          "its own inner loop unless overridden.")
     ev.add_argument("checkpoint", type=Path, help="checkpoint folder (e.g. RUN/checkpoint)")
     _add_data_arguments(ev)

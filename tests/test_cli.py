@@ -10,7 +10,9 @@ def test_help_on_every_command(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(command + ["--help"])
     assert exit_.value.code == 0
-    assert "usage: edgeadapt" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "usage: edgeadapt" in printed
+    assert "%%" not in printed, "a description escaped % as if it were a help string"
 
 
 def test_train_then_eval_on_glyphs(tmp_path, capsys):
