@@ -19,23 +19,27 @@ import torch
 
 from edgeadapt.sdk.checkpoint import load_checkpoint
 from edgeadapt.sdk.fileio import replace_folder, sha256_file
-from edgeadapt.sdk.inner_loop import InnerLoop
+from edgeadapt.sdk.inner_loop import InnerLoop, inner_loop_from_config
 
 from .executorch_program import PREDICT_BATCH, executorch_available, export_executorch, support_sizes
-from .onnx_graphs import ADAPT_INPUTS, OPSET, GraphSpec, adapted_names, export_adapt, export_predict
+from .onnx_graphs import ADAPT_INPUTS, OPSET, GraphSpec, adapted_names, example_adapted, export_adapt, export_predict
 
 FORMAT_VERSION = 2
+DEFAULT_MAX_WAYS = 20  # with a zeros or prototype head, which has no trained number of outputs
+DEFAULT_MAX_SHOTS = 10
 MIN_ONNXRUNTIME = "1.18"  # first release that reads IR version 10 (1.17.3 refuses it); tested in .ci/run
 
 
 def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_ways: int | None = None,
-                    max_shots: int = 5, executorch: bool | None = None) -> Path:
+                    max_shots: int | None = None, executorch: bool | None = None, *, scope: str | None = None,
+                    head_init: str | None = None) -> Path:
     """Export the checkpoint's model and its inner loop to the folder ``out`` (written atomically).
 
-    ``max_ways`` defaults to the model's number of outputs; one artifact serves tasks of 2..max_ways
-    classes (absent classes masked) and 1..max_shots examples per class (a dynamic support size).
-    ``executorch`` adds ``model.pte`` (default: when the executorch package is installed; lowering
-    takes minutes).
+    One artifact serves tasks of 2..``max_ways`` classes (absent classes masked) and 1..``max_shots``
+    examples per class (a dynamic support size). With a meta-learned head ``max_ways`` defaults to, and may not
+    exceed, the model's outputs; with a zeros or prototype head (``head_init``) any number is possible
+    (default 20). ``max_shots`` defaults to 10. ``scope`` and ``head_init`` override the checkpoint's.
+    ``executorch`` adds ``model.pte`` (default: when the executorch package is installed; lowering takes minutes).
     """
     if executorch is None:
         executorch = executorch_available()
@@ -45,17 +49,23 @@ def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_w
     training = config.get("training", {})
     if training.get("loss", "cross_entropy") != "cross_entropy":
         raise ValueError("only classification models can be exported")
+    head_init = head_init or training.get("head_init", "learned")
     outputs = model.head.out_features
-    max_ways = outputs if max_ways is None else max_ways
-    if not 2 <= max_ways <= outputs:
-        raise ValueError(f"max_ways must be between 2 and the model's {outputs} outputs, got {max_ways}")
+    if max_ways is None:
+        max_ways = outputs if head_init == "learned" else DEFAULT_MAX_WAYS
+    if max_ways < 2 or (head_init == "learned" and max_ways > outputs):
+        limit = f"between 2 and the model's {outputs} outputs" if head_init == "learned" else "at least 2"
+        raise ValueError(f"max_ways must be {limit}, got {max_ways}")
+    max_shots = DEFAULT_MAX_SHOTS if max_shots is None else max_shots
     if max_shots < 1:
         raise ValueError(f"max_shots must be >= 1, got {max_shots}")
     model_config = config["model"]["config"]
     spec = GraphSpec((model_config.get("in_channels", 1), model_config["image_size"], model_config["image_size"]),
                      max_ways, max_shots)
-    inner = InnerLoop(model, training["inner_lr"], training["inner_steps"], "cross_entropy",
-                      training.get("scope", "all"))
+    if head_init == "learned":
+        narrow_head(model, max_ways)
+    inner = inner_loop_from_config(model, training, scope=scope, head_init=head_init,
+                                   ways=max_ways if head_init != "learned" else None)
 
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -75,6 +85,17 @@ def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_w
     return target
 
 
+def narrow_head(model: torch.nn.Module, ways: int) -> None:
+    """Keep the first ``ways`` outputs of a meta-learned head: a task's labels 0..k-1 only ever use those."""
+    head = model.head
+    if head.out_features == ways:
+        return
+    with torch.no_grad():
+        head.weight = torch.nn.Parameter(head.weight[:ways].clone())
+        head.bias = torch.nn.Parameter(head.bias[:ways].clone())
+    head.out_features = ways
+
+
 def write_selfcheck(inner: InnerLoop, spec: GraphSpec, path: Path, queries: int = 8) -> None:
     """Save a full-size task and the probabilities PyTorch predicts after adapting to it, so a device can
     check that it computes the same (``Learner.self_test``)."""
@@ -82,9 +103,7 @@ def write_selfcheck(inner: InnerLoop, spec: GraphSpec, path: Path, queries: int 
     support_x = torch.rand(spec.support_size, *spec.input_shape, generator=generator)
     support_y = torch.arange(spec.max_ways).repeat_interleave(spec.max_shots)
     query_x = torch.rand(queries, *spec.input_shape, generator=generator)
-    params = inner.inner_update(inner.params(), support_x, support_y)
-    with torch.no_grad():
-        probabilities = torch.softmax(inner.forward_with_weights(query_x, params), dim=-1)
+    probabilities = inner.probabilities(support_x, support_y, query_x)
     with open(path, "wb") as f:
         np.savez(f, support_x=support_x.numpy(), support_y=support_y.numpy(), query_x=query_x.numpy(),
                  probabilities=probabilities.numpy())
@@ -107,7 +126,7 @@ def write_ort_format(folder: Path) -> None:
 
 def _manifest(config: dict[str, Any], inner: InnerLoop, spec: GraphSpec, adapt: onnx.ModelProto,
               folder: Path) -> dict[str, Any]:
-    params = inner.params()
+    params = example_adapted(inner, spec)
     manifest = {
         "format_version": FORMAT_VERSION,
         "input_shape": list(spec.input_shape),
@@ -118,6 +137,7 @@ def _manifest(config: dict[str, Any], inner: InnerLoop, spec: GraphSpec, adapt: 
         "inner_steps": inner.inner_steps,
         "inner_lr": inner.inner_lr,
         "scope": inner.scope,
+        "head_init": inner.head_init,
         "model": config["model"],
         "training": config.get("training", {}),
         "data": config.get("data", {}),

@@ -49,6 +49,15 @@ def frozen_names(inner: InnerLoop) -> list[str]:
     return [name for name in inner.params() if not inner.is_adapted(name)]
 
 
+def example_adapted(inner: InnerLoop, spec: GraphSpec) -> dict[str, torch.Tensor]:
+    """Adapted parameters of the right shapes (a head of ``max_ways`` rows for a zeros or prototype head)."""
+    support_x, support_y, example_mask, class_mask = _example_adapt_inputs(spec, spec.max_ways)
+    support_y = torch.arange(spec.max_ways)
+    params = inner.inner_update(inner.params(), support_x, support_y, steps=0, example_mask=example_mask,
+                                class_mask=class_mask)
+    return {name: params[name].detach() for name in adapted_names(inner)}
+
+
 class _Frozen(nn.Module):
     """Calls ``fn(*inputs, *weights)`` with ``weights`` held as buffers, so export stores them in the graph."""
 
@@ -132,7 +141,8 @@ def predict_program(inner: InnerLoop, spec: GraphSpec, max_batch: int = 1 << 16,
         values = dict(zip(adapted + frozen, weights))
         return (torch.softmax(mask_classes(inner.forward_with_weights(x, values), class_mask), dim=-1),)
 
-    example = (torch.zeros(2, *spec.input_shape), torch.ones(spec.max_ways), *(params[n] for n in adapted))
+    adapted_example = example_adapted(inner, spec)
+    example = (torch.zeros(2, *spec.input_shape), torch.ones(spec.max_ways), *(adapted_example[n] for n in adapted))
     frozen_weights = [params[n] for n in frozen]
     if decompositions is not None:  # traced first, so that constants the decompositions make are kept
         predict = _without_constant_copies(make_fx(predict, decomposition_table=decompositions, tracing_mode="symbolic",

@@ -84,6 +84,21 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     return model.to(device), config
 
 
+def initialise_from(model: nn.Module, path: str | os.PathLike) -> list[str]:
+    """Copy into ``model`` every tensor of the checkpoint at ``path`` whose name and shape match; return the
+    names left as they were (e.g. a head with another number of classes). The backbone must match entirely."""
+    source, _ = load_checkpoint(path)
+    saved = source.state_dict()
+    own = model.state_dict()
+    fits = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
+    backbone = [k for k in own if not k.startswith("head.")]
+    missing = [k for k in backbone if k not in fits]
+    if missing:
+        raise CheckpointError(f"{path} does not fit this model's backbone: no matching {missing[:3]}")
+    model.load_state_dict({**own, **fits})
+    return sorted(set(own) - set(fits))
+
+
 def load_training_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The optimiser/sampler tensors and JSON state saved for resuming training."""
     folder = verify_checkpoint(path)

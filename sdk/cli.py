@@ -1,4 +1,4 @@
-"""The ``edgeadapt`` command line: ``train``, ``eval`` and ``export`` (``edgeadapt COMMAND --help``).
+"""The ``edgeadapt`` command line: ``pretrain``, ``train``, ``eval`` and ``export`` (``edgeadapt COMMAND --help``).
 
 This is the one SDK module that reaches into ``edgeadapt.export`` (imported only when exporting).
 """
@@ -14,11 +14,14 @@ from typing import Any, Sequence
 
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, initialise_from, load_checkpoint
 from .datasets import DatasetError
 from .evaluation import EvalResult, evaluate
-from .models import ACTIVATIONS
+from .heads import HEAD_INITS
+from .models import ACTIVATIONS, build_model, model_spec
+from .pretrain_cli import add_pretrain_parser, run_pretrain
 from .recipes import DATASETS, SPLITS, build_default_model, make_sampler, recipe_defaults
+from .scopes import SCOPES
 from .training import train_maml
 
 log = logging.getLogger("edgeadapt")
@@ -72,8 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--inner-lr", type=_positive_float, default=None, help="inner SGD learning rate")
     train.add_argument("--outer-lr", type=_positive_float, default=None,
                        help="Reptile's initial meta step size, or MAML/FOMAML's Adam learning rate")
-    train.add_argument("--scope", choices=("all", "head"), default="all",
-                       help="what adapts in the inner loop: all parameters or the head only")
+    train.add_argument("--scope", choices=SCOPES, default="all",
+                       help="what adapts in the inner loop: all parameters, the last block and the head, or the "
+                            "head only (default: %(default)s)")
+    train.add_argument("--head-init", choices=HEAD_INITS, default="learned",
+                       help="where each task's head starts: the meta-learned head, zeros, or class prototypes "
+                            "(W_k = 2 c_k, b_k = -|c_k|^2; any number of classes) (default: %(default)s)")
+    train.add_argument("--init", type=Path, default=None,
+                       help="start from this checkpoint's weights (e.g. a pretrain run's checkpoint)")
     train.add_argument("--hidden", type=_positive_int, default=None, help="filters per conv layer / MLP width")
     train.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu",
                        help="hidden activation; elu keeps device adaptation within float32 rounding of PyTorch's "
@@ -97,7 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--tasks", type=_positive_int, default=1000, help="number of tasks (default: %(default)s)")
     ev.add_argument("--inner-steps", type=int, default=None, help="override the checkpoint's inner steps")
     ev.add_argument("--inner-lr", type=_positive_float, default=None, help="override the checkpoint's inner lr")
+    ev.add_argument("--scope", choices=SCOPES, default=None, help="override the checkpoint's adaptation scope")
+    ev.add_argument("--head-init", choices=HEAD_INITS, default=None,
+                    help="override the checkpoint's head initialisation")
+    ev.add_argument("--within-alphabet", action="store_true",
+                    help="draw each task's classes from one alphabet (Lake et al.'s protocol)")
     ev.add_argument("--json", type=Path, default=None, help="also write the result to this JSON file")
+
+    add_pretrain_parser(commands)
 
     ex = commands.add_parser("export", help="export a checkpoint as an on-device artifact (ONNX adapt + predict)",
                              description="Write the ONNX adapt and predict graphs, their ORT-format copies, the "
@@ -138,12 +154,12 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
                                        args.query_shots, args.seed, training=True, min_ways=args.min_ways,
                                        min_shots=args.min_shots)
     if model is None:
-        model = build_default_model(args.dataset, args.ways, pick["hidden"], args.activation)
+        model = _initial_model(args, pick["hidden"])
     args.out.mkdir(parents=True, exist_ok=True)
     log.info("training %s with %s on %s (%s)", type(model).__name__, args.algorithm, args.dataset, data)
     model, history = train_maml(
         model, train_sampler, pick["inner_lr"], pick["outer_lr"], pick["inner_steps"], args.algorithm,
-        args.meta_batch, pick["iterations"], scope=args.scope, device=args.device,
+        args.meta_batch, pick["iterations"], scope=args.scope, head_init=args.head_init, device=args.device,
         checkpoint_dir=args.out / "checkpoint", checkpoint_every=args.checkpoint_every, resume=args.resume,
         metrics_path=args.out / "metrics.jsonl", data=data, seed=args.seed, progress=not args.no_progress,
     )
@@ -154,16 +170,30 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def _initial_model(args: argparse.Namespace, hidden: int) -> torch.nn.Module:
+    """The default model for the dataset; with ``--init``, shaped like that checkpoint's and holding its weights."""
+    if args.init is None:
+        return build_default_model(args.dataset, args.ways, hidden, args.activation)
+    source, _ = load_checkpoint(args.init)
+    spec = model_spec(source)
+    model = build_model(spec["name"], {**spec["config"], "ways": args.ways})
+    kept = initialise_from(model, args.init)
+    log.info("initialised from %s%s", args.init, f" (new: {', '.join(kept)})" if kept else "")
+    return model
+
+
 def _before_after(args: argparse.Namespace, model: torch.nn.Module, pick: dict[str, Any]) -> dict[str, Any]:
     """Held-out scores of the meta-trained model before and after adaptation, and of a random init adapted."""
     def score(m: torch.nn.Module, steps: int) -> EvalResult:
         sampler, _ = make_sampler(args.dataset, args.data, "validation", args.ways, args.shots,
                                   args.query_shots, args.seed + 1, training=False)
-        return evaluate(m, sampler, pick["inner_lr"], steps, args.eval_tasks, scope=args.scope, device=args.device)
+        return evaluate(m, sampler, pick["inner_lr"], steps, args.eval_tasks, scope=args.scope,
+                        head_init=args.head_init, device=args.device)
 
     torch.manual_seed(args.seed)
-    activation = getattr(model, "config", {}).get("activation", args.activation)  # a resumed run keeps its own
-    untrained = build_default_model(args.dataset, args.ways, pick["hidden"], activation).to(args.device)
+    own = getattr(model, "config", {})  # a resumed or initialised run keeps its own shape
+    untrained = build_default_model(args.dataset, args.ways, own.get("hidden", pick["hidden"]),
+                                    own.get("activation", args.activation)).to(args.device)
     results = {
         "untrained_adapted": score(untrained, pick["inner_steps"]),
         "meta_trained_before_adaptation": score(model, 0),
@@ -183,12 +213,15 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     inner_lr = args.inner_lr if args.inner_lr is not None else training.get("inner_lr")
     if inner_steps is None or inner_lr is None:
         raise CheckpointError(f"{args.checkpoint} has no inner-loop settings; pass --inner-steps and --inner-lr")
+    scope = args.scope or training.get("scope", "all")
+    head_init = args.head_init or training.get("head_init", "learned")
     sampler, data = make_sampler(args.dataset, args.data, args.split, args.ways, args.shots,
-                                 args.query_shots, args.seed, training=False)
-    result = evaluate(model, sampler, inner_lr, inner_steps, args.tasks,
-                      scope=training.get("scope", "all"), device=args.device)
+                                 args.query_shots, args.seed, training=False, within_alphabet=args.within_alphabet)
+    result = evaluate(model, sampler, inner_lr, inner_steps, args.tasks, scope=scope, head_init=head_init,
+                      device=args.device)
     print(f"{args.ways}-way {args.shots}-shot {args.dataset} {args.split}: {result}")
     out = {"checkpoint": str(args.checkpoint), "data": data, "inner_steps": inner_steps, "inner_lr": inner_lr,
+           "scope": scope, "head_init": head_init,
            "metric": result.metric, "mean": result.mean, "ci95": result.ci95, "tasks": result.num_tasks}
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
@@ -200,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
-        {"train": run_train, "eval": run_eval, "export": run_export}[args.command](args)
+        {"pretrain": run_pretrain, "train": run_train, "eval": run_eval, "export": run_export}[args.command](args)
     except (DatasetError, CheckpointError, ValueError, KeyError, FileNotFoundError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"edgeadapt {args.command}: error: {message}", file=sys.stderr)

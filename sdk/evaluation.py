@@ -61,20 +61,24 @@ def evaluate(
     num_tasks: int = 1000,
     *,
     scope: str = "all",
+    head_init: str = "learned",
     tasks_per_batch: int = 25,
     device: str | torch.device | None = None,
 ) -> EvalResult:
     """Mean score and 95% CI of ``model`` over ``num_tasks`` tasks, adapting with the inner loop.
 
     Each query is predicted on its own (the models hold no batch statistics), so the result is
-    non-transductive. ``inner_steps=0`` measures the unadapted model.
+    non-transductive. ``inner_steps=0`` measures the unadapted model (after its head initialisation).
     """
     if num_tasks < 1:
         raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
+    if inner_steps < 0:
+        raise ValueError(f"inner_steps must be >= 0, got {inner_steps}")
     if device is not None:
         model = model.to(device)
     device = next(model.parameters()).device
-    inner = InnerLoop(model, inner_lr, max(inner_steps, 0), task_sampler.loss, scope)
+    ways = getattr(task_sampler, "ways", None) if head_init != "learned" else None
+    inner = InnerLoop(model, inner_lr, inner_steps, task_sampler.loss, scope, head_init, ways)
     params = inner.params()
     scores = []
     remaining = num_tasks
@@ -97,12 +101,19 @@ def reptile_adapt(
     *,
     loss: str = "cross_entropy",
     scope: str = "all",
+    head_init: str = "learned",
 ) -> nn.Module:
-    """A copy of ``model`` adapted to one task's support set with the shared inner loop; ``model`` is untouched."""
-    inner = InnerLoop(model, inner_lr, inner_steps, loss, scope)
+    """A copy of ``model`` adapted to one task's support set with the shared inner loop; ``model`` is untouched.
+
+    With a ``head_init`` other than "learned" the copy's head gets one output per class of the task.
+    """
+    ways = int(support_y.max()) + 1 if head_init != "learned" else None
+    inner = InnerLoop(model, inner_lr, inner_steps, loss, scope, head_init, ways)
     adapted = inner.inner_update(inner.params(), support_x, support_y)
     clone = copy.deepcopy(model)
     with torch.no_grad():
         for name, p in clone.named_parameters():
-            p.copy_(adapted[name])
+            p.data = adapted[name].detach().clone()
+    if head_init != "learned":
+        clone.head.out_features = ways
     return clone

@@ -1,34 +1,40 @@
-"""The adaptation routine: K full-batch SGD steps on the support loss, as pure functions.
+"""The adaptation routine: a head initialisation, then K full-batch SGD steps on the support loss.
 
-Meta-training, evaluation and export all call this one routine, so what a device runs
-after export is exactly what the model was meta-trained to adapt with.
+One pure function of a parameter dictionary, :meth:`InnerLoop.inner_update`, is what meta-training
+(vectorised over tasks with ``vmap``), evaluation and every exported graph run, padding and masks included,
+so what a device computes after export is exactly what the model was meta-trained to adapt with.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from .heads import HEAD_INITS, prototype_head, zero_head
+from .scopes import adapted_predicate, first_adapted_layer, is_layered
+
 Params = dict[str, torch.Tensor]
 
 LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
-SCOPES = ("all", "head")
 MASKED_LOGIT = -1e9
 PAD_LABEL = -100  # label of a padding example: ignored by the loss (PyTorch's ignore_index)
 
 
 @dataclass(frozen=True)
 class InnerLoop:
-    """K steps of plain SGD, learning rate ``inner_lr``, on ``loss`` over the whole support set.
+    """Start the head as ``head_init`` says, then take ``inner_steps`` SGD steps of rate ``inner_lr`` on ``loss``.
 
-    ``scope`` chooses what adapts: ``"all"`` parameters, or only the ``"head"`` (parameters
-    named ``head.*``; the model must compute ``head(features(x))``), in which case the
-    backbone features are computed once per task and only the head is differentiated.
-    The model itself is never modified: parameters are passed in as dictionaries.
+    ``scope`` ("all", "last_block" or "head", see :mod:`~edgeadapt.sdk.scopes`) chooses what adapts; the
+    frozen layers' output is computed once per task. ``head_init`` ("learned", "zeros" or "prototypes", see
+    :mod:`~edgeadapt.sdk.heads`) chooses where the head starts; with zeros or prototypes the head has ``ways``
+    outputs (default: the model's), whatever the model was trained with. ``lr_scale`` optionally multiplies
+    the learning rate elementwise per parameter (a tensor broadcastable to the parameter). The model itself
+    is never modified: parameters are passed in as dictionaries.
     """
 
     model: nn.Module
@@ -36,20 +42,32 @@ class InnerLoop:
     inner_steps: int
     loss: str = "cross_entropy"
     scope: str = "all"
+    head_init: str = "learned"
+    ways: int | None = None
+    lr_scale: Params | None = None
     _buffers: Params = field(init=False, repr=False, compare=False)
+    _first: int = field(init=False, repr=False, compare=False)
+    adapts: Callable[[str], bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
-        if self.scope not in SCOPES:
-            raise ValueError(f"scope must be one of {SCOPES}, got {self.scope!r}")
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
         if self.inner_steps < 0:
             raise ValueError(f"inner_steps must be >= 0, got {self.inner_steps}")
         if not self.inner_lr > 0:
             raise ValueError(f"inner_lr must be > 0, got {self.inner_lr}")
-        if self.scope == "head" and not (hasattr(self.model, "features") and hasattr(self.model, "head")):
-            raise ValueError("scope='head' needs a model with .features and .head submodules")
+        if self.head_init != "learned" and (self.loss != "cross_entropy" or not is_layered(self.model)):
+            raise ValueError(f"head_init={self.head_init!r} needs a classifier with .features and .head")
+        object.__setattr__(self, "_first", first_adapted_layer(self.model, self.scope))
+        object.__setattr__(self, "adapts", adapted_predicate(self.model, self.scope))
         object.__setattr__(self, "_buffers", dict(self.model.named_buffers()))
+        if self.ways is None:
+            head = getattr(self.model, "head", None)
+            object.__setattr__(self, "ways", getattr(head, "out_features", None))
+        if self.ways is not None and self.ways < 1:
+            raise ValueError(f"ways must be >= 1, got {self.ways}")
 
     def params(self) -> Params:
         """The model's current parameters, detached, as the dictionary the functions here take."""
@@ -57,7 +75,7 @@ class InnerLoop:
 
     def is_adapted(self, name: str) -> bool:
         """Whether the inner loop updates the parameter called ``name``."""
-        return self.scope == "all" or name.startswith("head.")
+        return self.adapts(name)
 
     def forward_with_weights(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         """The model's output for ``x`` with ``params`` in place of its own parameters."""
@@ -85,49 +103,32 @@ class InnerLoop:
         example_mask: torch.Tensor | None = None,
         class_mask: torch.Tensor | None = None,
     ) -> Params:
-        """Parameters after ``steps`` (default ``inner_steps``) SGD steps on one task's support set.
+        """Parameters after the head initialisation and ``steps`` (default ``inner_steps``) SGD steps on one task.
 
-        This is the routine that export traces for devices. A task padded to a fixed size marks padding
-        examples with ``example_mask`` 0.0 (or the label ``PAD_LABEL``) and absent classes with
+        This is the routine that training, evaluation and export run. A task padded to a fixed size marks
+        padding examples with ``example_mask`` 0.0 (or the label ``PAD_LABEL``) and absent classes with
         ``class_mask`` 0.0; by default a classification task's classes are labels ``0..max(support_y)``
         (see :meth:`task_class_mask`). Padding has no effect. Differentiable with respect to ``params``
-        (second order) under ``torch.func``.
+        (second order) under ``torch.func`` and ``torch.autograd``.
         """
         steps = self.inner_steps if steps is None else steps
-        fast, frozen = self._split(params)
-        inputs = self._adapted_inputs(frozen, support_x)
+        example_mask, class_mask = self._masks(support_y, example_mask, class_mask)
+        fast = {k: v for k, v in params.items() if self.adapts(k)}
+        frozen = {k: v for k, v in params.items() if not self.adapts(k)}
+        inputs = self._frozen_forward(frozen, support_x)
+        fast = self._initial_head(fast, inputs, support_y, example_mask)
         gradient = grad(self._support_loss)
         for _ in range(steps):
-            g = gradient(fast, frozen, inputs, support_y, example_mask, class_mask)
-            fast = {k: fast[k] - self.inner_lr * g[k] for k in fast}
+            g = gradient(fast, inputs, support_y, example_mask, class_mask)
+            fast = {k: fast[k] - self._rate(k) * g[k] for k in fast}
         return {**frozen, **fast}
 
-    def adapt_batch(self, params: Params, support_x: torch.Tensor, support_y: torch.Tensor) -> Params:
-        """:meth:`inner_update` for a meta-batch of tasks at once (leading task dimension).
-
-        The forward pass is vectorised over tasks with ``vmap``; the gradients come from
-        ``torch.autograd``, whose backward kernels (GroupNorm's above all) are several times faster
-        on CPU than ``torch.func.grad``'s. If any parameter requires grad, the graph through the inner
-        loop is kept, so the result is differentiable with respect to ``params`` (second order, MAML).
-        """
-        tasks = support_x.shape[0]
-        second_order = torch.is_grad_enabled() and any(p.requires_grad for p in params.values())
-        fast, frozen = self._split(params)
-        with torch.set_grad_enabled(second_order):
-            inputs = vmap(self._adapted_inputs, in_dims=(None, 0))(frozen, support_x)
-        fast = {k: v.expand(tasks, *v.shape) for k, v in fast.items()}
-        batch_loss = vmap(self._support_loss, in_dims=(0, None, 0, 0))
-        for _ in range(self.inner_steps):
-            if not second_order:
-                fast = {k: v.detach().requires_grad_() for k, v in fast.items()}
-            with torch.enable_grad():
-                # Tasks are independent, so each task's slice of the summed loss's gradient is its own gradient.
-                loss = batch_loss(fast, frozen, inputs, support_y).sum()
-                g = torch.autograd.grad(loss, list(fast.values()), create_graph=second_order)
-            fast = {k: v - self.inner_lr * gk for (k, v), gk in zip(fast.items(), g)}
-        if not second_order:
-            fast = {k: v.detach() for k, v in fast.items()}
-        return {**{k: v.expand(tasks, *v.shape) for k, v in frozen.items()}, **fast}
+    def adapt_batch(self, params: Params, support_x: torch.Tensor, support_y: torch.Tensor,
+                    example_mask: torch.Tensor | None = None, class_mask: torch.Tensor | None = None) -> Params:
+        """:meth:`inner_update` for a meta-batch of tasks at once (leading task dimension), with ``vmap``."""
+        dims = (None, 0, 0, None, None if example_mask is None else 0, None if class_mask is None else 0)
+        update = vmap(self.inner_update, in_dims=dims, randomness="error")
+        return update(params, support_x, support_y, None, example_mask, class_mask)
 
     def forward_batch(self, batched_params: Params, x: torch.Tensor) -> torch.Tensor:
         """Outputs for a task batch ``x`` (tasks, examples, ...) with per-task parameters."""
@@ -140,6 +141,18 @@ class InnerLoop:
             return outputs
         return mask_classes(outputs, self.task_class_mask(support_y, outputs.shape[-1]).unsqueeze(-2))
 
+    def probabilities(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor,
+                      class_mask: torch.Tensor | None = None, example_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Adapt the model's own parameters to one task, then the masked softmax over its queries.
+
+        The PyTorch reference for what an artifact's ``adapt`` + ``predict`` return.
+        """
+        example_mask, class_mask = self._masks(support_y, example_mask, class_mask)
+        params = self.inner_update(self.params(), support_x, support_y, example_mask=example_mask,
+                                   class_mask=class_mask)
+        with torch.no_grad():
+            return torch.softmax(mask_classes(self.forward_with_weights(query_x, params), class_mask), dim=-1)
+
     def task_class_mask(self, support_y: torch.Tensor, n_outputs: int) -> torch.Tensor | None:
         """1.0 for the outputs ``0..max(support_y)`` a classification task uses, 0.0 for the rest (per task)."""
         if self.loss != "cross_entropy":
@@ -147,36 +160,76 @@ class InnerLoop:
         top = support_y.max(dim=-1, keepdim=True).values
         return (torch.arange(n_outputs, device=support_y.device) <= top).float()
 
-    def _split(self, params: Params) -> tuple[Params, Params]:
-        """``params`` split into those the inner loop adapts and those it leaves alone."""
-        fast = {k: v for k, v in params.items() if self.is_adapted(k)}
-        return fast, {k: v for k, v in params.items() if not self.is_adapted(k)}
+    def _masks(self, support_y: torch.Tensor, example_mask: torch.Tensor | None,
+               class_mask: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Explicit masks, or the ones a task's labels imply (padding labelled ``PAD_LABEL``)."""
+        if self.loss != "cross_entropy":
+            return example_mask, class_mask
+        if example_mask is None:
+            example_mask = (support_y != PAD_LABEL).float()
+        if class_mask is None:
+            class_mask = self.task_class_mask(support_y, self.ways)
+        return example_mask, class_mask
 
-    def _adapted_inputs(self, frozen: Params, support_x: torch.Tensor) -> torch.Tensor:
-        """What the adapted parameters see: backbone features (computed once) for scope "head", else the inputs."""
-        return self._submodule_forward("features", frozen, support_x) if self.scope == "head" else support_x
+    def _rate(self, name: str) -> torch.Tensor | float:
+        if self.lr_scale is None or name not in self.lr_scale:
+            return self.inner_lr
+        return self.inner_lr * self.lr_scale[name]
 
-    def _support_loss(
-        self,
-        fast: Params,
-        frozen: Params,
-        inputs: torch.Tensor,
-        support_y: torch.Tensor,
-        example_mask: torch.Tensor | None = None,
-        class_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """The loss one inner step descends, as a function of the adapted parameters ``fast``."""
-        if self.scope == "head":
-            outputs = self._submodule_forward("head", fast, inputs)
+    def _frozen_forward(self, frozen: Params, x: torch.Tensor) -> torch.Tensor:
+        """What the adapted layers see: the frozen layers' output (computed once per task), or ``x`` itself."""
+        return self._layers(frozen, x, 0, self._first)
+
+    def _features(self, fast: Params, inputs: torch.Tensor) -> torch.Tensor:
+        """The adapted layers' features of ``inputs`` (the frozen layers' output)."""
+        return self._layers(fast, inputs, self._first, len(self.model.features))
+
+    def _layers(self, params: Params, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        if start == stop or not is_layered(self.model):
+            return x
+        values = {**self._buffers, **params}
+        for i in range(start, stop):
+            prefix = f"features.{i}."
+            layer_params = {k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)}
+            x = functional_call(self.model.features[i], layer_params, (x,))
+        return x
+
+    def _head(self, fast: Params, features: torch.Tensor) -> torch.Tensor:
+        head_params = {k[len("head."):]: v for k, v in {**self._buffers, **fast}.items() if k.startswith("head.")}
+        return functional_call(self.model.head, head_params, (features,))
+
+    def _initial_head(self, fast: Params, inputs: torch.Tensor, support_y: torch.Tensor,
+                      example_mask: torch.Tensor | None) -> Params:
+        """``fast`` with the head replaced as ``head_init`` says (unchanged for "learned")."""
+        if self.head_init == "learned":
+            return fast
+        features = self._features(fast, inputs)
+        if self.head_init == "zeros":
+            weight, bias = zero_head(features, self.ways)
         else:
-            outputs = self.forward_with_weights(inputs, {**frozen, **fast})
-        mask = class_mask if class_mask is not None else self.task_class_mask(support_y, outputs.shape[-1])
-        return self.loss_value(mask_classes(outputs, mask), support_y, example_mask)
+            weight, bias = prototype_head(features, support_y, example_mask, self.ways)
+        return {**fast, "head.weight": weight, "head.bias": bias}
 
-    def _submodule_forward(self, name: str, params: Params, x: torch.Tensor) -> torch.Tensor:
-        prefix = f"{name}."
-        sub_params = {k[len(prefix):]: v for k, v in {**self._buffers, **params}.items() if k.startswith(prefix)}
-        return functional_call(getattr(self.model, name), sub_params, (x,))
+    def _support_loss(self, fast: Params, inputs: torch.Tensor, support_y: torch.Tensor,
+                      example_mask: torch.Tensor | None, class_mask: torch.Tensor | None) -> torch.Tensor:
+        """The loss one inner step descends, as a function of the adapted parameters ``fast``."""
+        if is_layered(self.model):
+            outputs = self._head(fast, self._features(fast, inputs))
+        else:
+            outputs = self.forward_with_weights(inputs, fast)
+        return self.loss_value(mask_classes(outputs, class_mask), support_y, example_mask)
+
+
+def inner_loop_from_config(model: nn.Module, training: dict, **overrides: object) -> InnerLoop:
+    """The inner loop a checkpoint's ``training`` config describes, with any field in ``overrides`` replaced
+    (``None`` values are ignored)."""
+    settings = {"inner_lr": training.get("inner_lr"), "inner_steps": training.get("inner_steps"),
+                "loss": training.get("loss", "cross_entropy"), "scope": training.get("scope", "all"),
+                "head_init": training.get("head_init", "learned")}
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    if settings["inner_lr"] is None or settings["inner_steps"] is None:
+        raise ValueError("the checkpoint has no inner-loop settings (inner_lr, inner_steps)")
+    return InnerLoop(model, **settings)  # type: ignore[arg-type]
 
 
 def mask_classes(outputs: torch.Tensor, class_mask: torch.Tensor | None) -> torch.Tensor:

@@ -51,24 +51,31 @@ def build_default_model(dataset: str, ways: int, hidden: int, activation: str = 
 
 def make_sampler(dataset: str, data: Path | None, split: str, ways: int, shots: int, query_shots: int,
                  seed: int, training: bool, min_ways: int | None = None,
-                 min_shots: int | None = None) -> tuple[TaskSampler, dict[str, Any]]:
+                 min_shots: int | None = None, within_alphabet: bool = False) -> tuple[TaskSampler, dict[str, Any]]:
     """A task sampler over one split, and a JSON description of where its tasks come from.
 
     Training splits of image datasets are augmented with 90/180/270 degree rotations. ``min_ways`` /
-    ``min_shots`` make task sizes vary, padded to ``ways`` x ``shots`` (see ``EpisodeSampler``).
+    ``min_shots`` make task sizes vary, padded to ``ways`` x ``shots``; ``within_alphabet`` draws each task's
+    classes from one alphabet (see ``EpisodeSampler``).
     """
     description: dict[str, Any] = {"dataset": dataset, "split": split, "ways": ways, "shots": shots,
                                    "query_shots": query_shots, "min_ways": min_ways or ways,
                                    "min_shots": min_shots or shots}
     if dataset == "sine":
         return SineTaskSampler(shots=shots, query=query_shots, seed=seed), description
-    classes = _classes(dataset, None if data is None else str(data), split)
+    classes = dataset_classes(dataset, data, split)
     if training:
         classes = classes.with_rotations()
     if dataset == "omniglot":
         description["validation_alphabets"] = list(OMNIGLOT_VALIDATION_ALPHABETS)
     description["classes"] = classes.n_classes
-    return EpisodeSampler(classes, ways, shots, query_shots, seed, min_ways, min_shots), description
+    sampler = EpisodeSampler(classes, ways, shots, query_shots, seed, min_ways, min_shots, within_alphabet)
+    return sampler, {**description, "within_alphabet": within_alphabet}
+
+
+def dataset_classes(dataset: str, data: Path | None, split: str) -> ClassDataset:
+    """The classes of one split of an image dataset (unrotated), loaded once per process."""
+    return _classes(dataset, None if data is None else str(data), split)
 
 
 @lru_cache(maxsize=8)

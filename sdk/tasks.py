@@ -23,12 +23,15 @@ class EpisodeSampler(SeededSampler):
     With ``min_ways`` / ``min_shots`` each task has between ``min_ways`` and ``ways`` classes and
     between ``min_shots`` and ``shots`` support examples per class, padded to the full size with
     examples labelled ``PAD_LABEL`` (ignored by the loss), as a deployed artifact pads its tasks.
+
+    With ``within_alphabet`` every task draws its classes from one alphabet (chosen uniformly among those
+    with at least ``ways`` classes): Lake et al.'s harder protocol, where characters look alike.
     """
 
     loss = "cross_entropy"
 
     def __init__(self, dataset: ClassDataset, ways: int, shots: int, query_shots: int = 5, seed: int = 0,
-                 min_ways: int | None = None, min_shots: int | None = None):
+                 min_ways: int | None = None, min_shots: int | None = None, within_alphabet: bool = False):
         if ways < 2:
             raise ValueError(f"ways must be >= 2, got {ways}")
         if shots < 1 or query_shots < 0:
@@ -46,17 +49,19 @@ class EpisodeSampler(SeededSampler):
                              f"ways={ways}, min_shots={min_shots}, shots={shots}")
         self.dataset = dataset
         self.ways, self.shots, self.query_shots = ways, shots, query_shots
+        self.within_alphabet = within_alphabet
+        self._alphabet_members = _alphabet_members(dataset, ways) if within_alphabet else None
         super().__init__(seed)
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self.dataset.image_shape
 
     def sample(self, meta_batch_size: int) -> TaskBatch:
         """A meta-batch of ``meta_batch_size`` independent tasks, stacked along dimension 0."""
         n_tasks, ways, per_class = meta_batch_size, self.ways, self.shots + self.query_shots
         g = self.generator
-        classes = torch.rand(n_tasks, self.dataset.n_classes, generator=g).topk(ways, dim=1).indices
+        scores = torch.rand(n_tasks, self.dataset.n_classes, generator=g)
+        if self._alphabet_members is not None:
+            chosen = torch.randint(len(self._alphabet_members), (n_tasks,), generator=g)
+            scores = scores.masked_fill(~self._alphabet_members[chosen], -1.0)
+        classes = scores.topk(ways, dim=1).indices
         drawings = torch.rand(n_tasks, ways, self.dataset.n_drawings, generator=g).argsort(dim=2)[..., :per_class]
         images = self.dataset.images[classes[:, :, None], drawings]  # (tasks, ways, per_class, C, H, W)
         labels = torch.arange(ways).view(1, ways, 1).expand(n_tasks, ways, per_class).clone()
@@ -78,4 +83,15 @@ class EpisodeSampler(SeededSampler):
     def describe(self) -> dict[str, Any]:
         """The task distribution, as JSON for checkpoints and metrics."""
         return {"ways": self.ways, "shots": self.shots, "query_shots": self.query_shots,
-                "min_ways": self.min_ways, "min_shots": self.min_shots, "classes": self.dataset.n_classes}
+                "min_ways": self.min_ways, "min_shots": self.min_shots, "classes": self.dataset.n_classes,
+                "within_alphabet": self.within_alphabet}
+
+
+def _alphabet_members(dataset: ClassDataset, ways: int) -> torch.Tensor:
+    """(alphabets, classes) bool: which classes belong to each alphabet that has at least ``ways`` of them."""
+    names = sorted(set(dataset.alphabets))
+    members = torch.tensor([[a == name for a in dataset.alphabets] for name in names])
+    members = members[members.sum(1) >= ways]
+    if len(members) == 0:
+        raise ValueError(f"no alphabet has {ways} classes for within-alphabet tasks")
+    return members

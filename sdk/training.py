@@ -1,13 +1,12 @@
-"""The meta-training loop: sample a meta-batch, take a meta-gradient, step the outer optimiser.
+"""The meta-training loop: sample a meta-batch, ask the algorithm for a meta-gradient, step the outer optimiser.
 
-Reptile's outer step size anneals linearly (as in Nichol et al., 2018); MAML and FOMAML use
-Adam with gradient-norm clipping. Runs resume exactly from a checkpoint: weights, optimiser
-state, sampler random state, iteration and history are all saved.
+Each algorithm (:mod:`~edgeadapt.sdk.algorithms`) brings its own outer optimiser, schedule and clipping.
+Runs resume exactly from a checkpoint: weights, optimiser and schedule state, sampler random state,
+iteration and history are all saved.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import asdict, dataclass
@@ -16,11 +15,12 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from .algorithms import ALGORITHMS, META_GRADIENTS
+from .algorithms import ALGORITHMS, OuterSettings, get_algorithm
 from .checkpoint import CheckpointError, load_training_state, save_checkpoint
-from .inner_loop import InnerLoop
+from .inner_loop import InnerLoop, Params
+from .run_loop import drive
+from .run_state import load_optimizer_tensors, optimizer_tensors, with_prefix, without_prefix
 from .tasks import TaskBatch
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class MetaConfig:
     loss: str = "cross_entropy"
     outer_lr_final: float = 0.0
     grad_clip: float = 10.0
+    head_init: str = "learned"
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -59,17 +60,21 @@ class MetaConfig:
             raise ValueError("meta_batch_size must be >= 1 and num_iterations >= 0")
         if not self.outer_lr > 0:
             raise ValueError(f"outer_lr must be > 0, got {self.outer_lr}")
+        if not 0 <= self.outer_lr_final <= self.outer_lr:
+            raise ValueError(f"outer_lr_final must be in [0, outer_lr], got {self.outer_lr_final}")
 
-    def outer_lr_at(self, iteration: int) -> float:
-        """Reptile anneals linearly from ``outer_lr`` to ``outer_lr_final``; the others keep ``outer_lr``."""
-        if self.algorithm != "reptile":
-            return self.outer_lr
-        done = iteration / max(self.num_iterations, 1)
-        return self.outer_lr + done * (self.outer_lr_final - self.outer_lr)
+    @property
+    def outer(self) -> OuterSettings:
+        """The settings the algorithm turns into its outer optimiser, schedule and clipping."""
+        return OuterSettings(self.outer_lr, self.num_iterations, self.outer_lr_final, self.grad_clip)
 
 
 class MetaTrainer:
-    """Holds a run's mutable state (model, optimiser, iteration, history) and advances it."""
+    """Holds a run's mutable state (model, optimiser, schedule, iteration, history) and advances it.
+
+    Each step samples a meta-batch, asks the algorithm for its meta-gradient, reduces it (:meth:`reduce`, the
+    hook where several processes would average), clips, steps the optimiser and the schedule.
+    """
 
     def __init__(self, model: nn.Module, sampler: TaskSampler, config: MetaConfig,
                  device: str | torch.device | None = None):
@@ -77,28 +82,30 @@ class MetaTrainer:
         self.model = model.to(self.device)
         self.sampler = sampler
         self.config = config
-        self.inner = InnerLoop(model, config.inner_lr, config.inner_steps, config.loss, config.scope)
-        params = list(model.parameters())
-        if config.algorithm == "reptile":
-            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=config.outer_lr)
-        else:
-            self.optimizer = torch.optim.Adam(params, lr=config.outer_lr)
+        self.algorithm = get_algorithm(config.algorithm)
+        ways = getattr(sampler, "ways", None) if config.head_init != "learned" else None
+        self.inner = InnerLoop(model, config.inner_lr, config.inner_steps, config.loss, config.scope,
+                               config.head_init, ways)
+        self.optimizer = self.algorithm.optimizer(model.parameters(), config.outer)
+        self.scheduler = self.algorithm.scheduler(self.optimizer, config.outer)
         self.iteration = 0
         self.history: list[dict[str, Any]] = []
+
+    def reduce(self, gradient: Params) -> Params:
+        """Combine meta-gradients across processes; one process has nothing to combine."""
+        return gradient
 
     def step(self) -> dict[str, Any]:
         """One meta-iteration; returns (and records) its metrics."""
         batch = TaskBatch(*(t.to(self.device) for t in self.sampler.sample(self.config.meta_batch_size)))
-        params = self.inner.params()
-        result = META_GRADIENTS[self.config.algorithm](self.inner, params, batch)
-        lr = self.config.outer_lr_at(self.iteration)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        result = self.algorithm.meta_gradient(self.inner, self.inner.params(), batch)
+        gradient = self.reduce(result.gradient)
+        lr = self.optimizer.param_groups[0]["lr"]
         for name, p in self.model.named_parameters():
-            p.grad = result.gradient[name].detach().clone()
-        if self.config.algorithm != "reptile":
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            p.grad = gradient[name].detach().clone()
+        self.algorithm.clip(self.model.parameters(), self.config.outer)
         self.optimizer.step()
+        self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.iteration += 1
         record = {"iteration": self.iteration, "outer_lr": lr, "loss": result.query_loss,
@@ -112,33 +119,25 @@ class MetaTrainer:
 
     def save(self, path: str | os.PathLike, data: dict[str, Any] | None = None, seed: int | None = None) -> Path:
         """Checkpoint weights and everything needed to continue bit-identically."""
-        opt_state = self.optimizer.state_dict()
-        tensors = {f"sampler.{k}": v for k, v in self.sampler.state_dict().items()}
-        for index, slots in opt_state["state"].items():
-            for slot, value in slots.items():
-                tensors[f"optimizer.{index}.{slot}"] = torch.as_tensor(value)
-        state = {"iteration": self.iteration, "history": self.history,
-                 "optimizer_param_groups": opt_state["param_groups"]}
+        tensors, param_groups = optimizer_tensors(self.optimizer)
+        tensors.update(with_prefix("sampler.", self.sampler.state_dict()))
+        state = {"iteration": self.iteration, "history": self.history, "optimizer_param_groups": param_groups,
+                 "scheduler": self.scheduler.state_dict()}
         return save_checkpoint(path, self.model, self.checkpoint_config(data, seed), tensors, state)
 
     def restore(self, path: str | os.PathLike) -> None:
         """Load the training state saved by :meth:`save` (the model's weights must already be loaded)."""
         tensors, state = load_training_state(path)
-        self.sampler.load_state_dict({k[len("sampler."):]: v for k, v in tensors.items() if k.startswith("sampler.")})
-        slots: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in tensors.items():
-            if key.startswith("optimizer."):
-                _, index, slot = key.split(".", 2)
-                slots.setdefault(int(index), {})[slot] = value.to(self.device)
-        try:
-            self.optimizer.load_state_dict({"state": slots, "param_groups": state["optimizer_param_groups"]})
-        except (KeyError, ValueError) as e:
-            raise CheckpointError(f"{path}: optimiser state does not fit this run: {e}") from e
+        self.sampler.load_state_dict(without_prefix("sampler.", tensors))
+        load_optimizer_tensors(self.optimizer, tensors, state["optimizer_param_groups"], path, self.device)
+        if "scheduler" not in state:
+            raise CheckpointError(f"{path}: no learning-rate schedule state (saved by an older edgeadapt)")
+        self.scheduler.load_state_dict(state["scheduler"])
         self.iteration = int(state["iteration"])
         self.history = list(state["history"])
 
 
-def train_maml(
+def meta_train(
     model: nn.Module,
     task_sampler: TaskSampler,
     inner_lr: float,
@@ -149,6 +148,7 @@ def train_maml(
     num_iterations: int = 1000,
     *,
     scope: str = "all",
+    head_init: str = "learned",
     outer_lr_final: float = 0.0,
     grad_clip: float = 10.0,
     device: str | torch.device | None = None,
@@ -168,36 +168,20 @@ def train_maml(
     ``metrics_path`` receives one JSON line per iteration.
     """
     config = MetaConfig(algorithm, inner_lr, outer_lr, inner_steps, meta_batch_size, num_iterations,
-                        scope, task_sampler.loss, outer_lr_final, grad_clip)
+                        scope, task_sampler.loss, outer_lr_final, grad_clip, head_init)
     trainer = MetaTrainer(model, task_sampler, config, device)
     if resume:
         if checkpoint_dir is None:
             raise ValueError("resume=True needs checkpoint_dir")
         trainer.restore(checkpoint_dir)
         log.info("resumed from %s at iteration %d", checkpoint_dir, trainer.iteration)
-    metrics = open(metrics_path, "w", buffering=1) if metrics_path else None
-    if metrics:  # a resumed run rewrites the lines up to its checkpoint, dropping any written after it
-        metrics.writelines(json.dumps(r) + "\n" for r in trainer.history)
-    bar = tqdm(total=num_iterations, initial=trainer.iteration, disable=not progress, desc=algorithm,
-               dynamic_ncols=True)
-    try:
-        while trainer.iteration < num_iterations:
-            record = trainer.step()
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k in ("loss", "accuracy")})
-            if metrics:
-                metrics.write(json.dumps(record) + "\n")
-            if checkpoint_dir and checkpoint_every and trainer.iteration % checkpoint_every == 0:
-                if metrics:
-                    metrics.flush()
-                trainer.save(checkpoint_dir, data, seed)
-    finally:
-        bar.close()
-        if metrics:
-            metrics.close()
-    if checkpoint_dir:
-        trainer.save(checkpoint_dir, data, seed)
+    drive(trainer, num_iterations, desc=algorithm, checkpoint_dir=checkpoint_dir,
+          checkpoint_every=checkpoint_every, metrics_path=metrics_path, progress=progress,
+          save=lambda path: trainer.save(path, data, seed))
     return trainer.model, trainer.history
+
+
+train_maml = meta_train  # the seeds' name, kept: it trains all three algorithms
 
 
 def reptile_train(
@@ -209,6 +193,6 @@ def reptile_train(
     num_iterations: int,
     **kwargs: Any,
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
-    """Reptile: ``train_maml(..., algorithm="reptile")`` with outer step ``meta_lr`` annealed linearly."""
-    return train_maml(model, task_sampler, inner_lr, meta_lr, inner_steps, "reptile",
+    """Reptile: ``meta_train(..., algorithm="reptile")`` with outer step ``meta_lr`` annealed linearly."""
+    return meta_train(model, task_sampler, inner_lr, meta_lr, inner_steps, "reptile",
                       num_iterations=num_iterations, **kwargs)

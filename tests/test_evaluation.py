@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgeadapt.sdk import Conv4, EpisodeSampler, EvalResult, InnerLoop, MetaConfig, evaluate, reptile_adapt
+from edgeadapt.sdk import Conv4, EpisodeSampler, EvalResult, InnerLoop, MetaConfig, evaluate, get_algorithm, reptile_adapt
 from edgeadapt.sdk.datasets import SineTaskSampler
 from edgeadapt.sdk.models import MLP
 
@@ -51,11 +51,25 @@ def test_reptile_adapt_returns_an_adapted_copy_and_leaves_the_model_alone():
     assert adapted is not model
 
 
+def _outer_rates(config: MetaConfig, iterations: list[int]) -> list[float]:
+    """The outer learning rate the algorithm's own schedule gives at each of ``iterations``."""
+    algorithm = get_algorithm(config.algorithm)
+    optimizer = algorithm.optimizer([torch.nn.Parameter(torch.zeros(1))], config.outer)
+    scheduler = algorithm.scheduler(optimizer, config.outer)
+    rates = []
+    for i in range(max(iterations) + 1):
+        if i in iterations:
+            rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
 def test_reptile_outer_step_anneals_linearly_and_others_do_not():
     reptile = MetaConfig("reptile", 0.1, 1.0, 5, 5, 100, outer_lr_final=0.2)
-    assert [reptile.outer_lr_at(i) for i in (0, 50, 100)] == pytest.approx([1.0, 0.6, 0.2])
-    maml = MetaConfig("maml", 0.1, 0.001, 5, 5, 100)
-    assert maml.outer_lr_at(0) == maml.outer_lr_at(99) == 0.001
+    assert _outer_rates(reptile, [0, 50, 100]) == pytest.approx([1.0, 0.6, 0.2])
+    for algorithm in ("maml", "fomaml"):
+        assert _outer_rates(MetaConfig(algorithm, 0.1, 0.001, 5, 5, 100), [0, 99]) == [0.001, 0.001]
 
 
 @pytest.mark.parametrize("kwargs, message", [({"inner_lr": 0}, "inner_lr"), ({"inner_steps": -1}, "inner_steps"),

@@ -1,0 +1,161 @@
+"""Supervised pretraining: the backbone trained as an ordinary classifier over every training class.
+
+Cross-entropy over all classes (rotations included) with Adam, a one-cycle learning-rate schedule, large
+batches and random affine distortions. Its features, read out by a prototype-initialised head, are the
+starting point that meta-training (``edgeadapt train --init``) then fine-tunes. Runs resume exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .augment import AUGMENTATIONS, augment
+from .checkpoint import CheckpointError, load_checkpoint, load_training_state, save_checkpoint
+from .datasets.base import ClassDataset
+from .run_loop import drive
+from .run_state import load_optimizer_tensors, optimizer_tensors
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Hyperparameters of a pretraining run (stored in checkpoints as ``pretraining``)."""
+
+    epochs: int = 6
+    batch_size: int = 256
+    max_lr: float = 3e-3
+    weight_decay: float = 0.0
+    augmentation: str = "shift"
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+        if not self.max_lr > 0 or self.weight_decay < 0 or not 0 <= self.label_smoothing < 1:
+            raise ValueError("need max_lr > 0, weight_decay >= 0 and 0 <= label_smoothing < 1")
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
+
+
+class Pretrainer:
+    """A pretraining run's state (model, optimiser, schedule, data order, step) and one step of it.
+
+    The model must output one logit per class of ``classes`` (e.g. ``Conv4(ways=classes.n_classes)``). Each
+    epoch visits every drawing once in an order drawn from the run's generator.
+    """
+
+    def __init__(self, model: nn.Module, classes: ClassDataset, config: PretrainConfig, seed: int = 0,
+                 device: str | torch.device | None = None):
+        outputs = getattr(getattr(model, "head", None), "out_features", None)
+        if outputs != classes.n_classes:
+            raise ValueError(f"the model has {outputs} outputs, the data {classes.n_classes} classes")
+        self.device = torch.device(device or "cpu")
+        self.model = model.to(self.device)
+        self.config = config
+        self.images = classes.images.flatten(0, 1)
+        self.labels = torch.arange(classes.n_classes).repeat_interleave(classes.n_drawings)
+        self.steps_per_epoch = -(-len(self.labels) // config.batch_size)
+        self.total_steps = config.epochs * self.steps_per_epoch
+        self.generator = torch.Generator().manual_seed(seed)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.max_lr, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, max_lr=config.max_lr,
+                                                             total_steps=self.total_steps)
+        self.order = torch.randperm(len(self.labels), generator=self.generator)
+        self.iteration = 0
+        self.history: list[dict[str, Any]] = []
+
+    def step(self) -> dict[str, Any]:
+        """One optimiser step on the next batch; a new epoch reshuffles."""
+        position = self.iteration % self.steps_per_epoch
+        if position == 0 and self.iteration > 0:
+            self.order = torch.randperm(len(self.labels), generator=self.generator)
+        index = self.order[position * self.config.batch_size: (position + 1) * self.config.batch_size]
+        x = augment(self.images[index], self.config.augmentation, self.generator).to(self.device)
+        y = self.labels[index].to(self.device)
+        self.model.train()
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.iteration += 1
+        record = {"iteration": self.iteration, "epoch": self.iteration / self.steps_per_epoch, "lr": lr,
+                  "loss": loss.item(), "accuracy": (logits.argmax(1) == y).float().mean().item()}
+        self.history.append(record)
+        return record
+
+    def save(self, path: str | os.PathLike, data: dict[str, Any] | None = None, seed: int | None = None) -> Path:
+        """Checkpoint the model and everything needed to continue bit-identically."""
+        tensors, param_groups = optimizer_tensors(self.optimizer)
+        tensors.update({"run.generator": self.generator.get_state(), "run.order": self.order})
+        state = {"iteration": self.iteration, "history": self.history, "optimizer_param_groups": param_groups,
+                 "scheduler": self.scheduler.state_dict()}
+        config = {"pretraining": asdict(self.config), "data": data or {}, "seed": seed}
+        return save_checkpoint(path, self.model, config, tensors, state)
+
+    def restore(self, path: str | os.PathLike) -> None:
+        """Continue from :meth:`save`'s checkpoint: weights, optimiser, schedule, data order and step."""
+        tensors, state = load_training_state(path)
+        if "run.order" not in tensors or "scheduler" not in state:
+            raise CheckpointError(f"{path} is not a pretraining checkpoint")
+        saved, _ = load_checkpoint(path, self.device)
+        try:
+            self.model.load_state_dict(saved.state_dict())
+        except RuntimeError as e:
+            raise CheckpointError(f"{path} holds a different model than this run: {e}") from e
+        load_optimizer_tensors(self.optimizer, tensors, state["optimizer_param_groups"], path, self.device)
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(tensors["run.generator"])
+        self.order = tensors["run.order"]
+        self.iteration = int(state["iteration"])
+        self.history = list(state["history"])
+
+
+def pretrain(
+    model: nn.Module,
+    classes: ClassDataset,
+    config: PretrainConfig | None = None,
+    *,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    metrics_path: str | os.PathLike | None = None,
+    data: dict[str, Any] | None = None,
+    progress: bool = True,
+    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+    evaluate_every: int = 0,
+) -> tuple[nn.Module, list[dict[str, Any]]]:
+    """Train ``model`` in place as a classifier over every class of ``classes``; return it and its history.
+
+    With ``checkpoint_dir`` the run is saved every ``checkpoint_every`` steps (0: only at the end), and
+    ``resume=True`` continues from that checkpoint exactly. ``metrics_path`` receives one JSON line per step.
+    ``evaluate(model)``, every ``evaluate_every`` steps (e.g. a validation readout), adds to that step's record.
+    """
+    run = Pretrainer(model, classes, config or PretrainConfig(), seed, device)
+    if resume:
+        if checkpoint_dir is None:
+            raise ValueError("resume=True needs checkpoint_dir")
+        run.restore(checkpoint_dir)
+        log.info("resumed from %s at step %d", checkpoint_dir, run.iteration)
+    def evaluate_run() -> dict[str, float]:
+        run.model.eval()
+        return evaluate(run.model) if evaluate else {}
+
+    drive(run, run.total_steps, desc="pretrain", checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+          metrics_path=metrics_path, progress=progress, save=lambda path: run.save(path, data, seed),
+          evaluate=evaluate_run if evaluate else None, evaluate_every=evaluate_every)
+    run.model.eval()
+    return run.model, run.history

@@ -1,0 +1,63 @@
+"""Drive a resumable training run: step it to the end with progress, metrics JSONL and periodic checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Callable, Protocol
+
+from tqdm.auto import tqdm
+
+
+class Run(Protocol):
+    """A training run that advances one step at a time and records one metrics dict per step."""
+
+    iteration: int
+    history: list[dict[str, Any]]
+
+    def step(self) -> dict[str, Any]: ...
+
+
+PROGRESS_KEYS = ("loss", "accuracy")
+
+
+def drive(run: Run, total: int, *, desc: str, save: Callable[[str | os.PathLike], Any],
+          checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 0,
+          metrics_path: str | os.PathLike | None = None, progress: bool = True,
+          evaluate: Callable[[], dict[str, float]] | None = None, evaluate_every: int = 0) -> None:
+    """Step ``run`` until ``run.iteration == total``.
+
+    Each step's record gets ``elapsed``: training seconds since the run began, summed across resumptions.
+    ``metrics_path`` receives one JSON line per step (a resumed run rewrites the lines up to its checkpoint,
+    dropping any written after it); with ``checkpoint_dir`` the run is saved by ``save`` every
+    ``checkpoint_every`` steps (0: only at the end) and at the end. ``evaluate``, every ``evaluate_every``
+    steps and at the end, adds its metrics to that step's record (its own time is not counted as training).
+    """
+    metrics = open(metrics_path, "w", buffering=1) if metrics_path else None
+    if metrics:
+        metrics.writelines(json.dumps(r) + "\n" for r in run.history)
+    bar = tqdm(total=total, initial=run.iteration, disable=not progress, desc=desc, dynamic_ncols=True)
+    elapsed = run.history[-1].get("elapsed", 0.0) if run.history else 0.0
+    try:
+        while run.iteration < total:
+            started = time.perf_counter()
+            record = run.step()
+            elapsed += time.perf_counter() - started
+            record["elapsed"] = round(elapsed, 3)
+            if evaluate and ((evaluate_every and run.iteration % evaluate_every == 0) or run.iteration == total):
+                record.update(evaluate())
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k in PROGRESS_KEYS})
+            if metrics:
+                metrics.write(json.dumps(record) + "\n")
+            if checkpoint_dir and checkpoint_every and run.iteration % checkpoint_every == 0:
+                if metrics:
+                    metrics.flush()
+                save(checkpoint_dir)
+    finally:
+        bar.close()
+        if metrics:
+            metrics.close()
+    if checkpoint_dir:
+        save(checkpoint_dir)

@@ -1,0 +1,89 @@
+"""Supervised pretraining: it learns, its checkpoints round-trip, and a resumed run equals an uninterrupted one."""
+
+import pytest
+import torch
+
+from edgeadapt.sdk import Conv4, load_checkpoint
+from edgeadapt.sdk.augment import augment
+from edgeadapt.sdk.checkpoint import CheckpointError, initialise_from
+from edgeadapt.sdk.datasets import ClassDataset
+from edgeadapt.sdk.pretraining import PretrainConfig, Pretrainer, pretrain
+
+from helpers import labelled_dataset
+
+CONFIG = PretrainConfig(epochs=2, batch_size=16, max_lr=0.01, augmentation="affine")
+
+
+def _model(classes: int) -> Conv4:
+    torch.manual_seed(0)
+    return Conv4(ways=classes, hidden=4, activation="elu")
+
+
+def _patterns(n_classes: int, n_drawings: int) -> ClassDataset:
+    """Each class a random binary pattern, each drawing of it with a little noise."""
+    g = torch.Generator().manual_seed(0)
+    base = (torch.rand(n_classes, 1, 1, 28, 28, generator=g) > 0.7).float()
+    noise = 0.1 * torch.rand(n_classes, n_drawings, 1, 28, 28, generator=g)
+    return ClassDataset((base + noise).contiguous(), tuple(map(str, range(n_classes))), ("a",) * n_classes)
+
+
+def test_pretraining_learns_the_classes():
+    classes = _patterns(n_classes=6, n_drawings=8)
+    model, history = pretrain(_model(6), classes, PretrainConfig(epochs=6, batch_size=16, max_lr=0.02,
+                                                                 augmentation="none"), progress=False)
+    assert len(history) == 6 * 3
+    x = classes.images.flatten(0, 1)
+    accuracy = (model(x).argmax(1) == torch.arange(6).repeat_interleave(8)).float().mean()
+    assert accuracy > 0.9 and history[-1]["loss"] < history[0]["loss"]
+
+
+def test_resumed_pretraining_equals_an_uninterrupted_run(tmp_path):
+    classes = labelled_dataset(n_classes=5, n_drawings=6)
+    straight, _ = pretrain(_model(5), classes, CONFIG, progress=False)
+    run = Pretrainer(_model(5), classes, CONFIG)
+    for _ in range(3):  # stop mid-epoch (2 steps per epoch)
+        run.step()
+    run.save(tmp_path / "checkpoint")
+    resumed, history = pretrain(_model(5), classes, CONFIG, checkpoint_dir=tmp_path / "checkpoint", resume=True,
+                                progress=False)
+    assert len(history) == 4
+    for name, value in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], value), name
+    reloaded, config = load_checkpoint(tmp_path / "checkpoint")
+    assert config["pretraining"]["augmentation"] == "affine"
+    assert all(torch.equal(reloaded.state_dict()[k], v) for k, v in resumed.state_dict().items())
+
+
+def test_a_meta_checkpoint_is_not_a_pretraining_checkpoint(tmp_path):
+    from edgeadapt.sdk import save_checkpoint
+
+    save_checkpoint(tmp_path / "c", _model(5), {}, {}, {"iteration": 0})
+    with pytest.raises(CheckpointError, match="not a pretraining checkpoint"):
+        Pretrainer(_model(5), labelled_dataset(5, 6), CONFIG).restore(tmp_path / "c")
+
+
+def test_initialise_from_copies_the_backbone_and_keeps_a_head_of_another_size(tmp_path):
+    from edgeadapt.sdk import save_checkpoint
+
+    source = _model(7)
+    save_checkpoint(tmp_path / "c", source)
+    target = Conv4(ways=3, hidden=4, activation="elu")
+    assert initialise_from(target, tmp_path / "c") == ["head.bias", "head.weight"]
+    assert torch.equal(target.features[0][0].weight, source.features[0][0].weight)
+    with pytest.raises(CheckpointError, match="backbone"):
+        initialise_from(Conv4(ways=3, hidden=8), tmp_path / "c")
+
+
+@pytest.mark.parametrize("kind", ["shift", "affine"])
+def test_augmentation_is_reproducible_and_keeps_shape(kind):
+    x = labelled_dataset(2, 3).images.flatten(0, 1)
+    a = augment(x, kind, torch.Generator().manual_seed(1))
+    b = augment(x, kind, torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
+    assert torch.equal(augment(x, "none", torch.Generator()), x)
+
+
+def test_pretrain_config_rejects_bad_values():
+    for bad in ({"epochs": 0}, {"max_lr": 0.0}, {"augmentation": "flip"}, {"label_smoothing": 1.0}):
+        with pytest.raises(ValueError):
+            PretrainConfig(**bad)
