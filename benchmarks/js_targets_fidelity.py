@@ -79,8 +79,8 @@ def main() -> None:
                               "tasks with identical argmax", "goal met"], table)]
     slug = re.sub(r"[^a-z0-9]+", "-", args.label.lower()).strip("-")
     command = f"python benchmarks/js_targets_fidelity.py --tasks {args.tasks} --label {shlex.quote(args.label)}"
-    write_section(f"js-targets-fidelity-{slug}", "\n".join(lines), command if args.node == "node" else
-                  f"bash examples/node/check_arm.sh (runs: {command} --node ...)")
+    write_section(f"js-targets-fidelity-{slug}", "\n".join(lines),
+                  command if args.node == "node" else f"ARM_TASKS={args.tasks} bash examples/node/check_arm.sh")
 
 if __name__ == "__main__":
     main()
