@@ -51,7 +51,8 @@ async function main() {
     throw new EdgeAdaptError(USAGE);
   }
   const folder = positionals[0];
-  const threads = Number.parseInt(values.threads, 10);
+  const threads = Number(values.threads);
+  if (!Number.isInteger(threads) || threads < 1) throw new EdgeAdaptError(`--threads must be a positive integer, got ${values.threads}`);
   const learner = await Learner.load(ort, (name) => readFile(path.join(folder, name)).then((b) => new Uint8Array(b)),
     { executionProviders: ["cpu"], intraOpNumThreads: threads, interOpNumThreads: 1 });
   const [supportX, supportY, queryX] = await Promise.all(

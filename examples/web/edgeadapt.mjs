@@ -26,7 +26,9 @@ function compareCodePoints(a, b) {
 }
 
 async function sha256Hex(bytes) {
-  const digest = new Uint8Array(await globalThis.crypto.subtle.digest("SHA-256", bytes));
+  // Web Crypto: a global in browsers and Node.js >= 19; Node.js 18 has it in node:crypto only
+  const subtle = globalThis.crypto?.subtle ?? (await import("node:crypto")).webcrypto.subtle;
+  const digest = new Uint8Array(await subtle.digest("SHA-256", bytes));
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
