@@ -1,0 +1,121 @@
+"""The web demo (examples/web, onnxruntime-web's wasm) in headless Chromium, driven through its buttons, against
+edgeadapt.runtime on the same drawings. Writes a screenshot after adaptation to test-reports/web-demo.png."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+import edgeadapt.runtime as rt
+from js_targets import PRETRAINED, ROOT, TOLERANCE, fixed_task, require
+
+pytestmark = pytest.mark.browser
+WEB = ROOT / "examples" / "web"
+REPORTS = ROOT / "test-reports"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+WAIT_MS = 120_000
+
+
+def _serve_module():
+    spec = importlib.util.spec_from_file_location("edgeadapt_web_serve", WEB / "serve.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    chromium = os.environ.get("EDGEADAPT_CHROMIUM") or shutil.which("chromium")
+    require(chromium is not None, "chromium is not installed")
+    require(importlib.util.find_spec("playwright") is not None, "playwright is not installed (pip install playwright)")
+    require((WEB / "vendor" / "ort").is_dir(), f"run `npm ci && npm run build` in {WEB}")
+    from playwright.sync_api import sync_playwright
+
+    server = _serve_module().make_server(PRETRAINED, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    errors: list[str] = []
+    try:
+        with sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(
+                str(tmp_path_factory.mktemp("chromium-profile")), executable_path=chromium, args=CHROMIUM_ARGS,
+                headless=True, viewport={"width": 1150, "height": 860})
+            page = context.new_page()
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+            page.wait_for_function("window.demo && (demo.state.learner || demo.error)", timeout=WAIT_MS)
+            assert page.evaluate("demo.error") is None
+            yield page
+            assert not errors, errors
+            context.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _classify(page) -> tuple[list[float], list[float]]:
+    page.evaluate("demo.lastResult = null")
+    page.click("#classify")
+    page.wait_for_function("demo.lastResult", timeout=WAIT_MS)
+    return page.evaluate("demo.lastResult.probabilities"), page.evaluate("demo.lastInput")
+
+
+@pytest.fixture(scope="module")
+def adapted(page):
+    """The page adapted through its buttons to 2 drawings of each of 3 sample characters, and the runtime's twin."""
+    ways = 3
+    support_x, query_x, support, query = fixed_task(ways)
+    while page.locator(".card").count() < ways:
+        page.click("#add-class")
+    for c, d in support:
+        page.click(f"#samples canvas[data-character='{c}'][data-drawing='{d}']")
+        page.locator(".card").nth(c).locator(".add-example").click()
+    page.click("#adapt")
+    page.wait_for_function("demo.lastAdaptation", timeout=WAIT_MS)
+    expected = rt.load(PRETRAINED, threads=1).adapt(support_x, [f"Class {c + 1}" for c, _ in support])
+    return expected, support_x, query_x, query
+
+
+def test_page_adapts_and_classifies_like_the_python_runtime(page, adapted):
+    expected, support_x, query_x, query = adapted
+    assert page.evaluate("demo.lastAdaptation.classes") == list(expected.classes)
+    stored = page.evaluate("demo.state.classes.flatMap(c => c.examples.map(e => Array.from(e)))")
+    np.testing.assert_array_equal(np.array(stored, np.float32).reshape(support_x.shape), support_x)
+    probabilities, inputs = [], []
+    for c, d in query:
+        page.click(f"#samples canvas[data-character='{c}'][data-drawing='{d}']")
+        row, fed = _classify(page)
+        probabilities.append(row)
+        inputs.append(fed)
+    np.testing.assert_array_equal(np.array(inputs, np.float32).reshape(query_x.shape), query_x)
+    np.testing.assert_allclose(probabilities, expected.predict_proba(query_x), atol=TOLERANCE, rtol=0)
+    assert "Adapted to 3 classes, 6 examples in" in page.text_content("#timing")
+    REPORTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(REPORTS / "web-demo.png"), full_page=True)
+    print(f"screenshot of the adapted demo: {REPORTS / 'web-demo.png'}")
+
+
+def test_a_drawing_made_with_the_mouse_is_preprocessed_and_classified_like_the_runtime(page, adapted):
+    from edgeadapt.sdk.datasets.omniglot import preprocess_omniglot
+
+    expected = adapted[0]
+    page.click("#clear")
+    box = page.locator("#pad").bounding_box()
+    strokes = [[(0.3, 0.2), (0.35, 0.8)], [(0.3, 0.25), (0.7, 0.3), (0.55, 0.5), (0.75, 0.75), (0.35, 0.8)]]
+    for stroke in strokes:
+        page.mouse.move(box["x"] + stroke[0][0] * box["width"], box["y"] + stroke[0][1] * box["height"])
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=8)
+        page.mouse.up()
+    gray = np.array(page.evaluate("Array.from(demo.padGray())"), np.uint8).reshape(105, 105)
+    assert (gray < 128).sum() > 100, "the strokes left no ink on the pad"
+    row, fed = _classify(page)
+    x = preprocess_omniglot(gray)[None, None]
+    np.testing.assert_array_equal(np.array(fed, np.float32).reshape(x.shape), x)
+    np.testing.assert_allclose([row], expected.predict_proba(x), atol=TOLERANCE, rtol=0)
