@@ -32,13 +32,15 @@ MIN_ONNXRUNTIME = "1.18"  # first release that reads IR version 10 (1.17.3 refus
 
 def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_ways: int | None = None,
                     max_shots: int | None = None, executorch: bool | None = None, *, scope: str | None = None,
-                    head_init: str | None = None) -> Path:
+                    head_init: str | None = None, head_scale: float | None = None, inner_steps: int | None = None,
+                    inner_lr: float | None = None) -> Path:
     """Export the checkpoint's model and its inner loop to the folder ``out`` (written atomically).
 
     One artifact serves tasks of 2..``max_ways`` classes (absent classes masked) and 1..``max_shots``
     examples per class (a dynamic support size). With a meta-learned head ``max_ways`` defaults to, and may not
     exceed, the model's outputs; with a zeros or prototype head (``head_init``) any number is possible
-    (default 20). ``max_shots`` defaults to 10. ``scope`` and ``head_init`` override the checkpoint's.
+    (default 20). ``max_shots`` defaults to 10. ``scope``, ``head_init``, ``head_scale``, ``inner_steps`` and
+    ``inner_lr`` override the checkpoint's (a pretraining checkpoint has none: give them here).
     ``executorch`` adds ``model.pte`` (default: when the executorch package is installed; lowering takes minutes).
     """
     if executorch is None:
@@ -64,7 +66,8 @@ def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_w
                      max_ways, max_shots)
     if head_init == "learned":
         narrow_head(model, max_ways)
-    inner = inner_loop_from_config(model, training, scope=scope, head_init=head_init,
+    inner = inner_loop_from_config(model, training, scope=scope, head_init=head_init, head_scale=head_scale,
+                                   inner_steps=inner_steps, inner_lr=inner_lr,
                                    ways=max_ways if head_init != "learned" else None)
 
     target = Path(out)
@@ -138,6 +141,7 @@ def _manifest(config: dict[str, Any], inner: InnerLoop, spec: GraphSpec, adapt: 
         "inner_lr": inner.inner_lr,
         "scope": inner.scope,
         "head_init": inner.head_init,
+        "head_scale": inner.head_scale,
         "model": config["model"],
         "training": config.get("training", {}),
         "data": config.get("data", {}),

@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--head-init", choices=HEAD_INITS, default="learned",
                        help="where each task's head starts: the meta-learned head, zeros, or class prototypes "
                             "(W_k = 2 c_k, b_k = -|c_k|^2; any number of classes) (default: %(default)s)")
+    train.add_argument("--head-scale", type=_positive_float, default=1.0,
+                       help="inverse temperature of a prototype head's logits (default: %(default)s)")
     train.add_argument("--init", type=Path, default=None,
                        help="start from this checkpoint's weights (e.g. a pretrain run's checkpoint)")
     train.add_argument("--hidden", type=_positive_int, default=None, help="filters per conv layer / MLP width")
@@ -109,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--scope", choices=SCOPES, default=None, help="override the checkpoint's adaptation scope")
     ev.add_argument("--head-init", choices=HEAD_INITS, default=None,
                     help="override the checkpoint's head initialisation")
+    ev.add_argument("--head-scale", type=_positive_float, default=None,
+                    help="override the checkpoint's prototype-head scale")
     ev.add_argument("--within-alphabet", action="store_true",
                     help="draw each task's classes from one alphabet (Lake et al.'s protocol)")
     ev.add_argument("--json", type=Path, default=None, help="also write the result to this JSON file")
@@ -159,7 +163,8 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     log.info("training %s with %s on %s (%s)", type(model).__name__, args.algorithm, args.dataset, data)
     model, history = train_maml(
         model, train_sampler, pick["inner_lr"], pick["outer_lr"], pick["inner_steps"], args.algorithm,
-        args.meta_batch, pick["iterations"], scope=args.scope, head_init=args.head_init, device=args.device,
+        args.meta_batch, pick["iterations"], scope=args.scope, head_init=args.head_init, head_scale=args.head_scale,
+        device=args.device,
         checkpoint_dir=args.out / "checkpoint", checkpoint_every=args.checkpoint_every, resume=args.resume,
         metrics_path=args.out / "metrics.jsonl", data=data, seed=args.seed, progress=not args.no_progress,
     )
@@ -188,12 +193,11 @@ def _before_after(args: argparse.Namespace, model: torch.nn.Module, pick: dict[s
         sampler, _ = make_sampler(args.dataset, args.data, "validation", args.ways, args.shots,
                                   args.query_shots, args.seed + 1, training=False)
         return evaluate(m, sampler, pick["inner_lr"], steps, args.eval_tasks, scope=args.scope,
-                        head_init=args.head_init, device=args.device)
+                        head_init=args.head_init, head_scale=args.head_scale, device=args.device)
 
     torch.manual_seed(args.seed)
-    own = getattr(model, "config", {})  # a resumed or initialised run keeps its own shape
-    untrained = build_default_model(args.dataset, args.ways, own.get("hidden", pick["hidden"]),
-                                    own.get("activation", args.activation)).to(args.device)
+    spec = model_spec(model)  # a fresh network of the trained one's shape (a resumed or initialised run's own)
+    untrained = build_model(spec["name"], spec["config"]).to(args.device)
     results = {
         "untrained_adapted": score(untrained, pick["inner_steps"]),
         "meta_trained_before_adaptation": score(model, 0),
@@ -215,13 +219,14 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
         raise CheckpointError(f"{args.checkpoint} has no inner-loop settings; pass --inner-steps and --inner-lr")
     scope = args.scope or training.get("scope", "all")
     head_init = args.head_init or training.get("head_init", "learned")
+    head_scale = args.head_scale or training.get("head_scale", 1.0)
     sampler, data = make_sampler(args.dataset, args.data, args.split, args.ways, args.shots,
                                  args.query_shots, args.seed, training=False, within_alphabet=args.within_alphabet)
     result = evaluate(model, sampler, inner_lr, inner_steps, args.tasks, scope=scope, head_init=head_init,
-                      device=args.device)
+                      head_scale=head_scale, device=args.device)
     print(f"{args.ways}-way {args.shots}-shot {args.dataset} {args.split}: {result}")
     out = {"checkpoint": str(args.checkpoint), "data": data, "inner_steps": inner_steps, "inner_lr": inner_lr,
-           "scope": scope, "head_init": head_init,
+           "scope": scope, "head_init": head_init, "head_scale": head_scale,
            "metric": result.metric, "mean": result.mean, "ci95": result.ci95, "tasks": result.num_tasks}
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")

@@ -62,6 +62,7 @@ def evaluate(
     *,
     scope: str = "all",
     head_init: str = "learned",
+    head_scale: float = 1.0,
     tasks_per_batch: int = 25,
     device: str | torch.device | None = None,
 ) -> EvalResult:
@@ -78,7 +79,7 @@ def evaluate(
         model = model.to(device)
     device = next(model.parameters()).device
     ways = getattr(task_sampler, "ways", None) if head_init != "learned" else None
-    inner = InnerLoop(model, inner_lr, inner_steps, task_sampler.loss, scope, head_init, ways)
+    inner = InnerLoop(model, inner_lr, inner_steps, task_sampler.loss, scope, head_init, ways, head_scale=head_scale)
     params = inner.params()
     scores = []
     remaining = num_tasks

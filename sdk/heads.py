@@ -28,13 +28,15 @@ def prototypes(features: torch.Tensor, labels: torch.Tensor, example_mask: torch
 
 
 def prototype_head(features: torch.Tensor, labels: torch.Tensor, example_mask: torch.Tensor,
-                   ways: int) -> tuple[torch.Tensor, torch.Tensor]:
+                   ways: int, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight (ways, d) and bias (ways,) of the linear head whose logits rank classes by distance to prototypes.
 
-    ``2 c_k . f - ||c_k||^2 = ||f||^2 - ||f - c_k||^2``: the largest logit is the nearest prototype.
+    ``2 c_k . f - ||c_k||^2 = ||f||^2 - ||f - c_k||^2``: the largest logit is the nearest prototype. ``scale``
+    multiplies both (an inverse softmax temperature): it leaves the ranking alone but decides how saturated
+    the softmax is, and so how far a gradient step can move it.
     """
     centres = prototypes(features, labels, example_mask, ways)
-    return 2.0 * centres, -(centres * centres).sum(-1)
+    return 2.0 * scale * centres, -scale * (centres * centres).sum(-1)
 
 
 def zero_head(features: torch.Tensor, ways: int) -> tuple[torch.Tensor, torch.Tensor]:

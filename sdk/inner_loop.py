@@ -32,7 +32,8 @@ class InnerLoop:
     ``scope`` ("all", "last_block" or "head", see :mod:`~edgeadapt.sdk.scopes`) chooses what adapts; the
     frozen layers' output is computed once per task. ``head_init`` ("learned", "zeros" or "prototypes", see
     :mod:`~edgeadapt.sdk.heads`) chooses where the head starts; with zeros or prototypes the head has ``ways``
-    outputs (default: the model's), whatever the model was trained with. ``lr_scale`` optionally multiplies
+    outputs (default: the model's), whatever the model was trained with; ``head_scale`` multiplies a prototype
+    head's logits (an inverse temperature, see :func:`~edgeadapt.sdk.heads.prototype_head`). ``lr_scale`` optionally multiplies
     the learning rate elementwise per parameter (a tensor broadcastable to the parameter). The model itself
     is never modified: parameters are passed in as dictionaries.
     """
@@ -45,6 +46,7 @@ class InnerLoop:
     head_init: str = "learned"
     ways: int | None = None
     lr_scale: Params | None = None
+    head_scale: float = 1.0
     _buffers: Params = field(init=False, repr=False, compare=False)
     _first: int = field(init=False, repr=False, compare=False)
     adapts: Callable[[str], bool] = field(init=False, repr=False, compare=False)
@@ -66,6 +68,8 @@ class InnerLoop:
         if self.ways is None:
             head = getattr(self.model, "head", None)
             object.__setattr__(self, "ways", getattr(head, "out_features", None))
+        if not self.head_scale > 0:
+            raise ValueError(f"head_scale must be > 0, got {self.head_scale}")
         if self.ways is not None and self.ways < 1:
             raise ValueError(f"ways must be >= 1, got {self.ways}")
 
@@ -207,7 +211,7 @@ class InnerLoop:
         if self.head_init == "zeros":
             weight, bias = zero_head(features, self.ways)
         else:
-            weight, bias = prototype_head(features, support_y, example_mask, self.ways)
+            weight, bias = prototype_head(features, support_y, example_mask, self.ways, self.head_scale)
         return {**fast, "head.weight": weight, "head.bias": bias}
 
     def _support_loss(self, fast: Params, inputs: torch.Tensor, support_y: torch.Tensor,
@@ -225,7 +229,7 @@ def inner_loop_from_config(model: nn.Module, training: dict, **overrides: object
     (``None`` values are ignored)."""
     settings = {"inner_lr": training.get("inner_lr"), "inner_steps": training.get("inner_steps"),
                 "loss": training.get("loss", "cross_entropy"), "scope": training.get("scope", "all"),
-                "head_init": training.get("head_init", "learned")}
+                "head_init": training.get("head_init", "learned"), "head_scale": training.get("head_scale", 1.0)}
     settings.update({k: v for k, v in overrides.items() if v is not None})
     if settings["inner_lr"] is None or settings["inner_steps"] is None:
         raise ValueError("the checkpoint has no inner-loop settings (inner_lr, inner_steps)")

