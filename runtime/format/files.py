@@ -58,12 +58,13 @@ def read_regular_file(folder: Path, name: str, limit: int) -> bytes:
         fd = os.open(resolved, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except OSError as e:
         raise ArtifactError(f"{path} cannot be opened: {e}") from e
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        os.close(fd)
         if not stat.S_ISREG(info.st_mode):
             raise ArtifactError(f"{path} is not a regular file; refused")
-        if info.st_size > limit:
-            raise ArtifactError(f"{path} holds {info.st_size} bytes, more than the limit of {limit}")
+        raise ArtifactError(f"{path} holds {info.st_size} bytes, more than the limit of {limit}")
+    with os.fdopen(fd, "rb") as f:
         try:
             data = f.read(limit + 1)
         except OSError as e:
