@@ -50,7 +50,7 @@ def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_w
         if not (target / MANIFEST).is_file():
             raise ValueError(f"{target} is a folder that holds no artifact; not replacing it")
         if not overwrite:
-            raise ValueError(f"{target} already holds an artifact; pass --force (overwrite=True) to replace it")
+            raise ValueError(f"{target} already holds an artifact; pass --force (overwrite=True in Python) to replace it")
     if executorch is None:
         executorch = executorch_available()
     elif executorch and not executorch_available():
@@ -63,8 +63,9 @@ def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_w
         raise ValueError("only classification models can be exported")
     outputs = model.head.out_features
     max_ways = outputs if max_ways is None else max_ways
-    if not 2 <= max_ways <= outputs:
-        raise ValueError(f"max_ways must be between 2 and the model's {outputs} outputs, got {max_ways}")
+    if max_ways != outputs:  # a class mask narrower than the head fails to trace (broadcast of the logits)
+        raise ValueError(f"max_ways must be the model's {outputs} outputs, got {max_ways}; the artifact already "
+                         f"serves every task of 2..{outputs} classes")
     if max_shots < 1:
         raise ValueError(f"max_shots must be >= 1, got {max_shots}")
     model_config = config["model"]["config"]
