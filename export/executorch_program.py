@@ -37,7 +37,7 @@ def support_sizes(spec: GraphSpec) -> list[int]:
 
 
 def executorch_available() -> bool:
-    """Whether the optional ``executorch`` package (``pip install 'edgeadapt[executorch]'``) is installed."""
+    """Whether the optional ``executorch`` package (``pip install './[executorch]'``) is installed."""
     return importlib.util.find_spec("executorch") is not None
 
 
