@@ -2,12 +2,12 @@
 
     python examples/personalise_omniglot.py [ARTIFACT] [--omniglot PATH] [--ways 5] [--shots 1]
 
-Uses only the torch-free runtime; ARTIFACT defaults to the pretrained models/omniglot-conv4.
-Characters come from the validation alphabets of the Omniglot background set, or from any
-official Omniglot zip given with --omniglot. The pretrained model was meta-trained on all 30
-background alphabets, so for characters it has never seen pass the evaluation set
-(--omniglot images_evaluation.zip). PNGs are decoded with PIL and resized with the same filter as
-training (see preprocess_omniglot).
+Uses only the torch-free runtime (install with pip install './[runtime,images]': Pillow decodes the PNGs);
+ARTIFACT defaults to the pretrained models/omniglot-conv4. Characters come from the validation alphabets
+of the Omniglot background set, or from any official Omniglot zip given with --omniglot. The pretrained
+model was meta-trained on all 30 background alphabets, so for characters it has never seen pass the
+evaluation set (--omniglot images_evaluation.zip). edgeadapt.runtime.preprocess resizes the drawings with
+the filter training used and turns dark ink on white paper into the model's ink = 1.0.
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ import numpy as np
 from PIL import Image
 
 import edgeadapt.runtime as rt
+from edgeadapt.runtime.preprocess import prepare
 
 PRETRAINED = Path(__file__).resolve().parent.parent / "models" / "omniglot-conv4"
 VALIDATION_ALPHABETS = ("Bengali", "Futurama", "Hebrew", "Korean", "Tagalog", "Tifinagh")
 
 
 def drawing(data: bytes) -> np.ndarray:
-    """A 105x105 Omniglot PNG as a (1, 28, 28) float32 image with ink = 1.0 (LANCZOS resampling)."""
-    image = Image.open(io.BytesIO(data)).convert("L").resize((28, 28), Image.LANCZOS)
-    return (1.0 - np.asarray(image, dtype=np.float32) / 255.0)[None]
+    """The pixels of an Omniglot PNG (105x105, dark ink on white paper)."""
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L"))
 
 
 def characters(path: Path, alphabets: tuple[str, ...] | None) -> dict[str, list[bytes]]:
@@ -74,8 +74,8 @@ def main() -> None:
         support_y += [name] * args.shots
         query_x += [drawing(d) for d in drawings[args.shots : args.shots + 3]]
         query_y += [name] * 3
-    adapted = learner.adapt(np.stack(support_x), support_y)
-    predictions = adapted.predict(np.stack(query_x))
+    adapted = learner.adapt(prepare(support_x, learner.manifest, ink="dark"), support_y)
+    predictions = adapted.predict(prepare(query_x, learner.manifest, ink="dark"))
     for truth, guess in zip(query_y, predictions):
         print(f"{'ok ' if truth == guess else 'NO '} drawing of {truth:35s} -> {guess}")
     print(f"{sum(t == g for t, g in zip(query_y, predictions))}/{len(query_y)} correct "

@@ -3,12 +3,10 @@ an optional ExecuTorch program, a self-check task and a hashed manifest."""
 
 from __future__ import annotations
 
-import json
+import logging
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,36 +15,56 @@ import onnx
 import onnxruntime
 import torch
 
+from edgeadapt.runtime.format.files import atomic_folder, sha256_file
+from edgeadapt.runtime.format.manifest import FORMAT_VERSION, canonical_bytes, manifest_text, sealed
+from edgeadapt.runtime.format.names import ADAPT_INPUTS, ADAPT_ONNX, MANIFEST, PREDICT_ONNX, PTE, SELFCHECK, SIGNATURE
+from edgeadapt.runtime.format.signing import sign
 from edgeadapt.sdk.checkpoint import load_checkpoint
-from edgeadapt.sdk.fileio import replace_folder, sha256_file
 from edgeadapt.sdk.inner_loop import InnerLoop, inner_loop_from_config
 
 from .executorch_program import PREDICT_BATCH, executorch_available, export_executorch, support_sizes
-from .onnx_graphs import ADAPT_INPUTS, OPSET, GraphSpec, adapted_names, example_adapted, export_adapt, export_predict
+from .onnx_graphs import OPSET, GraphSpec, adapted_names, example_adapted, export_adapt, export_predict
 
-FORMAT_VERSION = 2
 DEFAULT_MAX_WAYS = 20  # with a zeros or prototype head, which has no trained number of outputs
 DEFAULT_MAX_SHOTS = 10
 MIN_ONNXRUNTIME = "1.18"  # first release that reads IR version 10 (1.17.3 refuses it); tested in .ci/run
+# What the SDK's image datasets hold, and so what the model expects (edgeadapt.runtime.preprocess reads this).
+INPUT_CONVENTIONS = {"range": [0.0, 1.0], "polarity": "ink_high", "resize": "lanczos"}
+
+log = logging.getLogger("edgeadapt.export")
 
 
 def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_ways: int | None = None,
-                    max_shots: int | None = None, executorch: bool | None = None, *, scope: str | None = None,
+                    max_shots: int | None = None, executorch: bool | None = None,
+                    sign_key: str | os.PathLike | None = None, overwrite: bool = False, *, scope: str | None = None,
                     head_init: str | None = None, head_scale: float | None = None, inner_steps: int | None = None,
                     inner_lr: float | None = None) -> Path:
     """Export the checkpoint's model and its inner loop to the folder ``out`` (written atomically).
 
     One artifact serves tasks of 2..``max_ways`` classes (absent classes masked) and 1..``max_shots``
     examples per class (a dynamic support size). With a meta-learned head ``max_ways`` defaults to, and may not
-    exceed, the model's outputs; with a zeros or prototype head (``head_init``) any number is possible
-    (default 20). ``max_shots`` defaults to 10. ``scope``, ``head_init``, ``head_scale``, ``inner_steps`` and
-    ``inner_lr`` override the checkpoint's (a pretraining checkpoint has none: give them here).
-    ``executorch`` adds ``model.pte`` (default: when the executorch package is installed; lowering takes minutes).
+    exceed, the model's outputs (a smaller value keeps the first ``max_ways``); with a zeros or prototype head
+    (``head_init``) any number is possible (default 20). ``max_shots`` defaults to 10. ``scope``,
+    ``head_init``, ``head_scale``, ``inner_steps`` and ``inner_lr`` override the checkpoint's (a pretraining
+    checkpoint has none: give them here). ``executorch`` adds ``model.pte`` (default: when the executorch
+    package is installed; lowering takes minutes). ``sign_key``: an Ed25519 PEM private key that signs the
+    manifest (``manifest.sig``). An existing artifact at ``out`` is replaced only with ``overwrite``; anything
+    else there is never replaced.
     """
+    target = Path(out)
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{target} exists and is not an artifact folder; choose another output path")
+    if target.is_dir() and any(target.iterdir()):
+        if not (target / MANIFEST).is_file():
+            raise ValueError(f"{target} is a folder that holds no artifact; not replacing it")
+        if not overwrite:
+            raise ValueError(f"{target} already holds an artifact; pass --force (overwrite=True in Python) to replace it")
     if executorch is None:
         executorch = executorch_available()
     elif executorch and not executorch_available():
-        raise ValueError("the ExecuTorch program needs the executorch package: pip install 'edgeadapt[executorch]'")
+        raise ValueError("the ExecuTorch program needs the executorch package: pip install './[executorch]'")
+    if sign_key is not None and not Path(sign_key).is_file():
+        raise ValueError(f"no signing key at {sign_key}")
     model, config = load_checkpoint(checkpoint)
     training = config.get("training", {})
     if training.get("loss", "cross_entropy") != "cross_entropy":
@@ -70,21 +88,18 @@ def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_w
                                    inner_steps=inner_steps, inner_lr=inner_lr,
                                    ways=max_ways if head_init != "learned" else None)
 
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        adapt = export_adapt(inner, spec, staging / "adapt.onnx")
-        export_predict(inner, spec, staging / "predict.onnx")
+    with atomic_folder(target) as staging:
+        adapt = export_adapt(inner, spec, staging / ADAPT_ONNX)
+        export_predict(inner, spec, staging / PREDICT_ONNX)
         write_ort_format(staging)
         if executorch:
-            export_executorch(inner, spec, staging / "model.pte")
-        write_selfcheck(inner, spec, staging / "selfcheck.npz")
-        manifest = _manifest(config, inner, spec, adapt, staging)
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        replace_folder(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            log.info("lowering to ExecuTorch (%s; takes minutes)", PTE)
+            export_executorch(inner, spec, staging / PTE)
+        write_selfcheck(inner, spec, staging / SELFCHECK)
+        manifest = sealed(_manifest(config, inner, spec, adapt, staging))
+        (staging / MANIFEST).write_text(manifest_text(manifest))
+        if sign_key is not None:
+            (staging / SIGNATURE).write_bytes(sign(canonical_bytes(manifest), sign_key))
     return target
 
 
@@ -134,6 +149,7 @@ def _manifest(config: dict[str, Any], inner: InnerLoop, spec: GraphSpec, adapt: 
         "format_version": FORMAT_VERSION,
         "input_shape": list(spec.input_shape),
         "input_dtype": "float32",
+        "input": INPUT_CONVENTIONS,
         "uint8_scale": 1.0 / 255.0,
         "max_ways": spec.max_ways,
         "max_shots": spec.max_shots,
@@ -150,9 +166,9 @@ def _manifest(config: dict[str, Any], inner: InnerLoop, spec: GraphSpec, adapt: 
         "adapted_parameters": [{"name": name, "shape": list(params[name].shape)} for name in adapted_names(inner)],
         "onnx": {"ir_version": adapt.ir_version, "opset": OPSET, "min_onnxruntime": MIN_ONNXRUNTIME,
                  "exported_with_onnxruntime": onnxruntime.__version__},
-        "files": {f.name: sha256_file(f) for f in sorted(folder.iterdir()) if f.name != "manifest.json"},
+        "files": {f.name: sha256_file(f) for f in sorted(folder.iterdir()) if f.name not in (MANIFEST, SIGNATURE)},
     }
-    if (folder / "model.pte").exists():
+    if (folder / PTE).exists():
         from executorch.version import __version__ as executorch_version
 
         manifest["executorch"] = {"support_sizes": support_sizes(spec), "predict_batch": PREDICT_BATCH,

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgeadapt.runtime.format.names import PREDICT_METHOD, adapt_method
 from edgeadapt.sdk.inner_loop import InnerLoop
 
 from .decompositions import matmul_decompositions
@@ -36,7 +37,7 @@ def support_sizes(spec: GraphSpec) -> list[int]:
 
 
 def executorch_available() -> bool:
-    """Whether the optional ``executorch`` package (``pip install 'edgeadapt[executorch]'``) is installed."""
+    """Whether the optional ``executorch`` package (``pip install './[executorch]'``) is installed."""
     return importlib.util.find_spec("executorch") is not None
 
 
@@ -55,9 +56,9 @@ def lower_to_xnnpack(inner: InnerLoop, spec: GraphSpec, adapt_sizes: list[int],
 
     frozen_backbone = inner.scope == "head"  # the backbone's convolutions have constant weights
     table = matmul_decompositions(convolution_weights_are_inputs=not frozen_backbone)
-    programs = {f"adapt_{n}": adapt_program(inner, spec, table, fixed_support=n) for n in adapt_sizes}
+    programs = {adapt_method(n): adapt_program(inner, spec, table, fixed_support=n) for n in adapt_sizes}
     if predict_batch is not None:
-        programs["predict"] = predict_program(inner, spec, predict_batch, table)
+        programs[PREDICT_METHOD] = predict_program(inner, spec, predict_batch, table)
     partitioners = [XnnpackPartitioner(force_non_static_weights_for_f32_linear=True)]
     if frozen_backbone:
         partitioners.insert(0, XnnpackPartitioner())

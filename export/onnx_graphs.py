@@ -19,11 +19,11 @@ import torch
 from torch import nn
 from torch.fx.experimental.proxy_tensor import make_fx
 
+from edgeadapt.runtime.format.names import ADAPT_INPUTS, PREDICT_INPUTS, PREDICT_OUTPUTS
 from edgeadapt.sdk.inner_loop import InnerLoop, mask_classes
 
 from .decompositions import Decompositions, export_decompositions
 
-ADAPT_INPUTS = ("support_x", "support_y", "example_mask", "class_mask")
 OPSET = 18
 
 
@@ -160,7 +160,7 @@ def export_adapt(inner: InnerLoop, spec: GraphSpec, path: str | os.PathLike) -> 
 
 def export_predict(inner: InnerLoop, spec: GraphSpec, path: str | os.PathLike) -> onnx.ModelProto:
     """Write the ``predict`` graph to ``path``."""
-    return _to_onnx(predict_program(inner, spec), ["x", "class_mask", *adapted_names(inner)], ["probabilities"],
+    return _to_onnx(predict_program(inner, spec), [*PREDICT_INPUTS, *adapted_names(inner)], list(PREDICT_OUTPUTS),
                     path)
 
 

@@ -7,16 +7,17 @@ them, whereas the ``.pte`` program itself runs in ExecuTorch's C++ runtime on de
 
 from __future__ import annotations
 
-import itertools
-from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol, TypeVar
 
 import numpy as np
+from packaging.version import Version
 
-from .errors import ArtifactError, InputError
+from .errors import ArtifactError, EngineError, InputError
+from .format.manifest import VerifiedArtifact
+from .format.names import ADAPT_INPUTS, ADAPT_ONNX, PREDICT_INPUTS, PREDICT_METHOD, PREDICT_ONNX, PTE, adapt_method
 
 BACKENDS = ("onnxruntime", "executorch")
-PTE_FILE = "model.pte"
+T = TypeVar("T")
 
 
 class Backend(Protocol):
@@ -33,32 +34,38 @@ class Backend(Protocol):
 
 
 class OnnxRuntimeBackend:
-    """``adapt.onnx`` and ``predict.onnx`` in onnxruntime sessions (CPU)."""
+    """``adapt.onnx`` and ``predict.onnx`` in onnxruntime sessions (CPU), built from the verified bytes."""
 
-    def __init__(self, folder: Path, threads: int | None, min_version: str):
+    def __init__(self, artifact: VerifiedArtifact, threads: int | None):
         import onnxruntime as ort
 
-        if _version(ort.__version__) < _version(min_version):
-            raise ArtifactError(f"{folder} needs onnxruntime >= {min_version}; this is onnxruntime {ort.__version__}")
+        folder, minimum = artifact.folder, artifact.manifest["onnx"]["min_onnxruntime"]
+        if Version(ort.__version__) < Version(minimum):
+            raise ArtifactError(f"{folder} needs onnxruntime >= {minimum}; this is onnxruntime {ort.__version__}")
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         try:
-            self._adapt = ort.InferenceSession(str(folder / "adapt.onnx"), options, providers=["CPUExecutionProvider"])
-            self._predict = ort.InferenceSession(str(folder / "predict.onnx"), options,
-                                                 providers=["CPUExecutionProvider"])
+            self._adapt, self._predict = (
+                ort.InferenceSession(artifact.files[name], options, providers=["CPUExecutionProvider"])
+                for name in (ADAPT_ONNX, PREDICT_ONNX))
         except Exception as e:  # onnxruntime raises its own exception types for unreadable graphs
             raise ArtifactError(f"{folder}: onnxruntime cannot load the graphs: {e}") from e
         self.parameter_names = [output.name for output in self._adapt.get_outputs()]
+        expected = [p["name"] for p in artifact.manifest["adapted_parameters"]]
+        predict_inputs = [i.name for i in self._predict.get_inputs()]
+        if self.parameter_names != expected or predict_inputs != [*PREDICT_INPUTS, *expected]:
+            raise ArtifactError(f"{folder}: the graphs' parameters differ from the manifest's adapted_parameters")
 
     def adapt(self, support_x: np.ndarray, support_y: np.ndarray, example_mask: np.ndarray,
               class_mask: np.ndarray) -> list[np.ndarray]:
-        return self._adapt.run(None, {"support_x": support_x, "support_y": support_y,
-                                      "example_mask": example_mask, "class_mask": class_mask})
+        inputs = dict(zip(ADAPT_INPUTS, (support_x, support_y, example_mask, class_mask)))
+        return _engine_call("adapt", lambda: self._adapt.run(None, inputs))
 
     def predict(self, x: np.ndarray, class_mask: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
-        return self._predict.run(None, {"x": x, "class_mask": class_mask, **params})[0]
+        inputs = dict(zip(PREDICT_INPUTS, (x, class_mask)), **params)
+        return _engine_call("predict", lambda: self._predict.run(None, inputs)[0])
 
 
 class ExecuTorchBackend:
@@ -69,25 +76,30 @@ class ExecuTorchBackend:
     ``predict_batch`` inputs, so larger batches run in chunks.
     """
 
-    def __init__(self, folder: Path, threads: int | None, parameter_names: list[str], support_sizes: list[int],
-                 predict_batch: int):
+    def __init__(self, artifact: VerifiedArtifact, threads: int | None):
+        if PTE not in artifact.files:
+            raise ArtifactError(f"{artifact.folder} has no ExecuTorch program ({PTE}); export it with executorch "
+                                "installed")
+        if "executorch" not in artifact.manifest:
+            raise ArtifactError(f"{artifact.folder}: the manifest has no executorch settings for {PTE}")
+        settings = artifact.manifest["executorch"]
         try:
             import torch
             from executorch.runtime import Runtime
         except ImportError as e:
             raise InputError("backend 'executorch' needs the executorch package "
-                             "(pip install 'edgeadapt[executorch]')") from e
+                             "(pip install './[executorch]')") from e
         if threads is not None:
             _set_xnnpack_threads(threads)
         self._torch = torch
         try:
-            program = Runtime.get().load_program(folder / PTE_FILE)
-            self._adapt = {n: program.load_method(f"adapt_{n}") for n in sorted(support_sizes)}
-            self._predict = program.load_method("predict")
+            program = Runtime.get().load_program(artifact.files[PTE])  # the verified bytes, not the path
+            self._adapt = {n: program.load_method(adapt_method(n)) for n in sorted(settings["support_sizes"])}
+            self._predict = program.load_method(PREDICT_METHOD)
         except Exception as e:  # the bindings raise RuntimeError/ValueError for unreadable programs
-            raise ArtifactError(f"{folder / PTE_FILE}: ExecuTorch cannot load the program: {e}") from e
-        self.parameter_names = parameter_names
-        self._predict_batch = predict_batch
+            raise ArtifactError(f"{artifact.folder / PTE}: ExecuTorch cannot load the program: {e}") from e
+        self.parameter_names = [p["name"] for p in artifact.manifest["adapted_parameters"]]
+        self._predict_batch = settings["predict_batch"]
 
     def adapt(self, support_x: np.ndarray, support_y: np.ndarray, example_mask: np.ndarray,
               class_mask: np.ndarray) -> list[np.ndarray]:
@@ -96,25 +108,22 @@ class ExecuTorchBackend:
         padded = [np.concatenate([a, np.zeros((padding, *a.shape[1:]), a.dtype)])
                   for a in (support_x, support_y, example_mask)]
         inputs = [self._torch.from_numpy(a) for a in (*padded, class_mask)]
-        return [t.numpy() for t in self._adapt[size].execute(inputs)]
+        return _engine_call("adapt", lambda: [t.numpy() for t in self._adapt[size].execute(inputs)])
 
     def predict(self, x: np.ndarray, class_mask: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
         weights = [self._torch.from_numpy(params[name]) for name in self.parameter_names]
         mask = self._torch.from_numpy(class_mask)
-        chunks = [self._predict.execute([self._torch.from_numpy(x[i: i + self._predict_batch]), mask, *weights])[0]
-                  for i in range(0, len(x), self._predict_batch)]
-        return np.concatenate([c.numpy() for c in chunks])
+        return _engine_call("predict", lambda: np.concatenate([
+            self._predict.execute([self._torch.from_numpy(x[i: i + self._predict_batch]), mask, *weights])[0].numpy()
+            for i in range(0, len(x), self._predict_batch)]))
 
 
-def _version(text: str) -> tuple[int, ...]:
-    """(1, 18, 1) from "1.18.1" (ignoring any suffix such as "+cpu" or "rc1")."""
-    numbers = []
-    for part in text.split("+")[0].split("."):
-        digits = "".join(itertools.takewhile(str.isdigit, part))
-        if not digits:
-            break
-        numbers.append(int(digits))
-    return tuple(numbers)
+def _engine_call(program: str, call: Callable[[], T]) -> T:
+    """``call()``, with any exception the engine raises turned into EngineError."""
+    try:
+        return call()
+    except Exception as e:  # onnxruntime and ExecuTorch raise their own exception types
+        raise EngineError(f"the engine failed while running {program}: {type(e).__name__}: {e}") from e
 
 
 def _set_xnnpack_threads(threads: int) -> None:

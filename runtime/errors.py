@@ -23,3 +23,15 @@ class AdaptationError(EdgeAdaptError):
 
 class SelfTestError(EdgeAdaptError):
     """This device's adaptation differs from what PyTorch computed at export time by more than the tolerance."""
+
+
+class EngineError(EdgeAdaptError):
+    """onnxruntime or ExecuTorch failed while running a program (the engine's own error is chained)."""
+
+
+class PredictionError(EdgeAdaptError):
+    """The model produced probabilities that are not finite (NaN or infinite): no prediction is made from them."""
+
+
+class InputWarning(UserWarning):
+    """Inputs that are valid but look wrong for this model: inverted polarity, or uint8 images holding only 0 and 1."""

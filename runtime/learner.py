@@ -3,46 +3,43 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
+import math
 import os
-import tempfile
-import zipfile
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any, Hashable, Sequence
 
 import numpy as np
 
-from .artifact import read_manifest
-from .backends import BACKENDS, PTE_FILE, Backend, ExecuTorchBackend, OnnxRuntimeBackend
-from .errors import AdaptationError, ArtifactError, InputError, InputTypeError, SelfTestError
+from .backends import BACKENDS, Backend, ExecuTorchBackend, OnnxRuntimeBackend
+from .errors import (AdaptationError, ArtifactError, InputError, InputTypeError, InputWarning, PredictionError,
+                     SelfTestError)
+from .format.manifest import read_artifact
+from .format.names import ADAPT_ONNX, SELFCHECK
+from .format.signing import PublicKey
+from .state import read_state, write_state
 
-STATE_FORMAT = 1
+RANGE_TOLERANCE = 1e-3  # of the input range: values this far outside it are still accepted
+INVERTED_MEAN = 0.7  # ink_high inputs whose mean exceeds this look like paper = 1 (inverted)
 
 
 class Learner:
     """A loaded artifact. Immutable and safe to share between threads: every ``adapt`` starts from the
     meta-learned weights stored in the artifact."""
 
-    def __init__(self, path: str | os.PathLike, backend: str = "onnxruntime", threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, backend: str = "onnxruntime", threads: int | None = None,
+                 public_key: PublicKey | None = None):
         self.path = Path(path)
-        self.manifest = read_manifest(self.path)
+        artifact = read_artifact(self.path, public_key)
+        self.manifest = artifact.manifest
         self.backend = backend
-        self._engine: Backend
-        if backend == "onnxruntime":
-            self._engine = OnnxRuntimeBackend(self.path, threads, self.manifest["onnx"]["min_onnxruntime"])
-        else:
-            if PTE_FILE not in self.manifest["files"]:
-                raise ArtifactError(f"{self.path} has no ExecuTorch program ({PTE_FILE}); export it with executorch "
-                                    "installed")
-            settings = self.manifest["executorch"]
-            names = [p["name"] for p in self.manifest["adapted_parameters"]]
-            self._engine = ExecuTorchBackend(self.path, threads, names, [int(n) for n in settings["support_sizes"]],
-                                             int(settings["predict_batch"]))
+        self._engine: Backend = (OnnxRuntimeBackend if backend == "onnxruntime" else ExecuTorchBackend)(artifact,
+                                                                                                       threads)
         self._parameters = self._engine.parameter_names
-        self._identity = self.manifest["files"]["adapt.onnx"]
+        self._shapes = {p["name"]: tuple(p["shape"]) for p in self.manifest["adapted_parameters"]}
+        self._identity = self.manifest["files"][ADAPT_ONNX]
+        self._selfcheck = artifact.files[SELFCHECK]
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -61,7 +58,7 @@ class Learner:
         if steps is not None and steps != self.manifest["inner_steps"]:
             raise InputError(f"this artifact adapts with {self.manifest['inner_steps']} steps; got steps={steps}")
         x = self._images(support_x, "support_x")
-        labels = list(support_y) if not isinstance(support_y, np.ndarray) else support_y.tolist()
+        labels = _labels(support_y)
         if len(labels) != len(x):
             raise InputError(f"support_x has {len(x)} examples but support_y has {len(labels)} labels")
         counts = Counter(labels)
@@ -88,11 +85,14 @@ class Learner:
 
         Returns the largest absolute difference; raises SelfTestError above ``atol``.
         """
+        import io
+        import zipfile
+
         try:
-            with np.load(self.path / "selfcheck.npz", allow_pickle=False) as data:
-                ref = {k: data[k] for k in data.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            raise ArtifactError(f"{self.path / 'selfcheck.npz'} is not readable: {e}") from e
+            with np.load(io.BytesIO(self._selfcheck), allow_pickle=False) as data:
+                ref = {k: data[k] for k in ("support_x", "support_y", "query_x", "probabilities")}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise ArtifactError(f"{self.path / SELFCHECK} is not readable: {e}") from e
         adapted = self.adapt(ref["support_x"], ref["support_y"].tolist())
         difference = float(np.abs(adapted.predict_proba(ref["query_x"]) - ref["probabilities"]).max())
         if not difference <= atol:
@@ -100,34 +100,22 @@ class Learner:
         return difference
 
     def restore(self, path: str | os.PathLike) -> "AdaptedLearner":
-        """Load a state written by :meth:`AdaptedLearner.save`, checking it belongs to this artifact."""
-        path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except FileNotFoundError:
-            raise ArtifactError(f"no saved state at {path}") from None
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            raise ArtifactError(f"{path} is not a readable saved state: {e}") from e
-        try:
-            meta = json.loads(str(arrays.pop("__meta__")))
-        except (KeyError, json.JSONDecodeError) as e:
-            raise ArtifactError(f"{path} has no valid metadata: {e}") from e
-        if meta.get("format") != STATE_FORMAT:
-            raise ArtifactError(f"{path}: unknown state format {meta.get('format')!r}")
-        if meta.get("artifact") != self._identity:
-            raise ArtifactError(f"{path} was adapted from a different artifact than {self.path}")
-        if meta.get("sha256") != _digest(arrays, meta["classes"]):
-            raise ArtifactError(f"{path} does not match its checksum: corrupt or modified")
-        if sorted(arrays) != sorted(self._parameters):
-            raise ArtifactError(f"{path} holds parameters {sorted(arrays)}, expected {sorted(self._parameters)}")
-        return AdaptedLearner(self, tuple(meta["classes"]), arrays)
+        """Load a state written by :meth:`AdaptedLearner.save`, checking it belongs to this artifact and that every
+        array has the dtype, byte order, shape and finiteness the artifact expects."""
+        classes, params = read_state(Path(path), self._identity, self._shapes, self.max_ways)
+        return AdaptedLearner(self, tuple(classes), params)
 
     def _images(self, x: Any, name: str) -> np.ndarray:
+        if isinstance(x, np.ma.MaskedArray):
+            raise InputTypeError(f"{name} is a masked array; pass a plain numpy array (e.g. {name}.filled(0.0))")
         if not isinstance(x, np.ndarray):
             raise InputTypeError(f"{name} must be a numpy array, got {type(x).__name__}")
+        x = np.asarray(x)
         if x.dtype == np.uint8:
-            x = x.astype(np.float32) * np.float32(self.manifest.get("uint8_scale", 1 / 255))
+            if x.size and x.max() == 1:
+                warnings.warn(f"{name} is uint8 holding only 0 and 1: it is scaled by 1/255 as 0..255 pixels; "
+                              "multiply by 255 or pass float32", InputWarning, stacklevel=3)
+            x = x.astype(np.float32) * np.float32(self.manifest["uint8_scale"])
         elif x.dtype != np.float32:
             raise InputTypeError(f"{name} must be float32 (or uint8), got {x.dtype}")
         if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape:
@@ -136,7 +124,22 @@ class Learner:
             raise InputError(f"{name} is empty")
         if not np.isfinite(x).all():
             raise InputError(f"{name} contains NaN or infinite values")
+        self._check_conventions(x, name)
         return x
+
+    def _check_conventions(self, x: np.ndarray, name: str) -> None:
+        """Refuse values outside the manifest's input range; warn where ink_high inputs look inverted."""
+        conventions = self.manifest["input"]
+        low, high = conventions["range"]
+        slack = RANGE_TOLERANCE * (high - low)
+        smallest, largest = float(x.min()), float(x.max())
+        if smallest < low - slack or largest > high + slack:
+            raise InputError(f"{name} holds values in [{smallest:.4g}, {largest:.4g}]; this model takes values in "
+                             f"[{low}, {high}] (see edgeadapt.runtime.preprocess)")
+        if conventions.get("polarity") == "ink_high" and float(x.mean()) > low + INVERTED_MEAN * (high - low):
+            warnings.warn(f"{name} looks inverted (mean {float(x.mean()):.2f}): this model expects ink = {high} on a "
+                          f"background of {low}; for dark ink on light paper use "
+                          "edgeadapt.runtime.preprocess.prepare(..., ink='dark')", InputWarning, stacklevel=3)
 
 
 class AdaptedLearner:
@@ -149,50 +152,60 @@ class AdaptedLearner:
         self._class_mask = _class_mask(len(classes), learner.max_ways)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """(m, n_classes) probabilities for inputs ``x`` (m, *input_shape)."""
+        """(m, n_classes) probabilities for inputs ``x`` (m, *input_shape); PredictionError if any is not finite."""
         images = np.ascontiguousarray(self._learner._images(x, "x"))
-        probabilities = self._learner._engine.predict(images, self._class_mask, self._params)
-        return probabilities[:, : len(self.classes)]
+        probabilities = self._learner._engine.predict(images, self._class_mask, self._params)[:, : len(self.classes)]
+        if not np.isfinite(probabilities).all():
+            raise PredictionError("the model produced non-finite probabilities (NaN or infinite); no prediction made")
+        return probabilities
 
     def predict(self, x: np.ndarray) -> list[Hashable]:
         """The most probable label for each input."""
         return [self.classes[i] for i in self.predict_proba(x).argmax(1)]
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the personalised state atomically (npz of arrays + JSON metadata, checksummed; no pickle)."""
-        try:
-            classes = json.loads(json.dumps(list(self.classes)))
-        except TypeError as e:
-            raise InputTypeError(f"labels must be JSON-serialisable (ints, floats, strings) to be saved: {e}") from e
-        if classes != list(self.classes):
-            raise InputTypeError("labels do not survive a JSON round trip (use ints or strings)")
-        meta = {"format": STATE_FORMAT, "artifact": self._learner._identity, "classes": classes,
-                "sha256": _digest(self._params, classes)}
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        np.savez(buffer, __meta__=np.array(json.dumps(meta)), **self._params)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(buffer.getvalue())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        return target
+        """Write the personalised state atomically (a zip of .npy arrays and checksummed JSON metadata; no pickle)."""
+        return write_state(Path(path), self._learner._identity, list(self.classes), self._params,
+                           self._learner.max_ways)
 
 
-def load(path: str | os.PathLike, backend: str = "onnxruntime", threads: int | None = None) -> Learner:
-    """Load the artifact folder at ``path`` (verifying its manifest) for adaptation on this device.
+def load(path: str | os.PathLike, backend: str = "onnxruntime", threads: int | None = None,
+         public_key: PublicKey | None = None) -> Learner:
+    """Load the artifact folder at ``path`` (verifying its manifest and every file) for adaptation on this device.
 
     ``backend`` is "onnxruntime" or "executorch" (needs the optional executorch package); ``threads``
-    caps the engine's intra-op threads (default: the engine's own choice).
+    caps the engine's intra-op threads (default: the engine's own choice). With ``public_key`` (an Ed25519
+    key: PEM file path, PEM bytes or 32 raw bytes; needs the ``sign`` extra) the artifact must carry a valid
+    signature by that key.
     """
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; choose from {BACKENDS}")
-    return Learner(path, backend, threads)
+    if threads is not None and (type(threads) is not int or threads < 1):
+        raise InputError(f"threads must be a positive integer or None, got {threads!r}")
+    return Learner(path, backend, threads, public_key)
+
+
+def _labels(support_y: Any) -> list[Hashable]:
+    """``support_y`` as a list of hashable, non-NaN labels."""
+    if isinstance(support_y, (str, bytes)):
+        raise InputTypeError("support_y must be a sequence of labels, not a single string")
+    if isinstance(support_y, np.ndarray):
+        if support_y.ndim != 1:
+            raise InputError(f"support_y must be one-dimensional, got shape {support_y.shape}")
+        labels = support_y.tolist()
+    else:
+        try:
+            labels = list(support_y)
+        except TypeError:
+            raise InputTypeError(f"support_y must be a sequence of labels, got {type(support_y).__name__}") from None
+    for label in labels:
+        try:
+            hash(label)
+        except TypeError:
+            raise InputTypeError(f"labels must be hashable (ints, strings), got {type(label).__name__}") from None
+        if isinstance(label, (float, np.floating)) and math.isnan(label):
+            raise InputError("support_y contains NaN labels")
+    return labels
 
 
 def _class_mask(n_classes: int, max_ways: int) -> np.ndarray:
@@ -205,11 +218,3 @@ def _ordered(counts: Counter) -> list[Hashable]:
         return sorted(counts)
     except TypeError:  # labels of mixed types: keep first-seen order
         return list(counts)
-
-
-def _digest(params: dict[str, np.ndarray], classes: list[Any]) -> str:
-    digest = hashlib.sha256(json.dumps(classes).encode())
-    for name in sorted(params):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(params[name], dtype=np.float32).tobytes())
-    return digest.hexdigest()

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .fileio import replace_folder, sha256_file
+from edgeadapt.runtime.errors import ArtifactError
+from edgeadapt.runtime.format.files import atomic_folder, read_regular_file, sha256_bytes
+from edgeadapt.runtime.format.manifest import MAX_MANIFEST_BYTES, parse_json
+
 from .models import build_model, model_spec
 
 FORMAT_VERSION = 1
@@ -48,10 +49,7 @@ def save_checkpoint(
     The folder is assembled beside ``path`` and swapped in by rename, so an interrupted save
     leaves the previous checkpoint intact. ``config`` must be JSON-serialisable.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
+    with atomic_folder(path) as staging:
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(weights, staging / "model.safetensors")
         _write_json(staging / "config.json", {"model": model_spec(model), **(config or {})})
@@ -59,12 +57,9 @@ def save_checkpoint(
             save_file({k: v.detach().cpu().contiguous() for k, v in (state_tensors or {}).items()},
                       staging / "state.safetensors")
             _write_json(staging / "state.json", state or {})
-        files = {f.name: sha256_file(f) for f in sorted(staging.iterdir())}
+        files = {f.name: sha256_bytes(f.read_bytes()) for f in sorted(staging.iterdir())}
         _write_json(staging / MANIFEST, {"format_version": FORMAT_VERSION, "files": files})
-        replace_folder(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return Path(path)
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
@@ -126,11 +121,8 @@ def verify_checkpoint(path: str | os.PathLike) -> Path:
     if not isinstance(files, dict) or "model.safetensors" not in files or "config.json" not in files:
         raise CheckpointError(f"{folder / MANIFEST} does not list model.safetensors and config.json")
     for name, expected in files.items():
-        file = folder / name
-        if Path(name).name != name or not file.is_file():
-            raise CheckpointError(f"{folder}: file {name!r} listed in the manifest is missing")
-        if sha256_file(file) != expected:
-            raise CheckpointError(f"{file} does not match its sha256 in the manifest: corrupt or modified")
+        if sha256_bytes(_read_bytes(folder, str(name))) != expected:
+            raise CheckpointError(f"{folder / name} does not match its sha256 in the manifest: corrupt or modified")
     return folder
 
 
@@ -138,16 +130,19 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
+def _read_bytes(folder: Path, name: str, limit: int = 1 << 32) -> bytes:
+    """A regular file inside the checkpoint folder (bounded, no links out), or CheckpointError."""
+    try:
+        return read_regular_file(folder, name, limit)
+    except ArtifactError as e:
+        raise CheckpointError(str(e)) from e
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not valid JSON: {e}") from e
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} must hold a JSON object")
-    return data
+        return parse_json(_read_bytes(path.parent, path.name, 64 * MAX_MANIFEST_BYTES), str(path))
+    except ArtifactError as e:
+        raise CheckpointError(str(e)) from e
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:

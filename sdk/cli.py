@@ -6,13 +6,17 @@ This is the one SDK module that reaches into ``edgeadapt.export`` (imported only
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+
+from edgeadapt.runtime.errors import EdgeAdaptError
 
 from .checkpoint import CheckpointError, initialise_from, load_checkpoint
 from .datasets import DatasetError
@@ -25,18 +29,52 @@ from .scopes import SCOPES
 from .training import train_maml
 
 log = logging.getLogger("edgeadapt")
+DESCRIPTION = "Meta-train few-shot models (train, eval) and export them for on-device adaptation (export)."
+RUN_FILES = ("checkpoint", "metrics.jsonl", "summary.json")  # what marks a folder as a training run
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose mistakes are one line on stderr (and exit status 2), not usage plus a line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+_positive_int = _int_at_least(1)
+
+
+def _device(text: str) -> str:
+    """A torch device that exists on this machine."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"unknown device {text!r} (e.g. cpu, cuda, cuda:1)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: this machine has no CUDA device (torch {torch.__version__})")
+    if device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"device {text!r} is not supported; use cpu or cuda")
+    return text
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
@@ -52,12 +90,15 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--query-shots", type=_positive_int, default=5,
                    help="query examples per class (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for initialisation and task sampling")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
+    p.add_argument("--device", type=_device, default="cpu",
+                   help="torch device, e.g. cpu or cuda (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgeadapt", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser = Parser(prog="edgeadapt", description=DESCRIPTION)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log debug messages, and the ONNX exporter's own messages")
+    parser.add_argument("--version", action="version", version=f"edgeadapt {importlib.metadata.version('edgeadapt')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="meta-train a model, then evaluate it on held-out classes",
@@ -93,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="classes to train on: train (Omniglot: 24 background alphabets), or all")
     train.add_argument("--out", type=Path, required=True, help="output folder")
     train.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    train.add_argument("--force", action="store_true", help="replace a run already saved in --out")
     train.add_argument("--checkpoint-every", type=int, default=500, help="iterations between checkpoints")
     train.add_argument("--eval-tasks", type=int, default=200,
                        help="validation tasks evaluated after training (0: skip; default: %(default)s)")
@@ -106,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", choices=SPLITS, default="validation",
                     help="classes to evaluate on (default: %(default)s)")
     ev.add_argument("--tasks", type=_positive_int, default=1000, help="number of tasks (default: %(default)s)")
-    ev.add_argument("--inner-steps", type=int, default=None, help="override the checkpoint's inner steps")
+    ev.add_argument("--inner-steps", type=_int_at_least(0), default=None, help="override the checkpoint's inner steps")
     ev.add_argument("--inner-lr", type=_positive_float, default=None, help="override the checkpoint's inner lr")
     ev.add_argument("--scope", choices=SCOPES, default=None, help="override the checkpoint's adaptation scope")
     ev.add_argument("--head-init", choices=HEAD_INITS, default=None,
@@ -124,24 +166,54 @@ def build_parser() -> argparse.ArgumentParser:
                                          "ExecuTorch program and a hashed manifest.json.")
     ex.add_argument("checkpoint", type=Path, help="checkpoint folder")
     ex.add_argument("-o", "--out", type=Path, required=True, help="artifact folder to write")
-    ex.add_argument("--max-ways", type=_positive_int, default=None,
-                    help="largest number of classes per task (default: the model's outputs)")
-    ex.add_argument("--max-shots", type=_positive_int, default=5,
-                    help="largest number of examples per class (default: %(default)s)")
+    ex.add_argument("--max-ways", type=_int_at_least(2), default=None,
+                    help="largest number of classes per task (default: a meta-learned head's outputs, or 20)")
+    ex.add_argument("--scope", choices=SCOPES, default=None, help="override the checkpoint's adaptation scope")
+    ex.add_argument("--head-init", choices=HEAD_INITS, default=None,
+                    help="override the checkpoint's head initialisation (prototypes or zeros: any --max-ways)")
+    ex.add_argument("--head-scale", type=_positive_float, default=None, help="override the prototype-head scale")
+    ex.add_argument("--inner-steps", type=_int_at_least(0), default=None, help="override the checkpoint's inner steps")
+    ex.add_argument("--inner-lr", type=_positive_float, default=None, help="override the checkpoint's inner lr")
+    ex.add_argument("--max-shots", type=_positive_int, default=None,
+                    help="largest number of examples per class (default: 10)")
     ex.add_argument("--executorch", action=argparse.BooleanOptionalAction, default=None,
                     help="also write the ExecuTorch program model.pte (default: when executorch is installed)")
+    ex.add_argument("--sign", type=Path, default=None, metavar="KEYFILE",
+                    help="sign the manifest with this Ed25519 PEM private key (needs the sign extra; "
+                         "see docs/deploy.md)")
+    ex.add_argument("--force", action="store_true", help="replace an artifact already at --out")
     return parser
 
 
 def run_export(args: argparse.Namespace) -> Path:
     from edgeadapt.export import export_artifact
+    from edgeadapt.export.executorch_program import executorch_available
 
-    path = export_artifact(args.checkpoint, args.out, args.max_ways, args.max_shots, args.executorch)
-    print(f"wrote {path}")
+    print(f"exporting {args.checkpoint} to {args.out} (ONNX graphs take a minute or two) ...", flush=True)
+    path = export_artifact(args.checkpoint, args.out, args.max_ways, args.max_shots, args.executorch,
+                           sign_key=args.sign, overwrite=args.force, scope=args.scope, head_init=args.head_init,
+                           head_scale=args.head_scale, inner_steps=args.inner_steps, inner_lr=args.inner_lr)
+    skipped = ""
+    if args.executorch is None and not executorch_available():
+        skipped = " (model.pte skipped: the executorch package is not installed; pip install './[executorch]')"
+    print(f"wrote {path}{' signed' if args.sign else ''}{skipped}")
     return path
 
 
+def _check_run_folder(args: argparse.Namespace) -> None:
+    """Refuse an --out that is a file, or that holds a run unless resuming or forced."""
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a file, not a folder")
+    existing = [name for name in RUN_FILES if (args.out / name).exists()]
+    if args.resume and not (args.out / "checkpoint").is_dir():
+        raise ValueError(f"--resume: {args.out} holds no checkpoint to continue")
+    if existing and not (args.resume or args.force):
+        raise ValueError(f"{args.out} already holds a run ({', '.join(existing)}); pass --resume to continue it "
+                         "or --force to replace it")
+
+
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
+    _check_run_folder(args)
     defaults = recipe_defaults(args.dataset, args.algorithm)
     model = None
     if args.resume:  # continue with the checkpoint's own settings unless overridden on the command line
@@ -220,6 +292,11 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     scope = args.scope or training.get("scope", "all")
     head_init = args.head_init or training.get("head_init", "learned")
     head_scale = args.head_scale or training.get("head_scale", 1.0)
+    outputs = getattr(getattr(model, "head", None), "out_features", None)
+    if head_init == "learned" and outputs is not None and args.ways > outputs:
+        raise ValueError(f"--ways {args.ways} exceeds the {outputs} outputs of {args.checkpoint}'s meta-learned head "
+                         "(a prototype or zeros head, --head-init, serves any number)")
+    _warn_if_trained_on(config.get("data", {}), args.dataset, args.split)
     sampler, data = make_sampler(args.dataset, args.data, args.split, args.ways, args.shots,
                                  args.query_shots, args.seed, training=False, within_alphabet=args.within_alphabet)
     result = evaluate(model, sampler, inner_lr, inner_steps, args.tasks, scope=scope, head_init=head_init,
@@ -233,13 +310,32 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _warn_if_trained_on(trained: dict[str, Any], dataset: str, split: str) -> None:
+    """Warn when the evaluation classes overlap the classes the checkpoint was trained on."""
+    if trained.get("dataset") != dataset or "split" not in trained:
+        return
+    if trained["split"] == "all" or split == "all" or trained["split"] == split:
+        message = (f"this checkpoint was trained on the {trained['split']!r} split of {dataset}, which overlaps the "
+                   f"{split!r} classes evaluated here: the accuracy is not on unseen classes")
+        log.warning(message)
+
+
+def _quiet_exporters(verbose: bool) -> None:
+    """Keep the ONNX exporter's logs and torch's deprecation notices out of the output unless --verbose."""
+    if not verbose:
+        for name in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir", "torch._dynamo", "torch._export"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", category=FutureWarning, module="copyreg")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    _quiet_exporters(args.verbose)
     try:
         {"pretrain": run_pretrain, "train": run_train, "eval": run_eval, "export": run_export}[args.command](args)
-    except (DatasetError, CheckpointError, ValueError, KeyError, FileNotFoundError) as e:
+    except (DatasetError, CheckpointError, EdgeAdaptError, ValueError, KeyError, OSError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"edgeadapt {args.command}: error: {message}", file=sys.stderr)
         return 2

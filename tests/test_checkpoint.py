@@ -64,7 +64,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("edgeadapt.sdk.checkpoint.replace_folder", crash)
+    monkeypatch.setattr("edgeadapt.runtime.format.files.replace_folder", crash)
     with pytest.raises(OSError):
         save_checkpoint(path, _model(1))
     monkeypatch.undo()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_path
+from edgeadapt.runtime.format.files import atomic_path
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
-from ..fileio import atomic_path, sha256_file
+from edgeadapt.runtime.format.files import atomic_path, sha256_file
 from .errors import DatasetError
 
 logger = logging.getLogger(__name__)

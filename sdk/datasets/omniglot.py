@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..fileio import sha256_file
+from edgeadapt.runtime.format.files import sha256_file
 from .base import ClassDataset
 from .cache import read_arrays, resolve_cache_dir, write_arrays
 from .errors import DatasetError

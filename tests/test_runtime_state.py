@@ -1,0 +1,139 @@
+"""Saved states: every array checked for dtype, byte order, shape and finiteness, the class list against the
+artifact, sizes before inflating; checksums over the exact stored bytes; atomic writes that clean up after
+themselves and fit long file names."""
+
+import io
+import json
+import os
+import stat
+import zipfile
+
+import numpy as np
+import pytest
+
+import edgeadapt.runtime as rt
+from artifacts import task
+from edgeadapt.runtime.format.files import sha256_bytes
+from edgeadapt.runtime.format.manifest import sealed
+
+
+@pytest.fixture(scope="module")
+def adapted(artifact):
+    x, y = task(3, 2, seed=5)
+    return rt.load(artifact[0]).adapt(x, y)
+
+
+def _npy(array):
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array)
+    return buffer.getvalue()
+
+
+def _state(path, adapted, edit=lambda arrays, meta: None):
+    """A correctly checksummed state of ``adapted`` whose arrays and metadata ``edit`` may change first."""
+    arrays = {name: value.copy() for name, value in adapted._params.items()}
+    meta = {"format": 2, "artifact": adapted._learner._identity, "classes": list(adapted.classes)}
+    edit(arrays, meta)
+    members = {f"{name}.npy": _npy(value) for name, value in arrays.items()}
+    meta["arrays"] = {name: sha256_bytes(data) for name, data in members.items()}
+    members["meta.json"] = json.dumps(sealed(meta, "sha256")).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def test_a_well_formed_state_restores(adapted, tmp_path):
+    restored = adapted._learner.restore(_state(tmp_path / "s.npz", adapted))
+    x, _ = task(3, 2, seed=5)
+    np.testing.assert_array_equal(restored.predict_proba(x), adapted.predict_proba(x))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda a, m: a.update({k: v.astype(">f4") for k, v in a.items()}), "dtype >f4.*little-endian"),
+    (lambda a, m: a.update({k: v.astype(np.float64) for k, v in a.items()}), "dtype <f8"),
+    (lambda a, m: a.update({"head.bias": a["head.bias"][:2]}), "shape"),
+    (lambda a, m: a["head.bias"].__setitem__(0, np.nan), "NaN"),
+    (lambda a, m: a["head.weight"].__setitem__(0, np.inf), "NaN or infinite"),
+    (lambda a, m: m.update(classes=[]), "0 classes"),
+    (lambda a, m: m.update(classes=["a"]), "1 classes"),
+    (lambda a, m: m.update(classes=["a", "b", "c", "d", "e"]), "5 classes; this artifact takes 2..4"),
+    (lambda a, m: m.update(classes=["a", "a", "b"]), "repeats a class"),
+    (lambda a, m: m.update(classes=["a", {"b": 1}]), "only strings, integers"),
+    (lambda a, m: m.update(classes="abc"), "must be a list"),
+    (lambda a, m: m.update(artifact="0" * 64), "different artifact"),
+    (lambda a, m: m.update(format=3), "state format 3"),
+    (lambda a, m: a.pop("head.bias"), "expected"),
+])
+def test_invalid_states_are_refused(adapted, tmp_path, edit, message):
+    with pytest.raises(rt.ArtifactError, match=message):
+        adapted._learner.restore(_state(tmp_path / "s.npz", adapted, edit))
+
+
+def test_the_checksum_covers_the_exact_stored_bytes(adapted, tmp_path):
+    path = adapted.save(tmp_path / "s.npz")
+    with zipfile.ZipFile(path) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    big_endian = _npy(np.lib.format.read_array(io.BytesIO(members["head.bias.npy"])).astype(">f4"))
+    with zipfile.ZipFile(tmp_path / "swapped.npz", "w") as z:  # the same values, other bytes, old metadata
+        for name, data in {**members, "head.bias.npy": big_endian}.items():
+            z.writestr(name, data)
+    with pytest.raises(rt.ArtifactError, match="checksum"):
+        adapted._learner.restore(tmp_path / "swapped.npz")
+
+
+def test_sizes_are_checked_before_inflating(adapted, tmp_path):
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("meta.json", b"{}")
+        for name in adapted._params:
+            z.writestr(f"{name}.npy", b"\0" * (64 << 20))  # 64 MB each, a few KB compressed
+    assert path.stat().st_size < 2 << 20
+    with pytest.raises(rt.ArtifactError, match="would inflate"):
+        adapted._learner.restore(path)
+
+
+def test_a_state_of_the_previous_format_gets_a_clear_error(adapted, tmp_path):
+    np.savez(tmp_path / "old.npz", __meta__=np.array(json.dumps({"format": 1})), **adapted._params)
+    with pytest.raises(rt.ArtifactError, match="state format 1; this runtime reads format 2"):
+        adapted._learner.restore(tmp_path / "old.npz")
+
+
+@pytest.mark.parametrize("make", [lambda p: p.mkdir(), lambda p: os.mkfifo(p), lambda p: p.write_bytes(b"PK")])
+def test_unreadable_state_paths_are_artifact_errors(adapted, tmp_path, make):
+    make(tmp_path / "state.npz")
+    with pytest.raises(rt.ArtifactError):
+        adapted._learner.restore(tmp_path / "state.npz")
+
+
+def test_long_file_names_save_and_restore(adapted, tmp_path):
+    path = adapted.save(tmp_path / ("s" * 246 + ".npz"))  # 250 characters: NAME_MAX is 255
+    assert adapted._learner.restore(path).classes == adapted.classes
+
+
+def test_save_removes_temporary_files_of_killed_saves_only(adapted, tmp_path):
+    dead = tmp_path / ".edgeadapt-99999999-0a1b.tmp"  # no such process
+    mine = tmp_path / f".edgeadapt-{os.getpid()}-0a1b.tmp"  # a save in flight in this process
+    dead.write_bytes(b"partial")
+    mine.write_bytes(b"partial")
+    adapted.save(tmp_path / "s.npz")
+    assert not dead.exists() and mine.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["s.npz", mine.name])
+
+
+def test_saved_states_get_the_usual_permissions(adapted, tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = adapted.save(tmp_path / "s.npz")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("label", [("a", 1), 1 + 2j, b"bytes"])
+def test_labels_json_cannot_hold_are_refused_on_save(artifact, tmp_path, label):
+    x, _ = task(2, 1)
+    adapted = rt.load(artifact[0]).adapt(x, [label, "other"])
+    with pytest.raises(rt.InputTypeError, match="JSON"):
+        adapted.save(tmp_path / "s.npz")
+    assert list(tmp_path.iterdir()) == []
