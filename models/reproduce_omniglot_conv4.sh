@@ -21,6 +21,6 @@ edgeadapt train --dataset omniglot --split "$split" --init "$pretrained/checkpoi
     --inner-steps 3 --inner-lr 0.1 --outer-lr 0.0001 --meta-batch 4 --iterations 500 --checkpoint-every 50 \
     --seed 0 --eval-tasks 0 --out "$run" $(resume "$run") "$@"
 if [ "$split" = all ]; then
-    edgeadapt export "$run/checkpoint" -o models/omniglot-conv4 --scope head --max-ways 20 --max-shots 10
+    edgeadapt export "$run/checkpoint" -o models/omniglot-conv4 --scope head --max-ways 20 --max-shots 10 --force
     cp -r "$run/checkpoint" models/omniglot-conv4/checkpoint
 fi

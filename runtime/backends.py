@@ -93,9 +93,12 @@ class ExecuTorchBackend:
             _set_xnnpack_threads(threads)
         self._torch = torch
         try:
-            program = Runtime.get().load_program(artifact.files[PTE])  # the verified bytes, not the path
-            self._adapt = {n: program.load_method(adapt_method(n)) for n in sorted(settings["support_sizes"])}
-            self._predict = program.load_method(PREDICT_METHOD)
+            # The verified bytes, not the path. The program reads them in place and its methods need the program:
+            # both are kept alive as long as this backend (freed early, executing a method crashes the process).
+            self._bytes = artifact.files[PTE]
+            self._program = Runtime.get().load_program(self._bytes)
+            self._adapt = {n: self._program.load_method(adapt_method(n)) for n in sorted(settings["support_sizes"])}
+            self._predict = self._program.load_method(PREDICT_METHOD)
         except Exception as e:  # the bindings raise RuntimeError/ValueError for unreadable programs
             raise ArtifactError(f"{artifact.folder / PTE}: ExecuTorch cannot load the program: {e}") from e
         self.parameter_names = [p["name"] for p in artifact.manifest["adapted_parameters"]]
