@@ -1,4 +1,4 @@
-"""The ``edgeadapt`` command line: ``train``, ``eval`` and ``export`` (``edgeadapt COMMAND --help``).
+"""The ``edgeadapt`` command line: ``train``, ``eval``, ``export`` and ``continual`` (``edgeadapt COMMAND --help``).
 
 This is the one SDK module that reaches into ``edgeadapt.export`` (imported only when exporting).
 """
@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import torch
 
 from .checkpoint import CheckpointError, load_checkpoint
+from .continual.cli import add_continual_parser, run_continual
 from .datasets import DatasetError
 from .evaluation import EvalResult, evaluate
 from .models import ACTIVATIONS
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="largest number of examples per class (default: %(default)s)")
     ex.add_argument("--executorch", action=argparse.BooleanOptionalAction, default=None,
                     help="also write the ExecuTorch program model.pte (default: when executorch is installed)")
+    add_continual_parser(commands)
     return parser
 
 
@@ -200,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
-        {"train": run_train, "eval": run_eval, "export": run_export}[args.command](args)
+        {"train": run_train, "eval": run_eval, "export": run_export, "continual": run_continual}[args.command](args)
     except (DatasetError, CheckpointError, ValueError, KeyError, FileNotFoundError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"edgeadapt {args.command}: error: {message}", file=sys.stderr)
