@@ -1,4 +1,5 @@
-"""Hyperparameter search over alpha_f (inner lr), alpha_m (meta lr) and K (inner steps) with Optuna's TPE.
+"""Hyperparameter search over alpha_f (inner lr), alpha_m (meta lr) and K (inner steps) with Optuna's TPE
+(and EWC's lambda for the EWC methods).
 
 A trial trains through the whole stream and scores retention: the final average accuracy over all tasks,
 on tasks whose evaluation sets must be a validation slice of the training data (never the test set used for
@@ -26,7 +27,7 @@ def search_hyperparameters(
     trials: int,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Tune ``base`` (inner lr; for Reptile also meta lr and K) by ``trials`` Optuna trials; the best and all trials."""
+    """Tune ``base`` (inner lr; Reptile: meta lr, K; EWC: lambda) by ``trials`` Optuna trials; the best and all."""
     try:
         import optuna
     except ImportError as e:  # a ValueError, so the CLI reports it in one line
@@ -37,6 +38,8 @@ def search_hyperparameters(
         if base.reptile:
             values["meta_lr"] = trial.suggest_float("meta_lr", 0.05, 1.0)
             values["inner_steps"] = trial.suggest_categorical("inner_steps", INNER_STEPS)
+        if base.ewc:
+            values["ewc_lambda"] = trial.suggest_float("ewc_lambda", 1.0, 1000.0, log=True)
         torch.manual_seed(seed)
         run = ContinualRun(make_model(), validation_tasks, base.replace(**values), seed)
         try:
