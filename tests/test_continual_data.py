@@ -98,6 +98,8 @@ def test_cli_trains_resumes_and_reports_on_tiny_idx_files(tmp_path, capsys):
     assert main(args + ["--resume"]) == 0  # a finished run resumes to the same result
     assert json.loads((out / "summary.json").read_text())["matrix"] == summary["matrix"]
     assert main(args[:-3] + ["--method", "sgd", "--out", str(out), "--resume"]) == 2
+    assert main(args + ["--train-size", "30", "--resume"]) == 2  # not the stream it was trained on
+    assert "was trained on" in capsys.readouterr().err
 
 
 def test_cli_reports_bad_data_in_one_line(tmp_path, capsys):
@@ -118,3 +120,11 @@ def test_cli_search_tunes_on_the_validation_slice(tmp_path):
     assert len(summary["search"]["trials"]) == 2
     assert set(summary["search"]["best"]) == {"inner_lr", "meta_lr", "inner_steps"}  # no EWC, no lambda
     assert summary["config"]["controller"]["inner_lr"] == summary["search"]["best"]["inner_lr"]
+
+
+def test_continual_help(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["continual", "--help"])
+    assert exit_.value.code == 0
+    printed = capsys.readouterr().out
+    assert "usage: edgeadapt continual" in printed and "--method" in printed and "%%" not in printed

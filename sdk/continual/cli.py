@@ -82,8 +82,11 @@ def run_continual(args: argparse.Namespace) -> dict[str, Any]:
     flatten = args.arch == "mlp"
     tasks = _tasks(args, flatten, "test")
     search = None
+    data = {"dataset": args.dataset, "arch": args.arch, "hidden": args.hidden or DEFAULT_HIDDEN[args.arch],
+            "rotations": list(args.rotations), "train_size": args.train_size, "eval_size": args.eval_size,
+            "validation_size": args.validation_size, "tasks": [t.name for t in tasks]}
     if args.resume:
-        run = ContinualRun.resume(checkpoint, tasks)
+        run = ContinualRun.resume(checkpoint, tasks, data)
         if run.config.method != args.method:
             raise ValueError(f"{checkpoint} was trained with {run.config.method}, not {args.method}")
     else:
@@ -91,7 +94,7 @@ def run_continual(args: argparse.Namespace) -> dict[str, Any]:
             search = _search(args, config, flatten)
             config = config.replace(**search["best"])
         torch.manual_seed(args.seed)
-        run = ContinualRun(_model(args), tasks, config, args.seed)
+        run = ContinualRun(_model(args), tasks, config, args.seed, data)
     args.out.mkdir(parents=True, exist_ok=True)
     log.info("continual %s on %s (%s)", run.config.method, args.dataset, ", ".join(t.name for t in tasks))
     matrix = run.train(checkpoint, args.checkpoint_every, args.out / "metrics.jsonl", progress=not args.no_progress)

@@ -93,9 +93,11 @@ class ContinualConfig:
 class ContinualRun:
     """A model, its task stream and the state of training through it (task, step, matrix, anchors, RNG)."""
 
-    def __init__(self, model: nn.Module, tasks: list[Task], config: ContinualConfig, seed: int = 0):
+    def __init__(self, model: nn.Module, tasks: list[Task], config: ContinualConfig, seed: int = 0,
+                 data: dict[str, Any] | None = None):
         self.model = model
         self.tasks = tasks
+        self.data = data or {"tasks": [t.name for t in tasks]}  # how the stream was made, kept in checkpoints
         self.config = config
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
@@ -138,8 +140,8 @@ class ContinualRun:
         self.step += self.config.steps_per_update
         record = {"task": self.task, "step": self.step, "loss": sum(losses) / len(losses)}
         if not math.isfinite(record["loss"]):
-            raise DivergedError(f"training diverged at task {self.task}, step {self.step} (loss "
-                                     f"{record['loss']}): lower the inner lr or the EWC lambda")
+            raise DivergedError(f"training diverged at task {self.task}, step {self.step} (loss {record['loss']}): "
+                                "lower the inner lr or the EWC lambda")
         return record if meta_lr is None else {**record, "meta_lr": meta_lr}
 
     def evaluate(self) -> list[float]:
@@ -204,7 +206,7 @@ class ContinualRun:
                 metrics.close()
         return self.matrix
 
-    def save(self, path: str | os.PathLike, data: dict[str, Any] | None = None) -> Path:
+    def save(self, path: str | os.PathLike) -> Path:
         """Checkpoint the model and everything needed to continue bit-identically (between updates)."""
         tensors = {"rng": self.generator.get_state()}
         if self.controller is not None:
@@ -218,18 +220,22 @@ class ContinualRun:
         state = {"task": self.task, "step": self.step, "matrix": self.matrix, "curve": self.curve,
                  "records": self.records, "ewc_anchors": len(self.ewc.anchors) if self.ewc else 0,
                  "replay_tasks": len(self.replay)}
-        config = {"continual": asdict(self.config), "data": data or {"tasks": [t.name for t in self.tasks]},
-                  "seed": self.seed}
+        config = {"continual": asdict(self.config), "data": self.data, "seed": self.seed}
         return save_checkpoint(path, self.model, config, tensors, state)
 
     @classmethod
-    def resume(cls, path: str | os.PathLike, tasks: list[Task]) -> ContinualRun:
-        """The run saved at ``path`` (its own model and configuration), ready to continue on ``tasks``."""
+    def resume(cls, path: str | os.PathLike, tasks: list[Task], data: dict[str, Any] | None = None) -> ContinualRun:
+        """The run saved at ``path`` (its own model and configuration), ready to continue on ``tasks``.
+
+        With ``data``, the stream's description must equal the one the run was saved with.
+        """
         model, config = load_checkpoint(path)
         try:
-            run = cls(model, tasks, ContinualConfig(**config["continual"]), int(config["seed"]))
+            run = cls(model, tasks, ContinualConfig(**config["continual"]), int(config["seed"]), config["data"])
         except (KeyError, TypeError) as e:
             raise CheckpointError(f"{path} is not a continual-learning checkpoint: {e}") from e
+        if data is not None and data != run.data:
+            raise CheckpointError(f"{path} was trained on {run.data}, not {data}")
         tensors, state = load_training_state(path)
         try:
             run.generator.set_state(tensors["rng"])
