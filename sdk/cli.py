@@ -1,4 +1,4 @@
-"""The ``edgeadapt`` command line: ``pretrain``, ``train``, ``eval`` and ``export`` (``edgeadapt COMMAND --help``).
+"""The ``edgeadapt`` command line: ``pretrain``, ``train``, ``eval``, ``export`` and ``continual`` (``edgeadapt COMMAND --help``).
 
 This is the one SDK module that reaches into ``edgeadapt.export`` (imported only when exporting).
 """
@@ -19,6 +19,7 @@ import torch
 from edgeadapt.runtime.errors import EdgeAdaptError
 
 from .checkpoint import CheckpointError, initialise_from, load_checkpoint
+from .continual.cli import add_continual_parser, run_continual
 from .datasets import DatasetError
 from .evaluation import EvalResult, evaluate
 from .heads import HEAD_INITS
@@ -182,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="sign the manifest with this Ed25519 PEM private key (needs the sign extra; "
                          "see docs/deploy.md)")
     ex.add_argument("--force", action="store_true", help="replace an artifact already at --out")
+
+    add_continual_parser(commands)
     return parser
 
 
@@ -334,7 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     _quiet_exporters(args.verbose)
     try:
-        {"pretrain": run_pretrain, "train": run_train, "eval": run_eval, "export": run_export}[args.command](args)
+        {"pretrain": run_pretrain, "train": run_train, "eval": run_eval, "export": run_export,
+         "continual": run_continual}[args.command](args)
     except (DatasetError, CheckpointError, EdgeAdaptError, ValueError, KeyError, OSError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"edgeadapt {args.command}: error: {message}", file=sys.stderr)

@@ -1,9 +1,11 @@
-"""Few-shot datasets: Omniglot from its official files, embedded procedural glyphs, and sine-wave regression."""
+"""Few-shot datasets: Omniglot from its official files, embedded procedural glyphs, sine-wave regression, and MNIST
+(for continual learning)."""
 
 from .base import ClassDataset
 from .download import download_file, download_omniglot
 from .errors import DatasetError
 from .glyphs import glyph_splits, make_glyphs
+from .mnist import load_mnist, mnist_path
 from .omniglot import (
     OMNIGLOT_VALIDATION_ALPHABETS,
     load_omniglot,
@@ -23,7 +25,9 @@ __all__ = [
     "download_omniglot",
     "find_data_dir",
     "glyph_splits",
+    "load_mnist",
     "load_omniglot",
+    "mnist_path",
     "make_glyphs",
     "omniglot_path",
     "omniglot_splits",

@@ -1,0 +1,15 @@
+"""edgeadapt.sdk.continual: learning a stream of tasks without forgetting (Reptile fast/slow weights, EWC)."""
+
+from .architectures import ARCHITECTURES, continual_model
+from .ewc import EWC
+from .lr_policy import MetaLRPolicy
+from .meta_controller import ControllerConfig, MetaController
+from .metrics import accuracy, average_accuracy, few_shot_accuracy, forgetting
+from .runner import METHODS, ContinualConfig, ContinualRun
+from .streams import ROTATIONS, Task, rotated_mnist
+
+__all__ = [
+    "ARCHITECTURES", "ContinualConfig", "ContinualRun", "ControllerConfig", "EWC", "METHODS", "MetaController",
+    "MetaLRPolicy", "ROTATIONS", "Task", "accuracy", "average_accuracy", "continual_model", "few_shot_accuracy",
+    "forgetting", "rotated_mnist",
+]

@@ -1,0 +1,145 @@
+"""``edgeadapt continual``: train through rotated MNIST with SGD, SGD + EWC, Reptile or Reptile + EWC."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgeadapt.runtime.format.files import atomic_write
+from .architectures import ARCHITECTURES, continual_model
+from .ewc import FISHERS
+from .meta_controller import INNER_OPTIMIZERS, ControllerConfig
+from .metrics import average_accuracy, few_shot_accuracy, forgetting
+from .runner import METHODS, ContinualConfig, ContinualRun
+from .streams import ROTATIONS, Task, rotated_mnist
+
+log = logging.getLogger("edgeadapt")
+DEFAULT_HIDDEN = {"mlp": 100, "cnn": 32}
+FEW_SHOT = 5  # examples per class in the few-shot view
+
+
+def add_continual_parser(commands: Any) -> argparse.ArgumentParser:
+    """Add the ``continual`` subcommand to ``commands`` (the CLI's subparsers)."""
+    defaults, inner = ContinualConfig(), ControllerConfig()
+    p = commands.add_parser(
+        "continual", help="train through a stream of tasks (rotated MNIST) without forgetting",
+        description="Train one model through MNIST rotated by 0, 90, 180 and 270 degrees with SGD, SGD + EWC, "
+                    "Reptile (fast/slow weights) or Reptile + EWC. Writes OUT/checkpoint/ (after each task and "
+                    "every --checkpoint-every steps), OUT/metrics.jsonl and OUT/summary.json (the accuracy matrix).")
+    p.add_argument("--dataset", choices=("rotated-mnist",), default="rotated-mnist")
+    p.add_argument("--data", type=Path, default=None,
+                   help="folder holding the four MNIST IDX .gz files, or a data folder with mnist/ "
+                        "(default: $EDGEADAPT_DATA)")
+    p.add_argument("--method", choices=METHODS, default="sgd")
+    p.add_argument("--arch", choices=ARCHITECTURES, default="mlp", help="mlp (784-h-h-10) or cnn (Conv4)")
+    p.add_argument("--hidden", type=int, default=None, help="MLP width / CNN filters (default: mlp 100, cnn 32)")
+    p.add_argument("--rotations", type=int, nargs="+", default=list(ROTATIONS), help="degrees, one task each")
+    p.add_argument("--train-size", type=int, default=10000, help="training images per task (default: %(default)s)")
+    p.add_argument("--eval-size", type=int, default=None, help="test images scored per task (default: all)")
+    p.add_argument("--validation-size", type=int, default=5000,
+                   help="last training images held out: never trained on, scored by --search (default: %(default)s)")
+    p.add_argument("--steps-per-task", type=int, default=defaults.steps_per_task,
+                   help="gradient steps on each task (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--inner-optimizer", choices=sorted(INNER_OPTIMIZERS), default=inner.inner_optimizer,
+                   help="Reptile's inner optimiser (the SGD methods use plain SGD)")
+    p.add_argument("--inner-lr", type=float, default=inner.inner_lr, help="alpha_f, also SGD's learning rate")
+    p.add_argument("--meta-lr", type=float, default=inner.meta_lr, help="alpha_m, Reptile's slow-weight step")
+    p.add_argument("--inner-steps", type=int, default=inner.inner_steps, help="K, Reptile's inner steps")
+    p.add_argument("--momentum", type=float, default=inner.momentum,
+                   help="momentum on the slow update, v = m v + delta (0: off; 0.9 is usual)")
+    p.add_argument("--meta-batch", type=int, default=inner.meta_batch,
+                   help="inner runs whose deltas are averaged per slow update")
+    p.add_argument("--meta-lr-policy", action="store_true",
+                   help="choose alpha_m per outer step with the logistic policy trained on a replay batch")
+    p.add_argument("--ewc-lambda", type=float, default=defaults.ewc_lambda, help="EWC's lambda")
+    p.add_argument("--fisher", choices=FISHERS, default=defaults.fisher, help="EWC's Fisher estimate")
+    p.add_argument("--fisher-samples", type=int, default=defaults.fisher_samples,
+                   help="training examples the Fisher is estimated on")
+    p.add_argument("--online-gamma", type=float, default=None, help="online EWC with this decay (default: off)")
+    p.add_argument("--eval-every", type=int, default=0, help="also score every task every N steps (0: per task)")
+    p.add_argument("--search", type=int, default=0, metavar="TRIALS",
+                   help="first tune alpha_f (and Reptile's alpha_m, K) with Optuna on a validation slice of the "
+                        "training set, then train with the best values (needs edgeadapt[search])")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="gradient steps between checkpoints")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return p
+
+
+def run_continual(args: argparse.Namespace) -> dict[str, Any]:
+    """Train (or resume) the run the arguments describe; write and return its summary."""
+    checkpoint = args.out / "checkpoint"
+    config = _config(args)
+    flatten = args.arch == "mlp"
+    tasks = _tasks(args, flatten, "test")
+    search = None
+    data = {"dataset": args.dataset, "arch": args.arch, "hidden": args.hidden or DEFAULT_HIDDEN[args.arch],
+            "rotations": list(args.rotations), "train_size": args.train_size, "eval_size": args.eval_size,
+            "validation_size": args.validation_size, "tasks": [t.name for t in tasks]}
+    if args.resume:
+        run = ContinualRun.resume(checkpoint, tasks, data)
+        if run.config.method != args.method:
+            raise ValueError(f"{checkpoint} was trained with {run.config.method}, not {args.method}")
+    else:
+        if args.search:
+            search = _search(args, config, flatten)
+            config = config.replace(**search["best"])
+        torch.manual_seed(args.seed)
+        run = ContinualRun(_model(args), tasks, config, args.seed, data)
+    args.out.mkdir(parents=True, exist_ok=True)
+    log.info("continual %s on %s (%s)", run.config.method, args.dataset, ", ".join(t.name for t in tasks))
+    matrix = run.train(checkpoint, args.checkpoint_every, args.out / "metrics.jsonl", progress=not args.no_progress)
+    if run.controller is not None:
+        run.controller.apply_meta_weights()
+    inner = run.config.controller
+    summary = {
+        "method": run.config.method, "tasks": [t.name for t in tasks], "matrix": matrix,
+        "average": average_accuracy(matrix), "forgetting": forgetting(matrix),
+        "few_shot": {"shots": FEW_SHOT, "steps": inner.inner_steps, "lr": inner.inner_lr,
+                     "accuracy": [few_shot_accuracy(run.model, t, FEW_SHOT, inner.inner_steps, inner.inner_lr,
+                                                    args.seed) for t in tasks]},
+        "config": dataclasses.asdict(run.config), "checkpoint": str(checkpoint),
+    }
+    if search is not None:
+        summary["search"] = search
+    atomic_write(args.out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+    print(f"{run.config.method}: final average accuracy {100 * summary['average']:.1f}%, "
+          f"forgetting {100 * summary['forgetting']:.1f} points")
+    return summary
+
+
+def _config(args: argparse.Namespace) -> ContinualConfig:
+    inner = ControllerConfig(args.inner_optimizer, args.inner_lr, args.meta_lr, args.inner_steps, args.momentum,
+                             args.meta_batch)
+    return ContinualConfig(
+        method=args.method, steps_per_task=args.steps_per_task, batch_size=args.batch_size, controller=inner,
+        meta_lr_policy=args.meta_lr_policy, ewc_lambda=args.ewc_lambda, fisher=args.fisher,
+        fisher_samples=args.fisher_samples, online_gamma=args.online_gamma, eval_every=args.eval_every)
+
+
+def _model(args: argparse.Namespace) -> torch.nn.Module:
+    return continual_model(args.arch, args.hidden or DEFAULT_HIDDEN[args.arch])[0]
+
+
+def _tasks(args: argparse.Namespace, flatten: bool, evaluate_on: str) -> list[Task]:
+    return rotated_mnist(args.data, tuple(args.rotations), args.train_size, args.eval_size, evaluate_on,
+                         args.validation_size, flatten, args.seed)
+
+
+def _search(args: argparse.Namespace, config: ContinualConfig, flatten: bool) -> dict[str, Any]:
+    """Optuna search on a validation slice of the training set (the test set is never looked at)."""
+    from .search import search_hyperparameters
+
+    validation = _tasks(args, flatten, "validation")
+    result = search_hyperparameters(validation, lambda: _model(args), config, args.search, args.seed)
+    log.info("search: best %s (validation average %.3f)", result["best"], result["best_validation_average"])
+    return result

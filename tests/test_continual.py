@@ -1,0 +1,290 @@
+"""Continual learning: the slow update, EWC's Fisher and penalty, the meta-lr policy, exact resumption."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgeadapt.sdk.continual import (
+    EWC,
+    ContinualConfig,
+    ContinualRun,
+    ControllerConfig,
+    MetaController,
+    MetaLRPolicy,
+    Task,
+    average_accuracy,
+    few_shot_accuracy,
+    forgetting,
+)
+from edgeadapt.sdk.models import MLP
+
+
+def _loss(model: nn.Module, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(6, 3, generator=g), torch.randint(0, 2, (6,), generator=g)
+    return F.cross_entropy(model(x), y)
+
+
+def _inner_loop(controller: MetaController, seed: int) -> dict[str, torch.Tensor]:
+    """Run K inner steps from the slow weights; return theta_fast - theta_slow."""
+    controller.reset_to_slow()
+    for k in range(controller.config.inner_steps):
+        controller.inner_loop_step(_loss(controller.model, seed + k))
+    return {n: p.detach() - controller.slow[n] for n, p in controller.model.named_parameters()}
+
+
+def test_inner_steps_are_plain_sgd_from_the_slow_weights():
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    controller = MetaController(model, ControllerConfig(inner_lr=0.1, inner_steps=1))
+    slow = {n: t.clone() for n, t in controller.slow.items()}
+    reference = nn.Linear(3, 2)
+    reference.load_state_dict(slow)
+    gradients = torch.autograd.grad(_loss(reference, 7), list(reference.parameters()))
+    controller.reset_to_slow()
+    controller.inner_loop_step(_loss(model, 7))
+    for (name, p), g in zip(model.named_parameters(), gradients):
+        torch.testing.assert_close(p.detach(), slow[name] - 0.1 * g, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_slow_update_is_theta_slow_plus_alpha_times_delta(optimizer):
+    torch.manual_seed(0)
+    controller = MetaController(nn.Linear(3, 2), ControllerConfig(optimizer, inner_lr=0.1, meta_lr=0.3, inner_steps=3))
+    for outer in range(3):
+        before = {n: t.clone() for n, t in controller.slow.items()}
+        delta = _inner_loop(controller, 10 * outer)
+        assert any(d.abs().max() > 1e-4 for d in delta.values())
+        assert controller.apply_outer_loop_update() == 0.3
+        for n in before:
+            torch.testing.assert_close(controller.slow[n], before[n] + 0.3 * delta[n], rtol=0, atol=1e-7)
+
+
+def test_slow_update_with_momentum_and_an_explicit_meta_lr():
+    torch.manual_seed(0)
+    controller = MetaController(nn.Linear(3, 2), ControllerConfig(meta_lr=0.2, inner_steps=2, momentum=0.9))
+    velocity = {n: torch.zeros_like(t) for n, t in controller.slow.items()}
+    for outer, lr in enumerate([None, 0.05, 0.25]):
+        before = {n: t.clone() for n, t in controller.slow.items()}
+        delta = _inner_loop(controller, 10 * outer)
+        velocity = {n: 0.9 * velocity[n] + delta[n] for n in velocity}
+        used = controller.apply_outer_loop_update(lr)
+        assert used == (0.2 if lr is None else lr)
+        for n in before:
+            torch.testing.assert_close(controller.slow[n], before[n] + used * velocity[n], rtol=0, atol=1e-6)
+
+
+def test_multi_run_meta_update_averages_the_deltas():
+    torch.manual_seed(0)
+    controller = MetaController(nn.Linear(3, 2), ControllerConfig(meta_lr=0.5, inner_steps=2, meta_batch=2))
+    before = {n: t.clone() for n, t in controller.slow.items()}
+    deltas = []
+    for run in range(2):
+        deltas.append(_inner_loop(controller, 100 * run))
+        controller.finish_inner_loop()
+    controller.apply_outer_loop_update()
+    for n in before:
+        torch.testing.assert_close(controller.slow[n], before[n] + 0.5 * (deltas[0][n] + deltas[1][n]) / 2,
+                                   rtol=0, atol=1e-7)
+
+
+def test_apply_meta_weights_puts_the_slow_weights_in_the_model():
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    controller = MetaController(model, ControllerConfig(meta_lr=0.5, inner_steps=2))
+    _inner_loop(controller, 0)
+    controller.apply_outer_loop_update()
+    assert not torch.equal(model.weight, controller.slow["weight"])  # the model still holds the fast weights
+    controller.apply_meta_weights()
+    assert all(torch.equal(p, controller.slow[n]) for n, p in model.named_parameters())
+
+
+def _softmax_regression() -> tuple[nn.Linear, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(3)
+    model = nn.Linear(2, 3)
+    return model, torch.randn(5, 2), torch.tensor([0, 2, 1, 1, 0])
+
+
+@pytest.mark.parametrize("kind", ["empirical", "true"])
+def test_fisher_matches_the_softmax_regression_formula(kind):
+    """d log p_c / dW = (e_c - p) x^T and d log p_c / db = e_c - p, squared and averaged by hand."""
+    model, x, y = _softmax_regression()
+    fisher = EWC(model, lam=1.0, fisher=kind, chunk_size=2).fisher_diagonal(x, y)
+    with torch.no_grad():
+        p = F.softmax(model(x), dim=-1)
+    expected_w, expected_b = torch.zeros(3, 2), torch.zeros(3)
+    eye = torch.eye(3)
+    for i in range(len(x)):
+        classes = [(int(y[i]), 1.0)] if kind == "empirical" else [(c, float(p[i, c])) for c in range(3)]
+        for c, weight in classes:
+            r = eye[c] - p[i]
+            expected_w += weight * (r[:, None] * x[i][None, :]) ** 2
+            expected_b += weight * r ** 2
+    torch.testing.assert_close(fisher["weight"], expected_w / len(x))
+    torch.testing.assert_close(fisher["bias"], expected_b / len(x))
+
+
+def test_ewc_penalty_and_its_gradient_by_hand():
+    model, x, y = _softmax_regression()
+    ewc = EWC(model, lam=4.0, fisher="empirical")
+    ewc.consolidate_task((x, y))
+    theta1 = {n: p.detach().clone() for n, p in model.named_parameters()}
+    f1 = ewc.fisher_diagonal(x, y)
+    assert ewc.penalty().item() == 0.0
+    with torch.no_grad():
+        model.weight.add_(0.5)
+    f2 = ewc.fisher_diagonal(x[:3], y[:3])
+    ewc.consolidate_task((x[:3], y[:3]))
+    theta2 = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with torch.no_grad():
+        model.bias.sub_(0.25)
+    expected = 0.0
+    for theta, fisher in ((theta1, f1), (theta2, f2)):
+        for n, p in model.named_parameters():
+            for fi, pi, ti in zip(fisher[n].flatten().tolist(), p.detach().flatten().tolist(), theta[n].flatten().tolist()):
+                expected += 4.0 / 2 * fi * (pi - ti) ** 2
+    penalty = ewc.penalty()
+    assert penalty.item() == pytest.approx(expected, rel=1e-5)
+    penalty.backward()
+    expected_bias_grad = 4.0 * (f1["bias"] * (model.bias - theta1["bias"]) + f2["bias"] * (model.bias - theta2["bias"]))
+    torch.testing.assert_close(model.bias.grad, expected_bias_grad.detach())
+
+
+def test_online_ewc_keeps_one_decayed_anchor():
+    model, x, y = _softmax_regression()
+    ewc = EWC(model, lam=1.0, fisher="true", gamma=0.5)
+    f1 = ewc.fisher_diagonal(x, y)
+    ewc.consolidate_task((x, y))
+    with torch.no_grad():
+        model.weight.mul_(2)
+    f2 = ewc.fisher_diagonal(x, y)
+    ewc.consolidate_task((x, y))
+    assert len(ewc.anchors) == 1
+    theta, fisher = ewc.anchors[0]
+    assert torch.equal(theta["weight"], model.weight.detach())
+    torch.testing.assert_close(fisher["weight"], 0.5 * f1["weight"] + f2["weight"])
+
+
+def _tiny_tasks(n_tasks: int = 2, n: int = 24, features: int = 6) -> list[Task]:
+    """Linearly separable 3-class tasks, each with its own random projection."""
+    tasks = []
+    for t in range(n_tasks):
+        g = torch.Generator().manual_seed(t)
+        centres = 2 * torch.randn(3, features, generator=g)
+        y = torch.arange(n) % 3
+        x = centres[y] + 0.3 * torch.randn(n, features, generator=g)
+        tasks.append(Task(f"t{t}", x[: n // 2], y[: n // 2], x[n // 2:], y[n // 2:]))
+    return tasks
+
+
+def _run(method: str, **overrides) -> ContinualRun:
+    torch.manual_seed(0)
+    config = ContinualConfig(method=method, steps_per_task=12, batch_size=4, controller=ControllerConfig(
+        inner_lr=0.1, meta_lr=0.5, inner_steps=3), ewc_lambda=1.0, fisher_samples=8, replay_per_task=6)
+    config = config.replace(**overrides)
+    return ContinualRun(MLP(6, (8,), 3), _tiny_tasks(), config, seed=0)
+
+
+def test_reptile_with_ewc_at_lambda_zero_equals_reptile():
+    plain = _run("reptile")
+    with_ewc = _run("reptile-ewc", ewc_lambda=0.0)
+    assert plain.train(progress=False) == with_ewc.train(progress=False)
+    assert len(with_ewc.ewc.anchors) == 2 and with_ewc.ewc.penalty().item() == 0.0
+    for n in plain.controller.slow:
+        assert torch.equal(plain.controller.slow[n], with_ewc.controller.slow[n])
+    differs = _run("reptile-ewc", ewc_lambda=10.0)
+    differs.train(progress=False)
+    assert not torch.equal(differs.controller.slow["head.weight"], plain.controller.slow["head.weight"])
+
+
+@pytest.mark.parametrize("method,overrides,crash_at", [
+    ("sgd-ewc", {}, 7),
+    ("reptile-ewc", {"momentum": 0.9, "meta_lr_policy": True, "meta_lr": 0.2, "eval_every": 5}, 7),
+    ("reptile", {"inner_optimizer": "adam", "meta_batch": 2}, 3),
+])
+def test_resume_after_an_interruption_is_exact(tmp_path, monkeypatch, method, overrides, crash_at):
+    reference = _run(method, **overrides)
+    matrix = reference.train(progress=False, metrics_path=tmp_path / "ref.jsonl")
+
+    interrupted = _run(method, **overrides)
+    real_update, calls = ContinualRun.update, []
+
+    def crash(self):
+        calls.append(1)
+        if len(calls) == crash_at:
+            raise KeyboardInterrupt
+        return real_update(self)
+
+    monkeypatch.setattr(ContinualRun, "update", crash)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.train(tmp_path / "ckpt", checkpoint_every=4, metrics_path=tmp_path / "run.jsonl", progress=False)
+    monkeypatch.setattr(ContinualRun, "update", real_update)
+
+    resumed = ContinualRun.resume(tmp_path / "ckpt", _tiny_tasks())
+    done = resumed.task * 12 + resumed.step
+    assert 0 < done < crash_at * reference.config.steps_per_update  # from a checkpoint taken before the crash
+    assert resumed.train(tmp_path / "ckpt", checkpoint_every=4, metrics_path=tmp_path / "run.jsonl",
+                         progress=False) == matrix
+    assert (tmp_path / "run.jsonl").read_text() == (tmp_path / "ref.jsonl").read_text()
+    for (name, p), q in zip(reference.model.named_parameters(), resumed.model.parameters()):
+        assert torch.equal(p, q), name
+    if reference.policy is not None:
+        assert torch.equal(reference.policy.weight, resumed.policy.weight)
+
+
+def test_metrics_and_summaries():
+    matrix = [[0.9, 0.1], [0.5, 0.8]]
+    assert average_accuracy(matrix) == pytest.approx(0.65)
+    assert forgetting(matrix) == pytest.approx(0.4)
+    assert forgetting([[0.7]]) == 0.0
+    run = _run("sgd")
+    run.train(progress=False)
+    records = [run.curve[i]["accuracies"] for i in range(len(run.curve))]
+    assert records == run.matrix and len(run.matrix) == 2 and len(run.matrix[0]) == 2
+    before = {n: p.clone() for n, p in run.model.named_parameters()}
+    score = few_shot_accuracy(run.model, run.tasks[0], shots=2, steps=3, lr=0.1)
+    assert 0.0 <= score <= 1.0
+    assert all(torch.equal(p, before[n]) for n, p in run.model.named_parameters())
+
+
+def test_meta_lr_policy_stays_in_range_and_descends_the_replay_loss():
+    policy = MetaLRPolicy(initial_lr=0.1, max_lr=0.3, policy_lr=5.0)
+    assert policy(torch.zeros(4)) == pytest.approx(0.1)
+    assert 0.0 <= policy(torch.tensor([1e6, 1e6, 1e6, 1e6])) <= 0.3
+    phi = MetaLRPolicy.features([2.0, 1.5, 1.0], task_size=1000)
+    torch.testing.assert_close(phi, torch.tensor([1.5, 0.5, 0.5, 0.6], dtype=torch.float64))
+    for target in (0.25, 0.03):
+        policy = MetaLRPolicy(initial_lr=0.1, max_lr=0.3, policy_lr=20.0)
+        for _ in range(300):
+            policy.update(phi, lambda a: (a - target) ** 2)
+        assert policy(phi) == pytest.approx(target, abs=0.01)
+
+
+def test_bad_configurations_are_refused():
+    with pytest.raises(ValueError, match="method"):
+        ContinualConfig(method="lwf")
+    with pytest.raises(ValueError, match="policy"):
+        ContinualConfig(method="sgd", meta_lr_policy=True)
+    with pytest.raises(ValueError, match="meta_lr"):
+        ContinualConfig(method="reptile").replace(meta_lr=1.5)
+    with pytest.raises(ValueError, match="inner_optimizer"):
+        ControllerConfig(inner_optimizer="rmsprop")
+    with pytest.raises(ValueError, match="diverged"):
+        _run("sgd-ewc", ewc_lambda=1e12).train(progress=False)
+
+
+def test_a_checkpoint_that_is_not_a_continual_run_is_refused(tmp_path):
+    from edgeadapt.sdk.checkpoint import CheckpointError, save_checkpoint
+
+    save_checkpoint(tmp_path / "ckpt", MLP(6, (8,), 3), {"training": {}}, {}, {"iteration": 1})
+    with pytest.raises(CheckpointError, match="not a continual-learning checkpoint"):
+        ContinualRun.resume(tmp_path / "ckpt", _tiny_tasks())
+    run = _run("reptile")
+    run.train(tmp_path / "good", progress=False)
+    config = json.loads((tmp_path / "good" / "config.json").read_text())
+    assert config["continual"]["method"] == "reptile"
+    with pytest.raises(CheckpointError, match="does not fit"):
+        ContinualRun.resume(tmp_path / "good", _tiny_tasks(n_tasks=1))
