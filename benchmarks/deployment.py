@@ -8,6 +8,7 @@ scopes are measured on the same network.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -29,6 +30,13 @@ TASKS = ((5, 1), (5, 5), (20, 1), (20, 5))  # (ways, shots)
 def data_dir() -> Path:
     """$EDGEADAPT_DATA, else the shared data folder beside the project."""
     return Path(os.environ.get("EDGEADAPT_DATA", ROOT.parent / "shared" / "data"))
+
+
+def add_deployment_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every deployment benchmark takes: which backends and which scopes to measure."""
+    parser.add_argument("--backends", nargs="+", default=["onnxruntime", "executorch"])
+    parser.add_argument("--scopes", nargs="+", default=["head", "all"], choices=["head", "all"],
+                        help="head: the shipped artifact; all: the same weights adapting the whole network")
 
 
 def artifact(scope: str) -> Path:

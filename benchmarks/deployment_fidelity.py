@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 import edgeadapt.runtime as rt
-from deployment import TASKS, artifact, pytorch_probabilities, reference, tasks
+from deployment import TASKS, add_deployment_arguments, artifact, pytorch_probabilities, reference, tasks
 from edgeadapt.sdk.inner_loop import InnerLoop
 from report import write_section
 
@@ -59,16 +59,14 @@ def measure(count: int, backends: list[str], scopes: list[str]) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=100, help="tasks per scope and task size")
-    parser.add_argument("--backends", nargs="+", default=["onnxruntime", "executorch"])
-    parser.add_argument("--scopes", nargs="+", default=["head", "all"], choices=["head", "all"],
-                        help="head: the shipped artifact; all: the same weights adapting the whole network")
+    add_deployment_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = measure(args.tasks, args.backends, args.scopes)
     lines = ["## Deployment fidelity: runtime vs PyTorch", "",
              "Query probabilities after adapting on the same support set, validation alphabets, pretrained "
-             "`models/omniglot-conv4` (prototype head; head scope as shipped, all = the same weights adapting the whole
-network). "
+             "`models/omniglot-conv4` (prototype head; head scope as shipped, all = the same weights adapting the "
+             "whole network). "
              f"Goal: max |difference| <= {TOLERANCE:g} and identical argmax on every task.", "",
              "Columns: the largest difference from PyTorch float32 (the goal), from the exact (float64) "
              "adaptation, and PyTorch float32's own largest difference from the exact adaptation.", "",

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import edgeadapt.runtime as rt
-from deployment import artifact, reference, tasks
+from deployment import add_deployment_arguments, artifact, reference, tasks
 from edgeadapt.sdk.heads import prototype_head
 from edgeadapt.sdk.inner_loop import InnerLoop, mask_classes
 from report import markdown_table, write_section
@@ -96,9 +96,7 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30, help="timed rounds per contender and task")
-    parser.add_argument("--backends", nargs="+", default=["onnxruntime", "executorch"])
-    parser.add_argument("--scopes", nargs="+", default=["head", "all"], choices=["head", "all"],
-                        help="head: the shipped artifact; all: the same weights adapting the whole network")
+    add_deployment_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
     peak, peak_text = fma_peak_gflops()
