@@ -37,7 +37,7 @@ def _one_line_error(capsys, argv, message):
     (["eval", "{ckpt}", "--inner-steps", "-1"], "--inner-steps: must be an integer >= 0"),
     (["eval", "{ckpt}", "--device", "bogus"], "unknown device 'bogus'"),
     (["export", "{ckpt}", "-o", "{tmp}/a", "--max-ways", "1"], "--max-ways: must be an integer >= 2"),
-    (["export", "{ckpt}", "-o", "{tmp}/a", "--max-ways", "3"], "max_ways must be the model's 4 outputs"),
+    (["export", "{ckpt}", "-o", "{tmp}/a", "--max-ways", "5"], "max_ways must be between 2 and the model's 4 outputs"),
     (["export", "{ckpt}", "-o", "{tmp}/a", "--sign", "{tmp}/no-key.pem"], "no signing key"),
     (["train", "--out", "{tmp}/run", "--iterations", "x"], "--iterations: must be an integer"),
     (["bogus"], "invalid choice"),

@@ -197,9 +197,10 @@ DATA = Path(os.environ.get("EDGEADAPT_DATA", Path(__file__).resolve().parent.par
 
 def test_pretrained_model_reproduces_pytorch_and_serves_every_task_size():
     learner = rt.load(PRETRAINED, threads=1)
-    assert learner.max_ways == 20 and learner.max_shots == 5 and learner.input_shape == (1, 28, 28)
-    assert learner.self_test() <= 1e-4  # the full 20-way 5-shot task PyTorch adapted at export time
-    for ways, shots in [(2, 1), (5, 1), (20, 5)]:
+    assert learner.max_ways == 20 and learner.max_shots == 10 and learner.input_shape == (1, 28, 28)
+    assert learner.manifest["head_init"] == "prototypes" and learner.manifest["scope"] == "head"
+    assert learner.self_test() <= 1e-4  # the full 20-way 10-shot task PyTorch adapted at export time
+    for ways, shots in [(2, 1), (5, 1), (20, 5), (3, 10)]:
         x, y = _task(ways, shots, seed=ways)
         probabilities = learner.adapt(x, y).predict_proba(x)
         assert probabilities.shape == (ways * shots, ways)
