@@ -85,14 +85,28 @@ def join(device: str | torch.device | None = None, timeout: float = DEFAULT_TIME
         torch.cuda.set_device(device)
     endpoint = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
     try:
-        dist.init_process_group(backend, timeout=timedelta(seconds=timeout))
-    except (RuntimeError, ValueError, TimeoutError) as e:  # DistNetworkError/DistStoreError are RuntimeErrors
+        rank, limit = int(os.environ["RANK"]), timedelta(seconds=timeout)
+        dist.init_process_group(backend, store=_attempt_store(rank, limit), rank=rank, world_size=launched_size(),
+                                timeout=limit)
+    except (RuntimeError, ValueError, KeyError, TimeoutError) as e:  # DistNetworkError/DistStoreError: RuntimeErrors
         raise DistributedError(
             f"the {launched_size()}-process group ({backend}, rendezvous {endpoint}, rank "
             f"{os.environ.get('RANK', '?')}) did not form within {timeout:g} s: are all processes started "
             f"and the endpoint reachable? ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
         ) from e
     return world()
+
+
+def _attempt_store(rank: int, timeout: timedelta) -> dist.Store:
+    """The rendezvous store at ``MASTER_ADDR:MASTER_PORT``, its keys prefixed by this attempt's restart count.
+
+    Under ``torchrun`` the store is the launcher's and outlives a restart; without the prefix, restarted
+    processes would read the addresses their dead predecessors published there.
+    """
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), launched_size(),
+                          is_master=rank == 0 and not agent, timeout=timeout)
+    return dist.PrefixStore(f"edgeadapt/attempt{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def leave() -> None:
