@@ -14,8 +14,8 @@ from typing import Any, Sequence
 
 import torch
 
-from .checkpoint import CheckpointError, initialise_from, load_checkpoint
 from . import distributed
+from .checkpoint import CheckpointError, initialise_from, load_checkpoint
 from .datasets import DatasetError
 from .distributed import DistributedError, add_distributed_arguments
 from .evaluation import EvalResult, evaluate
