@@ -202,9 +202,8 @@ def _before_after(args: argparse.Namespace, model: torch.nn.Module, pick: dict[s
                         head_init=args.head_init, device=args.device)
 
     torch.manual_seed(args.seed)
-    own = getattr(model, "config", {})  # a resumed or initialised run keeps its own shape
-    untrained = build_default_model(args.dataset, args.ways, own.get("hidden", pick["hidden"]),
-                                    own.get("activation", args.activation)).to(args.device)
+    spec = model_spec(model)  # a resumed or initialised run keeps its own shape
+    untrained = build_model(spec["name"], spec["config"]).to(args.device)
     results = {
         "untrained_adapted": score(untrained, pick["inner_steps"]),
         "meta_trained_before_adaptation": score(model, 0),
