@@ -45,15 +45,15 @@ def deepcopy_reptile_step(model: nn.Module, batch: TaskBatch, meta_lr: float) ->
 
 
 class FixedBatch:
-    """A sampler that hands out one pre-drawn batch, so both contenders see identical tasks."""
+    """A sampler that hands out one pre-drawn batch (a process its share), so all contenders see identical tasks."""
 
     loss = "cross_entropy"
 
     def __init__(self, batch: TaskBatch):
         self.batch = batch
 
-    def sample(self, n: int) -> TaskBatch:
-        return self.batch
+    def tasks(self, iteration: int, indices: range) -> TaskBatch:
+        return TaskBatch(*(t[indices.start:indices.stop] for t in self.batch))
 
 
 def compare(shots: int, rounds: int, per_round: int) -> dict:

@@ -18,9 +18,11 @@ import torch
 
 from edgeadapt.runtime.errors import EdgeAdaptError
 
+from . import distributed
 from .checkpoint import CheckpointError, initialise_from, load_checkpoint
 from .continual.cli import add_continual_parser, run_continual
 from .datasets import DatasetError
+from .distributed import DistributedError, add_distributed_arguments
 from .evaluation import EvalResult, evaluate
 from .heads import HEAD_INITS
 from .models import ACTIVATIONS, build_model, model_spec
@@ -140,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-tasks", type=int, default=200,
                        help="validation tasks evaluated after training (0: skip; default: %(default)s)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_distributed_arguments(train)
 
     ev = commands.add_parser("eval", help="evaluate a checkpoint on held-out tasks",
                              description="N-way K-shot accuracy (mean and 95% CI) of a checkpoint, adapting with "
@@ -216,6 +219,8 @@ def _check_run_folder(args: argparse.Namespace) -> None:
 
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
+    args.resume = distributed.resuming(args.resume, args.out / "checkpoint")
+    args.device = str(distributed.device_for(args.device))
     _check_run_folder(args)
     defaults = recipe_defaults(args.dataset, args.algorithm)
     model = None
@@ -242,8 +247,14 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         device=args.device,
         checkpoint_dir=args.out / "checkpoint", checkpoint_every=args.checkpoint_every, resume=args.resume,
         metrics_path=args.out / "metrics.jsonl", data=data, seed=args.seed, progress=not args.no_progress,
+        timeout=args.rendezvous_timeout,
     )
-    summary: dict[str, Any] = {"checkpoint": str(args.out / "checkpoint"), "iterations": len(history)}
+    world = distributed.world()
+    distributed.leave()
+    summary: dict[str, Any] = {"checkpoint": str(args.out / "checkpoint"), "iterations": len(history),
+                               **world.describe()}
+    if not world.is_main:
+        return summary
     if args.eval_tasks > 0:
         summary["validation"] = _before_after(args, model, pick)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -339,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         {"pretrain": run_pretrain, "train": run_train, "eval": run_eval, "export": run_export,
          "continual": run_continual}[args.command](args)
-    except (DatasetError, CheckpointError, EdgeAdaptError, ValueError, KeyError, OSError) as e:
+    except (DatasetError, CheckpointError, DistributedError, EdgeAdaptError, ValueError, KeyError, OSError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"edgeadapt {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from . import distributed
+from .distributed import add_distributed_arguments
 from .evaluation import evaluate
 from .pretraining import PretrainConfig, pretrain
 from .augment import AUGMENTATIONS
@@ -52,10 +54,12 @@ def add_pretrain_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-every", type=int, default=0,
                    help="steps between 5-way 1-shot validation readouts logged to metrics.jsonl (0: none)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_distributed_arguments(p)
 
 
 def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     """Pretrain (or resume), write summary.json with the prototype readout on validation classes."""
+    args.device = str(distributed.device_for(args.device))
     classes = dataset_classes(args.dataset, args.data, args.split).with_rotations()
     config = PretrainConfig(args.epochs, args.batch_size, args.max_lr, args.weight_decay, args.augmentation)
     torch.manual_seed(args.seed)
@@ -74,8 +78,13 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
                               checkpoint_dir=args.out / "checkpoint", checkpoint_every=args.checkpoint_every,
                               resume=args.resume, metrics_path=args.out / "metrics.jsonl", data=data,
                               progress=not args.no_progress, evaluate=readout if validating else None,
-                              evaluate_every=args.eval_every)
-    summary: dict[str, Any] = {"checkpoint": str(args.out / "checkpoint"), "steps": len(history)}
+                              evaluate_every=args.eval_every, timeout=args.rendezvous_timeout)
+    world = distributed.world()
+    distributed.leave()
+    summary: dict[str, Any] = {"checkpoint": str(args.out / "checkpoint"), "steps": len(history),
+                               **world.describe()}
+    if not world.is_main:
+        return summary
     if args.eval_tasks > 0 and validating:
         summary["validation_prototypes"] = prototype_readout(model, args.dataset, args.data, args.eval_tasks,
                                                              args.seed + 1, args.device)

@@ -16,12 +16,14 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from . import distributed
 from .augment import AUGMENTATIONS, augment
-from .checkpoint import CheckpointError, load_checkpoint, load_training_state, save_checkpoint
+from .checkpoint import CheckpointError, load_training_state, save_checkpoint
 from .datasets.base import ClassDataset
 from .run_loop import drive
-from .run_state import load_optimizer_tensors, optimizer_tensors
+from .run_state import load_optimizer_tensors, load_weights, optimizer_tensors
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +52,19 @@ class Pretrainer:
     """A pretraining run's state (model, optimiser, schedule, data order, step) and one step of it.
 
     The model must output one logit per class of ``classes`` (e.g. ``Conv4(ways=classes.n_classes)``). Each
-    epoch visits every drawing once in an order drawn from the run's generator.
+    epoch visits every drawing once in an order drawn from the run's generator; under ``torchrun`` each process
+    takes its contiguous share of every batch, so the steps are those of one process (up to float rounding).
     """
 
     def __init__(self, model: nn.Module, classes: ClassDataset, config: PretrainConfig, seed: int = 0,
-                 device: str | torch.device | None = None):
+                 device: str | torch.device | None = None, timeout: float = distributed.DEFAULT_TIMEOUT):
         outputs = getattr(getattr(model, "head", None), "out_features", None)
         if outputs != classes.n_classes:
             raise ValueError(f"the model has {outputs} outputs, the data {classes.n_classes} classes")
-        self.device = torch.device(device or "cpu")
+        self.world = distributed.join(device, timeout)
+        self.device = distributed.device_for(device)
         self.model = model.to(self.device)
+        self.network = DistributedDataParallel(self.model) if self.world.size > 1 else self.model
         self.config = config
         self.images = classes.images.flatten(0, 1)
         self.labels = torch.arange(classes.n_classes).repeat_interleave(classes.n_drawings)
@@ -79,19 +84,22 @@ class Pretrainer:
         if position == 0 and self.iteration > 0:
             self.order = torch.randperm(len(self.labels), generator=self.generator)
         index = self.order[position * self.config.batch_size: (position + 1) * self.config.batch_size]
-        x = augment(self.images[index], self.config.augmentation, self.generator).to(self.device)
-        y = self.labels[index].to(self.device)
-        self.model.train()
-        logits = self.model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
+        share = distributed.shard(len(index), self.world)  # every process distorts the whole batch alike
+        x = augment(self.images[index], self.config.augmentation, self.generator)[share.start:share.stop]
+        x, y = x.to(self.device), self.labels[index[share.start:share.stop]].to(self.device)
+        self.network.train()
+        logits = self.network(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing, reduction="sum")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * (self.world.size / len(index))).backward()  # DDP averages: the batch's mean loss's gradient
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
         self.iteration += 1
+        totals = torch.stack([loss.detach(), (logits.argmax(1) == y).sum().to(loss.dtype)])
+        loss_sum, correct = (distributed.all_sum(totals) / len(index)).tolist()
         record = {"iteration": self.iteration, "epoch": self.iteration / self.steps_per_epoch, "lr": lr,
-                  "loss": loss.item(), "accuracy": (logits.argmax(1) == y).float().mean().item()}
+                  "loss": loss_sum, "accuracy": correct}
         self.history.append(record)
         return record
 
@@ -101,7 +109,7 @@ class Pretrainer:
         tensors.update({"run.generator": self.generator.get_state(), "run.order": self.order})
         state = {"iteration": self.iteration, "history": self.history, "optimizer_param_groups": param_groups,
                  "scheduler": self.scheduler.state_dict()}
-        config = {"pretraining": asdict(self.config), "data": data or {}, "seed": seed}
+        config = {"pretraining": asdict(self.config), "data": data or {}, "seed": seed, **self.world.describe()}
         return save_checkpoint(path, self.model, config, tensors, state)
 
     def restore(self, path: str | os.PathLike) -> None:
@@ -109,11 +117,7 @@ class Pretrainer:
         tensors, state = load_training_state(path)
         if "run.order" not in tensors or "scheduler" not in state:
             raise CheckpointError(f"{path} is not a pretraining checkpoint")
-        saved, _ = load_checkpoint(path, self.device)
-        try:
-            self.model.load_state_dict(saved.state_dict())
-        except RuntimeError as e:
-            raise CheckpointError(f"{path} holds a different model than this run: {e}") from e
+        load_weights(self.model, path, self.device)
         load_optimizer_tensors(self.optimizer, tensors, state["optimizer_param_groups"], path, self.device)
         self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(tensors["run.generator"])
@@ -137,15 +141,18 @@ def pretrain(
     progress: bool = True,
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
     evaluate_every: int = 0,
+    timeout: float = distributed.DEFAULT_TIMEOUT,
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Train ``model`` in place as a classifier over every class of ``classes``; return it and its history.
 
     With ``checkpoint_dir`` the run is saved every ``checkpoint_every`` steps (0: only at the end), and
     ``resume=True`` continues from that checkpoint exactly. ``metrics_path`` receives one JSON line per step.
     ``evaluate(model)``, every ``evaluate_every`` steps (e.g. a validation readout), adds to that step's record.
+    Under ``torchrun`` the processes share each batch through DistributedDataParallel (``timeout``: seconds for
+    them to meet); rank 0 alone writes, and a process restarted by ``torchrun --max-restarts`` resumes.
     """
-    run = Pretrainer(model, classes, config or PretrainConfig(), seed, device)
-    if resume:
+    run = Pretrainer(model, classes, config or PretrainConfig(), seed, device, timeout)
+    if distributed.resuming(resume, checkpoint_dir):
         if checkpoint_dir is None:
             raise ValueError("resume=True needs checkpoint_dir")
         run.restore(checkpoint_dir)

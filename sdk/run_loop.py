@@ -9,6 +9,8 @@ from typing import Any, Callable, Protocol
 
 from tqdm.auto import tqdm
 
+from . import distributed
+
 
 class Run(Protocol):
     """A training run that advances one step at a time and records one metrics dict per step."""
@@ -33,7 +35,10 @@ def drive(run: Run, total: int, *, desc: str, save: Callable[[str | os.PathLike]
     dropping any written after it); with ``checkpoint_dir`` the run is saved by ``save`` every
     ``checkpoint_every`` steps (0: only at the end) and at the end. ``evaluate``, every ``evaluate_every``
     steps and at the end, adds its metrics to that step's record (its own time is not counted as training).
+    Of several processes (``torchrun``), only rank 0 writes metrics and checkpoints and shows progress.
     """
+    if not distributed.world().is_main:
+        metrics_path, checkpoint_dir, progress = None, None, False
     metrics = open(metrics_path, "w", buffering=1) if metrics_path else None
     if metrics:
         metrics.writelines(json.dumps(r) + "\n" for r in run.history)

@@ -1,4 +1,4 @@
-"""An optimiser's state as safetensors tensors + JSON, so training runs resume exactly without pickling."""
+"""A run's saved state: optimiser state as safetensors tensors + JSON (no pickling), and its weights."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, load_checkpoint
 
 OPTIMIZER_PREFIX = "optimizer."
 
@@ -35,11 +35,11 @@ def load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, 
         raise CheckpointError(f"{path}: optimiser state does not fit this run: {e}") from e
 
 
-def with_prefix(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``tensors`` with every name prefixed by ``prefix`` (e.g. "sampler.")."""
-    return {f"{prefix}{k}": v for k, v in tensors.items()}
 
-
-def without_prefix(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The tensors whose names start with ``prefix``, with it removed."""
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+def load_weights(model: torch.nn.Module, path: str | os.PathLike, device: torch.device) -> None:
+    """Load the weights of the checkpoint at ``path`` into ``model`` (which must have the same shape)."""
+    saved, _ = load_checkpoint(path, device)
+    try:
+        model.load_state_dict(saved.state_dict())
+    except RuntimeError as e:
+        raise CheckpointError(f"{path} holds a different model than this run: {e}") from e

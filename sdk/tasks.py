@@ -53,10 +53,9 @@ class EpisodeSampler(SeededSampler):
         self._alphabet_members = _alphabet_members(dataset, ways) if within_alphabet else None
         super().__init__(seed)
 
-    def sample(self, meta_batch_size: int) -> TaskBatch:
-        """A meta-batch of ``meta_batch_size`` independent tasks, stacked along dimension 0."""
-        n_tasks, ways, per_class = meta_batch_size, self.ways, self.shots + self.query_shots
-        g = self.generator
+    def draw(self, n_tasks: int, generator: torch.Generator) -> TaskBatch:
+        """``n_tasks`` independent tasks, stacked along dimension 0, drawn from ``generator``."""
+        ways, per_class, g = self.ways, self.shots + self.query_shots, generator
         scores = torch.rand(n_tasks, self.dataset.n_classes, generator=g)
         if self._alphabet_members is not None:
             chosen = torch.randint(len(self._alphabet_members), (n_tasks,), generator=g)

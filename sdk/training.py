@@ -1,8 +1,9 @@
 """The meta-training loop: sample a meta-batch, ask the algorithm for a meta-gradient, step the outer optimiser.
 
 Each algorithm (:mod:`~edgeadapt.sdk.algorithms`) brings its own outer optimiser, schedule and clipping.
-Runs resume exactly from a checkpoint: weights, optimiser and schedule state, sampler random state,
-iteration and history are all saved.
+Runs resume exactly from a checkpoint: weights, optimiser and schedule state, iteration and history are
+saved, and the tasks of an iteration follow from the seed and the iteration alone. Under ``torchrun`` the
+meta-batch is shared among the processes (see :class:`MetaTrainer`).
 """
 
 from __future__ import annotations
@@ -16,25 +17,25 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from .algorithms import ALGORITHMS, OuterSettings, get_algorithm
+from . import distributed
+from .algorithms import ALGORITHMS, MetaStep, OuterSettings, get_algorithm
+from .algorithms.base import query_count
 from .checkpoint import CheckpointError, load_training_state, save_checkpoint
 from .inner_loop import InnerLoop, Params
 from .run_loop import drive
-from .run_state import load_optimizer_tensors, optimizer_tensors, with_prefix, without_prefix
+from .run_state import load_optimizer_tensors, load_weights, optimizer_tensors
 from .tasks import TaskBatch
 
 log = logging.getLogger(__name__)
 
 
 class TaskSampler(Protocol):
-    """Anything that draws meta-batches and can save its random state (see ``EpisodeSampler``)."""
+    """Anything that draws the tasks of a meta-batch by position (see ``EpisodeSampler.tasks``)."""
 
     loss: str
 
-    def sample(self, meta_batch_size: int) -> TaskBatch: ...
+    def tasks(self, iteration: int, indices: range) -> TaskBatch: ...
     def describe(self) -> dict[str, Any]: ...
-    def state_dict(self) -> dict[str, torch.Tensor]: ...
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -73,14 +74,21 @@ class MetaConfig:
 class MetaTrainer:
     """Holds a run's mutable state (model, optimiser, schedule, iteration, history) and advances it.
 
-    Each step samples a meta-batch, asks the algorithm for its meta-gradient, reduces it (:meth:`reduce`, the
-    hook where several processes would average), clips, steps the optimiser and the schedule.
+    Task ``i`` of iteration ``t`` depends only on the sampler's seed, ``t`` and ``i``. Under ``torchrun`` each
+    process draws its contiguous share of the meta-batch and :meth:`reduce` combines the shares' meta-gradients
+    and metrics into exactly the meta-batch's (up to float rounding), so any number of processes takes the
+    same steps as one.
     """
 
     def __init__(self, model: nn.Module, sampler: TaskSampler, config: MetaConfig,
-                 device: str | torch.device | None = None):
-        self.device = torch.device(device or "cpu")
+                 device: str | torch.device | None = None, timeout: float = distributed.DEFAULT_TIMEOUT):
+        self.world = distributed.join(device, timeout)
+        if config.meta_batch_size < self.world.size:
+            raise ValueError(f"a meta-batch of {config.meta_batch_size} tasks cannot be shared by "
+                             f"{self.world.size} processes")
+        self.device = distributed.device_for(device)
         self.model = model.to(self.device)
+        distributed.broadcast_parameters(self.model)
         self.sampler = sampler
         self.config = config
         self.algorithm = get_algorithm(config.algorithm)
@@ -92,18 +100,33 @@ class MetaTrainer:
         self.iteration = 0
         self.history: list[dict[str, Any]] = []
 
-    def reduce(self, gradient: Params) -> Params:
-        """Combine meta-gradients across processes; one process has nothing to combine."""
-        return gradient
+    def reduce(self, result: MetaStep, batch: TaskBatch) -> MetaStep:
+        """Combine the processes' meta-gradients and query metrics, each weighted by what it is a mean over."""
+        if self.world.size == 1:
+            return result
+        weight, count = float(self.algorithm.weight(batch)), float(query_count(batch))
+        metrics = [result.query_loss or 0.0, result.query_accuracy or 0.0]
+        flat = torch.cat([torch.cat([g.detach().double().flatten() for g in result.gradient.values()]) * weight,
+                          torch.tensor([weight, metrics[0] * count, metrics[1] * count, count],
+                                       dtype=torch.float64, device=self.device)])
+        total = distributed.all_sum(flat)
+        weight, loss, accuracy, count = total[-4:].tolist()
+        flat = total[:-4] / weight
+        gradient, offset = {}, 0
+        for name, g in result.gradient.items():
+            gradient[name] = flat[offset: offset + g.numel()].view_as(g).to(g.dtype)
+            offset += g.numel()
+        return MetaStep(gradient, None if result.query_loss is None else loss / count,
+                        None if result.query_accuracy is None else accuracy / count)
 
     def step(self) -> dict[str, Any]:
         """One meta-iteration; returns (and records) its metrics."""
-        batch = TaskBatch(*(t.to(self.device) for t in self.sampler.sample(self.config.meta_batch_size)))
-        result = self.algorithm.meta_gradient(self.inner, self.inner.params(), batch)
-        gradient = self.reduce(result.gradient)
+        share = distributed.shard(self.config.meta_batch_size, self.world)
+        batch = TaskBatch(*(t.to(self.device) for t in self.sampler.tasks(self.iteration, share)))
+        result = self.reduce(self.algorithm.meta_gradient(self.inner, self.inner.params(), batch), batch)
         lr = self.optimizer.param_groups[0]["lr"]
         for name, p in self.model.named_parameters():
-            p.grad = gradient[name].detach().clone()
+            p.grad = result.gradient[name].detach().clone()
         self.algorithm.clip(self.model.parameters(), self.config.outer)
         self.optimizer.step()
         self.scheduler.step()
@@ -116,20 +139,20 @@ class MetaTrainer:
         return record
 
     def checkpoint_config(self, data: dict[str, Any] | None, seed: int | None) -> dict[str, Any]:
-        return {"training": asdict(self.config), "data": data or self.sampler.describe(), "seed": seed}
+        return {"training": asdict(self.config), "data": data or self.sampler.describe(), "seed": seed,
+                **self.world.describe()}
 
     def save(self, path: str | os.PathLike, data: dict[str, Any] | None = None, seed: int | None = None) -> Path:
-        """Checkpoint weights and everything needed to continue bit-identically."""
+        """Checkpoint weights and everything needed to continue bit-identically (tasks follow the iteration)."""
         tensors, param_groups = optimizer_tensors(self.optimizer)
-        tensors.update(with_prefix("sampler.", self.sampler.state_dict()))
         state = {"iteration": self.iteration, "history": self.history, "optimizer_param_groups": param_groups,
                  "scheduler": self.scheduler.state_dict()}
         return save_checkpoint(path, self.model, self.checkpoint_config(data, seed), tensors, state)
 
     def restore(self, path: str | os.PathLike) -> None:
-        """Load the training state saved by :meth:`save` (the model's weights must already be loaded)."""
+        """Continue from :meth:`save`'s checkpoint: weights, optimiser, schedule, iteration and history."""
         tensors, state = load_training_state(path)
-        self.sampler.load_state_dict(without_prefix("sampler.", tensors))
+        load_weights(self.model, path, self.device)
         load_optimizer_tensors(self.optimizer, tensors, state["optimizer_param_groups"], path, self.device)
         if "scheduler" not in state:
             raise CheckpointError(f"{path}: no learning-rate schedule state (saved by an older edgeadapt)")
@@ -161,6 +184,7 @@ def meta_train(
     data: dict[str, Any] | None = None,
     seed: int | None = None,
     progress: bool = True,
+    timeout: float = distributed.DEFAULT_TIMEOUT,
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Meta-train ``model`` in place with MAML, FOMAML or Reptile; return it and its per-iteration history.
 
@@ -168,11 +192,14 @@ def meta_train(
     ``loss`` ("cross_entropy" or "mse"). With ``checkpoint_dir`` the run is saved every
     ``checkpoint_every`` iterations (0: only at the end), and ``resume=True`` continues from it exactly.
     ``metrics_path`` receives one JSON line per iteration.
+
+    Under ``torchrun`` the processes share each meta-batch (``timeout``: seconds for them to meet); rank 0
+    alone writes, and a process restarted by ``torchrun --max-restarts`` resumes from the checkpoint.
     """
     config = MetaConfig(algorithm, inner_lr, outer_lr, inner_steps, meta_batch_size, num_iterations,
                         scope, task_sampler.loss, outer_lr_final, grad_clip, head_init, head_scale)
-    trainer = MetaTrainer(model, task_sampler, config, device)
-    if resume:
+    trainer = MetaTrainer(model, task_sampler, config, device, timeout)
+    if distributed.resuming(resume, checkpoint_dir):
         if checkpoint_dir is None:
             raise ValueError("resume=True needs checkpoint_dir")
         trainer.restore(checkpoint_dir)

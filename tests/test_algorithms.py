@@ -121,7 +121,8 @@ def test_reptile_one_step_one_task_is_a_scaled_sgd_step():
     class OneBatch:
         loss = "cross_entropy"
 
-        def sample(self, n):
+        def tasks(self, iteration, indices):
+            assert (iteration, indices) == (0, range(1))
             return batch
 
     before = {k: v.detach().clone() for k, v in model.named_parameters()}

@@ -88,11 +88,11 @@ class _CrashingSampler(EpisodeSampler):
         super().__init__(labelled_dataset(), ways=3, shots=1, query_shots=2, seed=7)
         self.calls, self.crash_at = 0, crash_at
 
-    def sample(self, n):
+    def tasks(self, iteration, indices):
         self.calls += 1
         if self.calls == self.crash_at:
             raise KeyboardInterrupt
-        return super().sample(n)
+        return super().tasks(iteration, indices)
 
 
 def _without_time(history: list[dict]) -> list[dict]:

@@ -53,6 +53,21 @@ def test_deterministic_by_seed_and_resumable_state():
     assert not torch.equal(c.sample(4).support_x, b.sample(4).support_x)
 
 
+def test_tasks_by_position_do_not_depend_on_how_a_meta_batch_is_shared():
+    sampler = EpisodeSampler(labelled_dataset(), 5, 1, 2, seed=5, min_ways=3)
+    whole = sampler.tasks(3, range(6))
+    parts = [sampler.tasks(3, range(0, 2)), sampler.tasks(3, range(2, 3)), sampler.tasks(3, range(3, 6))]
+    for column, *pieces in zip(whole, *parts):
+        assert torch.equal(column, torch.cat(pieces))
+    fresh = EpisodeSampler(labelled_dataset(), 5, 1, 2, seed=5, min_ways=3)
+    fresh.sample(4)  # the stream's state does not matter
+    assert torch.equal(fresh.tasks(3, range(6)).query_x, whole.query_x)
+    for other in (sampler.tasks(4, range(6)), EpisodeSampler(labelled_dataset(), 5, 1, 2, seed=6, min_ways=3)
+                  .tasks(3, range(6))):
+        assert not torch.equal(other.support_x, whole.support_x)
+    assert len({tuple(x[:, 0, 0, 0].tolist()) for x in whole.support_x}) == 6  # six different tasks
+
+
 def test_iteration_yields_single_tasks():
     task = next(iter(EpisodeSampler(labelled_dataset(), 3, 2, 1, seed=0)))
     assert task.support_x.shape == (6, 1, 28, 28) and task.query_y.shape == (3,)

@@ -43,6 +43,13 @@ class MetaAlgorithm:
         """The meta-gradient of one meta-batch, from the inner loop applied to each of its tasks."""
         raise NotImplementedError
 
+    def weight(self, batch: TaskBatch) -> int:
+        """How many items the meta-gradient is a mean over (its weight when processes combine their shares).
+
+        By default, the real (unpadded) query examples: the gradient is that of their mean loss.
+        """
+        return query_count(batch)
+
     def optimizer(self, parameters: Iterable[torch.nn.Parameter], settings: OuterSettings) -> torch.optim.Optimizer:
         """The outer optimiser."""
         return torch.optim.Adam(parameters, lr=settings.outer_lr)
@@ -72,6 +79,11 @@ def query_metrics(inner: InnerLoop, outputs: torch.Tensor, query_y: torch.Tensor
         return loss, None
     real = query_y != PAD_LABEL
     return loss, ((outputs.argmax(-1) == query_y) & real).sum().item() / max(real.sum().item(), 1)
+
+
+def query_count(batch: TaskBatch) -> int:
+    """The real (unpadded) query examples of a batch: what its query metrics are means over."""
+    return int((batch.query_y != PAD_LABEL).sum())
 
 
 def meta_step(inner: InnerLoop, gradient: Params, outputs: torch.Tensor, batch: TaskBatch) -> MetaStep:

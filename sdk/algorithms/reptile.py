@@ -26,6 +26,10 @@ class Reptile(MetaAlgorithm):
             outputs = inner.query_outputs(adapted, batch.query_x, batch.support_y)
         return meta_step(inner, direction, outputs, batch)
 
+    def weight(self, batch: TaskBatch) -> int:
+        """The direction is a mean over the tasks."""
+        return len(batch.support_x)
+
     def optimizer(self, parameters: Iterable[torch.nn.Parameter], settings: OuterSettings) -> torch.optim.Optimizer:
         return torch.optim.SGD(parameters, lr=settings.outer_lr)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Iterator, NamedTuple
 
@@ -85,13 +86,29 @@ class TaskBatch(NamedTuple):
 
 
 class SeededSampler:
-    """Base of task samplers: one ``torch.Generator`` whose state can be saved to resume exactly."""
+    """Base of task samplers: draws tasks from explicit ``torch.Generator``s, so every task is reproducible.
+
+    :meth:`sample` continues one stream (its state can be saved); :meth:`tasks` gives task ``i`` of
+    meta-batch ``t`` from its own generator seeded by ``(seed, t, i)``, so a meta-batch is the same set of
+    tasks however many processes share it out. Subclasses implement :meth:`draw`.
+    """
 
     def __init__(self, seed: int):
+        self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
 
-    def sample(self, meta_batch_size: int) -> TaskBatch:
+    def draw(self, n_tasks: int, generator: torch.Generator) -> TaskBatch:
+        """``n_tasks`` tasks stacked along dimension 0, drawn from ``generator``."""
         raise NotImplementedError
+
+    def sample(self, meta_batch_size: int) -> TaskBatch:
+        """The next ``meta_batch_size`` tasks of this sampler's stream."""
+        return self.draw(meta_batch_size, self.generator)
+
+    def tasks(self, iteration: int, indices: range) -> TaskBatch:
+        """Tasks ``indices`` of meta-batch ``iteration``, each drawn from its own ``(seed, iteration, i)`` generator."""
+        parts = [self.draw(1, task_generator(self.seed, iteration, i)) for i in indices]
+        return TaskBatch(*(torch.cat(column) for column in zip(*parts)))
 
     def __iter__(self) -> Iterator[TaskBatch]:
         """Single tasks (no task dimension), forever, from the same stream as :meth:`sample`."""
@@ -99,8 +116,14 @@ class SeededSampler:
             yield TaskBatch(*(t[0] for t in self.sample(1)))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """The random state, so that a resumed run draws the same tasks as an uninterrupted one."""
+        """The stream's random state, so that a resumed stream continues where it stopped."""
         return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.generator.set_state(state["generator"])
+
+
+def task_generator(seed: int, iteration: int, index: int) -> torch.Generator:
+    """A generator that depends on nothing but ``(seed, iteration, index)`` (a 63-bit BLAKE2 hash of them)."""
+    digest = hashlib.blake2b(f"{seed}/{iteration}/{index}".encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)

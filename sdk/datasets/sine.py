@@ -39,12 +39,12 @@ class SineTaskSampler(SeededSampler):
         self.x_range = x_range
         super().__init__(seed)
 
-    def sample(self, meta_batch_size: int) -> TaskBatch:
-        """A batch of ``meta_batch_size`` tasks as float32 (support_x, support_y, query_x, query_y)."""
-        b = meta_batch_size
-        amplitude = self._uniform((b, 1, 1), self.amplitude)
-        phase = self._uniform((b, 1, 1), self.phase)
-        x = self._uniform((b, self.shots + self.query, 1), self.x_range)
+    def draw(self, n_tasks: int, generator: torch.Generator) -> TaskBatch:
+        """``n_tasks`` tasks as float32 (support_x, support_y, query_x, query_y), drawn from ``generator``."""
+        b = n_tasks
+        amplitude = _uniform((b, 1, 1), self.amplitude, generator)
+        phase = _uniform((b, 1, 1), self.phase, generator)
+        x = _uniform((b, self.shots + self.query, 1), self.x_range, generator)
         y = amplitude * torch.sin(x - phase)
         return TaskBatch(x[:, : self.shots], y[:, : self.shots], x[:, self.shots :], y[:, self.shots :])
 
@@ -53,6 +53,7 @@ class SineTaskSampler(SeededSampler):
         return {"shots": self.shots, "query": self.query, "amplitude": list(self.amplitude),
                 "phase": list(self.phase), "x_range": list(self.x_range)}
 
-    def _uniform(self, shape: tuple[int, ...], bounds: tuple[float, float]) -> torch.Tensor:
-        low, high = bounds
-        return low + (high - low) * torch.rand(shape, generator=self.generator, dtype=torch.float32)
+
+def _uniform(shape: tuple[int, ...], bounds: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
+    low, high = bounds
+    return low + (high - low) * torch.rand(shape, generator=generator, dtype=torch.float32)
