@@ -33,8 +33,7 @@ class InnerLoop:
     frozen layers' output is computed once per task. ``head_init`` ("learned", "zeros" or "prototypes", see
     :mod:`~edgeadapt.sdk.heads`) chooses where the head starts; with zeros or prototypes the head has ``ways``
     outputs (default: the model's), whatever the model was trained with; ``head_scale`` multiplies a prototype
-    head's logits (an inverse temperature, see :func:`~edgeadapt.sdk.heads.prototype_head`). ``lr_scale`` optionally multiplies
-    the learning rate elementwise per parameter (a tensor broadcastable to the parameter). The model itself
+    head's logits (an inverse temperature, see :func:`~edgeadapt.sdk.heads.prototype_head`). The model itself
     is never modified: parameters are passed in as dictionaries.
     """
 
@@ -45,7 +44,6 @@ class InnerLoop:
     scope: str = "all"
     head_init: str = "learned"
     ways: int | None = None
-    lr_scale: Params | None = None
     head_scale: float = 1.0
     _buffers: Params = field(init=False, repr=False, compare=False)
     _first: int = field(init=False, repr=False, compare=False)
@@ -124,7 +122,7 @@ class InnerLoop:
         gradient = grad(self._support_loss)
         for _ in range(steps):
             g = gradient(fast, inputs, support_y, example_mask, class_mask)
-            fast = {k: fast[k] - self._rate(k) * g[k] for k in fast}
+            fast = {k: fast[k] - self.inner_lr * g[k] for k in fast}
         return {**frozen, **fast}
 
     def adapt_batch(self, params: Params, support_x: torch.Tensor, support_y: torch.Tensor,
@@ -174,11 +172,6 @@ class InnerLoop:
         if class_mask is None:
             class_mask = self.task_class_mask(support_y, self.ways)
         return example_mask, class_mask
-
-    def _rate(self, name: str) -> torch.Tensor | float:
-        if self.lr_scale is None or name not in self.lr_scale:
-            return self.inner_lr
-        return self.inner_lr * self.lr_scale[name]
 
     def _frozen_forward(self, frozen: Params, x: torch.Tensor) -> torch.Tensor:
         """What the adapted layers see: the frozen layers' output (computed once per task), or ``x`` itself."""
