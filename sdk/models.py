@@ -54,6 +54,17 @@ def _conv_block(in_channels: int, out_channels: int, activation: str) -> nn.Sequ
         ACTIVATIONS[activation](),
     )
 
+class ScaledNormalize(nn.Module):
+    """Features rescaled to a fixed Euclidean norm: ``scale * x / ||x||`` (per example, over the last dimension)."""
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * nn.functional.normalize(x, dim=-1)
+
+
 @register_model
 class Conv4(nn.Module):
     """Four [3x3 conv, stride 2, GroupNorm, activation] blocks and a linear head (Reptile's Omniglot net).
@@ -61,17 +72,22 @@ class Conv4(nn.Module):
     With 64 filters, one input channel, 28x28 inputs and 5 ways it has 113,221 parameters.
     The head is ``self.head``; everything before it is ``self.features``. ``activation`` is
     ``"relu"`` (the paper's) or ``"elu"`` (smooth, for adaptation that rounding cannot tip; see ``ACTIVATIONS``).
+    With ``feature_norm`` the features are L2-normalised and scaled to that norm (see ``ScaledNormalize``), so
+    prototypes compare directions, as the cosine classifier of :mod:`~edgeadapt.sdk.pretraining` trains them to.
     """
 
     def __init__(self, ways: int = 5, in_channels: int = 1, hidden: int = 64, image_size: int = 28,
-                 activation: str = "relu"):
+                 activation: str = "relu", feature_norm: float | None = None):
         super().__init__()
         _check_activation(activation)
+        if feature_norm is not None and not feature_norm > 0:
+            raise ValueError(f"feature_norm must be > 0 or None, got {feature_norm}")
         self.config = {"ways": ways, "in_channels": in_channels, "hidden": hidden, "image_size": image_size,
-                       "activation": activation}
+                       "activation": activation, "feature_norm": feature_norm}
         self.features = nn.Sequential(
             *(_conv_block(in_channels if i == 0 else hidden, hidden, activation) for i in range(4)),
             nn.Flatten(),
+            *([ScaledNormalize(feature_norm)] if feature_norm is not None else []),
         )
         side = image_size
         for _ in range(4):

@@ -1,13 +1,14 @@
 """Supervised pretraining: the backbone trained as an ordinary classifier over every training class.
 
 Cross-entropy over all classes (rotations included) with Adam, a one-cycle learning-rate schedule, large
-batches and random affine distortions. Its features, read out by a prototype-initialised head, are the
+batches and random affine distortions, through the model's linear head or a cosine classifier. Its features, read out by a prototype-initialised head, are the
 starting point that meta-training (``edgeadapt train --init``) then fine-tunes. Runs resume exactly.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ class PretrainConfig:
     weight_decay: float = 0.0
     augmentation: str = "shift"
     label_smoothing: float = 0.0
+    classifier: str = "linear"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -46,12 +48,55 @@ class PretrainConfig:
             raise ValueError("need max_lr > 0, weight_decay >= 0 and 0 <= label_smoothing < 1")
         if self.augmentation not in AUGMENTATIONS:
             raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
+
+
+CLASSIFIERS = ("linear", "cosine")
+
+
+class CosineClassifier(nn.Module):
+    """Logits ``exp(log_scale) * cos(feature, w_k)``, with a learned scale (Baseline++, Chen et al. 2019).
+
+    Trained in place of a model's linear head, it shapes features whose directions separate classes, which is
+    what a prototype head on L2-normalised features (``Conv4(feature_norm=...)``) compares.
+    """
+
+    def __init__(self, features: int, classes: int):
+        super().__init__()
+        self.weight = nn.Parameter(0.01 * torch.randn(classes, features))
+        self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.log_scale.exp() * F.linear(F.normalize(features, dim=-1), F.normalize(self.weight, dim=-1))
+
+    def copy_to(self, head: nn.Linear, feature_norm: float) -> None:
+        """Make ``head`` compute these logits on features of norm ``feature_norm`` (zero bias)."""
+        with torch.no_grad():
+            head.weight.copy_(self.log_scale.exp() / feature_norm * F.normalize(self.weight, dim=-1))
+            head.bias.zero_()
+
+
+class _Classifier(nn.Module):
+    """The network pretraining optimises: the model, or its features followed by a cosine classifier (the
+    model's own head then frozen, as it receives the classifier's weights by :meth:`CosineClassifier.copy_to`)."""
+
+    def __init__(self, model: nn.Module, kind: str):
+        super().__init__()
+        self.model = model
+        self.cosine = CosineClassifier(model.head.in_features, model.head.out_features) if kind == "cosine" else None
+        model.head.requires_grad_(self.cosine is None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) if self.cosine is None else self.cosine(self.model.features(x))
 
 
 class Pretrainer:
     """A pretraining run's state (model, optimiser, schedule, data order, step) and one step of it.
 
-    The model must output one logit per class of ``classes`` (e.g. ``Conv4(ways=classes.n_classes)``). Each
+    The model must output one logit per class of ``classes`` (e.g. ``Conv4(ways=classes.n_classes)``). With
+    ``config.classifier == "cosine"`` a :class:`CosineClassifier` is trained in place of its head and copied into
+    it at every save (the model needs ``feature_norm``, so that the copy computes the same logits). Each
     epoch visits every drawing once in an order drawn from the run's generator; under ``torchrun`` each process
     takes its contiguous share of every batch, so the steps are those of one process (up to float rounding).
     """
@@ -61,17 +106,22 @@ class Pretrainer:
         outputs = getattr(getattr(model, "head", None), "out_features", None)
         if outputs != classes.n_classes:
             raise ValueError(f"the model has {outputs} outputs, the data {classes.n_classes} classes")
+        self.feature_norm = getattr(model, "config", {}).get("feature_norm")
+        if config.classifier == "cosine" and self.feature_norm is None:
+            raise ValueError("a cosine classifier needs a model with feature_norm (normalised features)")
         self.world = distributed.join(device, timeout)
         self.device = distributed.device_for(device)
         self.model = model.to(self.device)
-        self.network = DistributedDataParallel(self.model) if self.world.size > 1 else self.model
+        self.classifier = _Classifier(self.model, config.classifier).to(self.device)
+        self.network = DistributedDataParallel(self.classifier) if self.world.size > 1 else self.classifier
         self.config = config
         self.images = classes.images.flatten(0, 1)
         self.labels = torch.arange(classes.n_classes).repeat_interleave(classes.n_drawings)
         self.steps_per_epoch = -(-len(self.labels) // config.batch_size)
         self.total_steps = config.epochs * self.steps_per_epoch
         self.generator = torch.Generator().manual_seed(seed)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.max_lr, weight_decay=config.weight_decay)
+        trained = [p for p in self.classifier.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(trained, lr=config.max_lr, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, max_lr=config.max_lr,
                                                              total_steps=self.total_steps)
         self.order = torch.randperm(len(self.labels), generator=self.generator)
@@ -107,6 +157,9 @@ class Pretrainer:
         """Checkpoint the model and everything needed to continue bit-identically."""
         tensors, param_groups = optimizer_tensors(self.optimizer)
         tensors.update({"run.generator": self.generator.get_state(), "run.order": self.order})
+        if self.classifier.cosine is not None:
+            self.classifier.cosine.copy_to(self.model.head, self.feature_norm)
+            tensors.update({f"run.cosine.{k}": v.detach() for k, v in self.classifier.cosine.state_dict().items()})
         state = {"iteration": self.iteration, "history": self.history, "optimizer_param_groups": param_groups,
                  "scheduler": self.scheduler.state_dict()}
         config = {"pretraining": asdict(self.config), "data": data or {}, "seed": seed, **self.world.describe()}
@@ -118,6 +171,10 @@ class Pretrainer:
         if "run.order" not in tensors or "scheduler" not in state:
             raise CheckpointError(f"{path} is not a pretraining checkpoint")
         load_weights(self.model, path, self.device)
+        if self.classifier.cosine is not None:
+            prefix = "run.cosine."
+            self.classifier.cosine.load_state_dict({k[len(prefix):]: v for k, v in tensors.items()
+                                                    if k.startswith(prefix)})
         load_optimizer_tensors(self.optimizer, tensors, state["optimizer_param_groups"], path, self.device)
         self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(tensors["run.generator"])
@@ -164,5 +221,8 @@ def pretrain(
     drive(run, run.total_steps, desc="pretrain", checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
           metrics_path=metrics_path, progress=progress, save=lambda path: run.save(path, data, seed),
           evaluate=evaluate_run if evaluate else None, evaluate_every=evaluate_every)
+    if run.classifier.cosine is not None:
+        run.classifier.cosine.copy_to(run.model.head, run.feature_norm)
+        run.model.head.requires_grad_(True)
     run.model.eval()
     return run.model, run.history

@@ -18,18 +18,21 @@ TOLERANCE = 1e-5  # on probabilities and adapted parameters
 PROTOTYPE_CONV_TOLERANCE = 1e-4
 
 
-@pytest.fixture(scope="module", params=[("all", "relu", "learned"), ("head", "relu", "learned"),
-                                        ("all", "elu", "learned"), ("last_block", "elu", "prototypes"),
-                                        ("head", "elu", "prototypes"), ("all", "elu", "zeros")])
+@pytest.fixture(scope="module", params=[("all", "relu", "learned", None), ("head", "relu", "learned", None),
+                                        ("all", "elu", "learned", None), ("last_block", "elu", "prototypes", None),
+                                        ("head", "elu", "prototypes", None), ("all", "elu", "zeros", None),
+                                        ("last_block", "elu", "prototypes", 10.0), ("head", "elu", "prototypes", 10.0)])
 def exported(request, tmp_path_factory):
-    scope, activation, head_init = request.param
+    scope, activation, head_init, feature_norm = request.param
     torch.manual_seed(0)
-    model = Conv4(ways=3, hidden=8, activation=activation)  # a replaced head serves any number of ways
-    if head_init == "learned":
-        model = Conv4(ways=SPEC.max_ways, hidden=8, activation=activation)
-    inner = InnerLoop(model, inner_lr=0.5, inner_steps=3, scope=scope, head_init=head_init, ways=SPEC.max_ways)
+    # a replaced head serves any number of ways
+    ways = SPEC.max_ways if head_init == "learned" else 3
+    model = Conv4(ways=ways, hidden=8, activation=activation, feature_norm=feature_norm)
+    # normalised features of norm 10 are read out at a tenth of the scale, as a trained model's would be
+    inner = InnerLoop(model, inner_lr=0.5, inner_steps=3, scope=scope, head_init=head_init, ways=SPEC.max_ways,
+                      head_scale=1.0 if feature_norm is None else 0.1)
     tolerance = PROTOTYPE_CONV_TOLERANCE if head_init == "prototypes" and scope != "head" else TOLERANCE
-    folder = tmp_path_factory.mktemp(f"{scope}-{activation}-{head_init}")
+    folder = tmp_path_factory.mktemp(f"{scope}-{activation}-{head_init}-{feature_norm}")
     export_adapt(inner, SPEC, folder / "adapt.onnx")
     export_predict(inner, SPEC, folder / "predict.onnx")
     sessions = [ort.InferenceSession(str(folder / f), providers=["CPUExecutionProvider"])

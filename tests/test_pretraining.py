@@ -14,9 +14,9 @@ from helpers import labelled_dataset
 CONFIG = PretrainConfig(epochs=2, batch_size=16, max_lr=0.01, augmentation="affine")
 
 
-def _model(classes: int) -> Conv4:
+def _model(classes: int, feature_norm: float | None = None) -> Conv4:
     torch.manual_seed(0)
-    return Conv4(ways=classes, hidden=4, activation="elu")
+    return Conv4(ways=classes, hidden=4, activation="elu", feature_norm=feature_norm)
 
 
 def _patterns(n_classes: int, n_drawings: int) -> ClassDataset:
@@ -54,6 +54,47 @@ def test_resumed_pretraining_equals_an_uninterrupted_run(tmp_path):
     assert all(torch.equal(reloaded.state_dict()[k], v) for k, v in resumed.state_dict().items())
 
 
+COSINE = PretrainConfig(epochs=2, batch_size=16, max_lr=0.01, augmentation="affine", classifier="cosine")
+
+
+def test_cosine_pretraining_learns_and_its_head_computes_the_classifier():
+    classes = _patterns(n_classes=6, n_drawings=8)
+    config = PretrainConfig(epochs=6, batch_size=16, max_lr=0.02, augmentation="none", classifier="cosine")
+    run = Pretrainer(_model(6, feature_norm=10.0), classes, config)
+    x = classes.images.flatten(0, 1)
+    for _ in range(run.total_steps):
+        run.step()
+    cosine_logits = run.classifier(x).detach()
+    model, _ = pretrain(_model(6, feature_norm=10.0), classes, config, progress=False)
+    assert torch.allclose(model(x), cosine_logits, atol=1e-4)  # the head now holds the classifier exactly
+    assert all(p.requires_grad for p in model.parameters())
+    norms = model.features(x).norm(dim=-1)
+    assert torch.allclose(norms, torch.full_like(norms, 10.0), atol=1e-4)
+    assert (model(x).argmax(1) == torch.arange(6).repeat_interleave(8)).float().mean() > 0.9
+
+
+def test_resumed_cosine_pretraining_equals_an_uninterrupted_run(tmp_path):
+    classes = labelled_dataset(n_classes=5, n_drawings=6)
+    straight, _ = pretrain(_model(5, 10.0), classes, COSINE, progress=False)
+    run = Pretrainer(_model(5, 10.0), classes, COSINE)
+    for _ in range(3):
+        run.step()
+    run.save(tmp_path / "checkpoint")
+    resumed, _ = pretrain(_model(5, 10.0), classes, COSINE, checkpoint_dir=tmp_path / "checkpoint", resume=True,
+                          progress=False)
+    for name, value in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], value), name
+    reloaded, config = load_checkpoint(tmp_path / "checkpoint")
+    assert config["pretraining"]["classifier"] == "cosine" and reloaded.config["feature_norm"] == 10.0
+
+
+def test_a_cosine_classifier_needs_normalised_features():
+    with pytest.raises(ValueError, match="feature_norm"):
+        Pretrainer(_model(5), labelled_dataset(5, 6), COSINE)
+    with pytest.raises(ValueError, match="feature_norm"):
+        Conv4(feature_norm=0.0)
+
+
 def test_a_meta_checkpoint_is_not_a_pretraining_checkpoint(tmp_path):
     from edgeadapt.sdk import save_checkpoint
 
@@ -84,6 +125,7 @@ def test_augmentation_is_reproducible_and_keeps_shape(kind):
 
 
 def test_pretrain_config_rejects_bad_values():
-    for bad in ({"epochs": 0}, {"max_lr": 0.0}, {"augmentation": "flip"}, {"label_smoothing": 1.0}):
+    for bad in ({"epochs": 0}, {"max_lr": 0.0}, {"augmentation": "flip"}, {"label_smoothing": 1.0},
+                {"classifier": "arcface"}):
         with pytest.raises(ValueError):
             PretrainConfig(**bad)
