@@ -189,7 +189,8 @@ class AdaptedLearner:
             raise ArtifactError("this learner was restored from a state of format 2, which keeps no examples to "
                                 "re-adapt from: adapt again (then save) to be able to update it")
         x, labels = learner._examples(new_x, new_y, "new_x", "new_y")
-        added = [c for c in _ordered(Counter(labels)) if c not in set(self.classes)]
+        known = set(self.classes)
+        added = [c for c in _ordered(Counter(labels)) if c not in known]
         classes = self.classes + tuple(added)
         learner._check_ways(len(classes))
         learner._check_shots(labels)
