@@ -18,7 +18,7 @@ from .errors import (AdaptationError, ArtifactError, InputError, InputTypeError,
 from .format.manifest import read_artifact
 from .format.names import ADAPT_ONNX, SELFCHECK
 from .format.signing import PublicKey
-from .state import read_state, write_state
+from .state import State, StateSpec, Support, read_state, write_state
 
 RANGE_TOLERANCE = 1e-3  # of the input range: values this far outside it are still accepted
 INVERTED_MEAN = 0.7  # ink_high inputs whose mean exceeds this look like paper = 1 (inverted)
@@ -40,6 +40,7 @@ class Learner:
         self._shapes = {p["name"]: tuple(p["shape"]) for p in self.manifest["adapted_parameters"]}
         self._identity = self.manifest["files"][ADAPT_ONNX]
         self._selfcheck = artifact.files[SELFCHECK]
+        self._state_spec = StateSpec(self._identity, self._shapes, self.max_ways, self.max_shots, self.input_shape)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -57,28 +58,40 @@ class Learner:
         """A classifier personalised to ``support_x`` (n, *input_shape) labelled by ``support_y`` (n labels)."""
         if steps is not None and steps != self.manifest["inner_steps"]:
             raise InputError(f"this artifact adapts with {self.manifest['inner_steps']} steps; got steps={steps}")
-        x = self._images(support_x, "support_x")
-        labels = _labels(support_y)
-        if len(labels) != len(x):
-            raise InputError(f"support_x has {len(x)} examples but support_y has {len(labels)} labels")
-        counts = Counter(labels)
-        if len(counts) < 2:
-            raise InputError(f"adaptation needs at least 2 classes, got {len(counts)}")
-        if len(counts) > self.max_ways:
-            raise InputError(f"{len(counts)} classes exceed this artifact's max_ways={self.max_ways}")
-        label, most = counts.most_common(1)[0]
+        x, labels = self._examples(support_x, support_y, "support_x", "support_y")
+        classes = _ordered(Counter(labels))
+        if len(classes) < 2:
+            raise InputError(f"adaptation needs at least 2 classes, got {len(classes)}")
+        self._check_ways(len(classes))
+        self._check_shots(labels)
+        index = {c: i for i, c in enumerate(classes)}
+        return self._fit(tuple(classes), Support(np.array(x), np.array([index[c] for c in labels], np.int64)))
+
+    def _examples(self, x: Any, y: Any, x_name: str, y_name: str) -> tuple[np.ndarray, list[Hashable]]:
+        """Checked inputs and labels, as many of each."""
+        images, labels = self._images(x, x_name), _labels(y)
+        if len(labels) != len(images):
+            raise InputError(f"{x_name} has {len(images)} examples but {y_name} has {len(labels)} labels")
+        return images, labels
+
+    def _check_shots(self, labels: list[Hashable]) -> None:
+        label, most = Counter(labels).most_common(1)[0]
         if most > self.max_shots:
             raise InputError(f"class {label!r} has {most} examples; this artifact takes at most "
                              f"max_shots={self.max_shots} per class")
-        classes = _ordered(counts)
-        index = {c: i for i, c in enumerate(classes)}
-        y = np.array([index[c] for c in labels], np.int64)
-        outputs = self._engine.adapt(np.ascontiguousarray(x), y, np.ones(len(x), np.float32),
+
+    def _check_ways(self, n_classes: int) -> None:
+        if n_classes > self.max_ways:
+            raise InputError(f"{n_classes} classes exceed this artifact's max_ways={self.max_ways}")
+
+    def _fit(self, classes: tuple[Hashable, ...], support: Support) -> "AdaptedLearner":
+        """Adapt the meta-learned weights to ``support`` (class indices into ``classes``)."""
+        outputs = self._engine.adapt(np.ascontiguousarray(support.x), support.y, np.ones(len(support.y), np.float32),
                                      _class_mask(len(classes), self.max_ways))
         params = dict(zip(self._parameters, outputs))
         if not all(np.isfinite(p).all() for p in params.values()):
             raise AdaptationError("adaptation diverged: the adapted parameters are not finite")
-        return AdaptedLearner(self, tuple(classes), params)
+        return AdaptedLearner(self, classes, params, support)
 
     def self_test(self, atol: float = 1e-4) -> float:
         """Adapt to the artifact's reference task and compare with PyTorch's probabilities from export time.
@@ -101,9 +114,10 @@ class Learner:
 
     def restore(self, path: str | os.PathLike) -> "AdaptedLearner":
         """Load a state written by :meth:`AdaptedLearner.save`, checking it belongs to this artifact and that every
-        array has the dtype, byte order, shape and finiteness the artifact expects."""
-        classes, params = read_state(Path(path), self._identity, self._shapes, self.max_ways)
-        return AdaptedLearner(self, tuple(classes), params)
+        array has the dtype, byte order, shape and finiteness the artifact expects. A state of format 2 (no stored
+        examples) predicts but cannot be updated."""
+        state = read_state(Path(path), self._state_spec)
+        return AdaptedLearner(self, tuple(state.classes), state.params, state.support)
 
     def _images(self, x: Any, name: str) -> np.ndarray:
         if isinstance(x, np.ma.MaskedArray):
@@ -143,13 +157,48 @@ class Learner:
 
 
 class AdaptedLearner:
-    """A personalised classifier: ``predict`` returns labels, ``predict_proba`` probabilities ordered as ``classes``."""
+    """A personalised classifier: ``predict`` returns labels, ``predict_proba`` probabilities ordered as ``classes``.
 
-    def __init__(self, learner: Learner, classes: tuple[Hashable, ...], params: dict[str, np.ndarray]):
+    Immutable: :meth:`update` returns a new learner and leaves this one as it was.
+    """
+
+    def __init__(self, learner: Learner, classes: tuple[Hashable, ...], params: dict[str, np.ndarray],
+                 support: Support | None = None):
         self._learner = learner
         self.classes = classes
         self._params = params
+        self._support = support
         self._class_mask = _class_mask(len(classes), learner.max_ways)
+
+    @property
+    def examples(self) -> int:
+        """How many examples this learner keeps to re-adapt from (0 for one restored from a format-2 state)."""
+        return 0 if self._support is None else len(self._support.y)
+
+    def update(self, new_x: np.ndarray, new_y: Sequence[Hashable]) -> "AdaptedLearner":
+        """A learner that knows this one's classes and the new examples ``new_x`` labelled ``new_y`` (new classes or
+        more examples of known ones).
+
+        It re-adapts the meta-learned weights to the stored support set plus the new examples, keeping the most
+        recent ``max_shots`` examples of each class, so the state never holds more than ``max_ways x max_shots``
+        examples. Classes keep their order; new ones follow. More than ``max_ways`` classes in all is an
+        InputError, and this learner stays as it was.
+        """
+        learner = self._learner
+        if self._support is None:
+            raise ArtifactError("this learner was restored from a state of format 2, which keeps no examples to "
+                                "re-adapt from: adapt again (then save) to be able to update it")
+        x, labels = learner._examples(new_x, new_y, "new_x", "new_y")
+        known = set(self.classes)
+        added = [c for c in _ordered(Counter(labels)) if c not in known]
+        classes = self.classes + tuple(added)
+        learner._check_ways(len(classes))
+        learner._check_shots(labels)
+        index = {c: i for i, c in enumerate(classes)}
+        all_x = np.concatenate([self._support.x, x])
+        all_y = np.concatenate([self._support.y, np.array([index[c] for c in labels], np.int64)])
+        keep = np.concatenate([np.flatnonzero(all_y == k)[-learner.max_shots:] for k in range(len(classes))])
+        return learner._fit(classes, Support(all_x[keep], all_y[keep]))
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """(m, n_classes) probabilities for inputs ``x`` (m, *input_shape); PredictionError if any is not finite."""
@@ -164,9 +213,10 @@ class AdaptedLearner:
         return [self.classes[i] for i in self.predict_proba(x).argmax(1)]
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the personalised state atomically (a zip of .npy arrays and checksummed JSON metadata; no pickle)."""
-        return write_state(Path(path), self._learner._identity, list(self.classes), self._params,
-                           self._learner.max_ways)
+        """Write the personalised state atomically: state format 3, a zip of .npy arrays (the adapted parameters and
+        the stored examples) and checksummed JSON metadata; no pickle."""
+        return write_state(Path(path), self._learner._state_spec, State(list(self.classes), self._params,
+                                                                       self._support))
 
 
 def load(path: str | os.PathLike, backend: str = "onnxruntime", threads: int | None = None,

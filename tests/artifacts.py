@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,3 +33,24 @@ def copy_with_manifest(source: Path, dest: Path, edit: Callable[[dict[str, Any]]
     else:
         path.write_text(json.dumps(manifest))
     return dest
+
+
+def npy(array: np.ndarray) -> bytes:
+    """The bytes ``np.save`` would write for ``array``."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array)
+    return buffer.getvalue()
+
+
+def zip_members(path: Path) -> dict[str, bytes]:
+    """Every member of the zip (a saved state) at ``path``."""
+    with zipfile.ZipFile(path) as z:
+        return {name: z.read(name) for name in z.namelist()}
+
+
+def write_zip(path: Path, members: dict[str, bytes]) -> Path:
+    """A zip at ``path`` holding ``members``."""
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path

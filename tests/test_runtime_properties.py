@@ -197,5 +197,6 @@ def test_load_of_an_edited_manifest_is_an_artifact_error_or_a_working_learner(ar
             return
         adapted = learner.adapt(_images("unit", 4, 0), ["a", "a", "b", "b"])
         assert np.isfinite(adapted.predict_proba(_images("unit", 2, 1))).all()
-    assert reseal and key in ("model", "training", "data", "anything_else", "head_init"), (key, value)
+    # resealing recomputes manifest_sha256, so an edit of it alone leaves a valid artifact
+    assert reseal and key in ("model", "training", "data", "anything_else", "head_init", "manifest_sha256"), (key, value)
     assert not (isinstance(value, float) and math.isnan(value))

@@ -1,4 +1,4 @@
-"""Saved states: every array checked for dtype, byte order, shape and finiteness, the class list against the
+"""Saved states (format 3, and format 2 without examples): every array checked for dtype, byte order, shape and finiteness, the class list against the
 artifact, sizes before inflating; checksums over the exact stored bytes; atomic writes that clean up after
 themselves and fit long file names."""
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import edgeadapt.runtime as rt
-from artifacts import task
+from artifacts import npy, task, write_zip, zip_members
 from edgeadapt.runtime.format.files import sha256_bytes
 from edgeadapt.runtime.format.manifest import sealed
 
@@ -23,25 +23,16 @@ def adapted(artifact):
     return rt.load(artifact[0]).adapt(x, y)
 
 
-def _npy(array):
-    buffer = io.BytesIO()
-    np.lib.format.write_array(buffer, array)
-    return buffer.getvalue()
-
-
 def _state(path, adapted, edit=lambda arrays, meta: None):
-    """A correctly checksummed state of ``adapted`` whose arrays and metadata ``edit`` may change first."""
+    """A correctly checksummed state of ``adapted`` in format 2 (parameters only) whose arrays and metadata ``edit``
+    may change first."""
     arrays = {name: value.copy() for name, value in adapted._params.items()}
     meta = {"format": 2, "artifact": adapted._learner._identity, "classes": list(adapted.classes)}
     edit(arrays, meta)
-    members = {f"{name}.npy": _npy(value) for name, value in arrays.items()}
+    members = {f"{name}.npy": npy(value) for name, value in arrays.items()}
     meta["arrays"] = {name: sha256_bytes(data) for name, data in members.items()}
     members["meta.json"] = json.dumps(sealed(meta, "sha256")).encode()
-    with zipfile.ZipFile(path, "w") as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return path
-
+    return write_zip(path, members)
 
 def test_a_well_formed_state_restores(adapted, tmp_path):
     restored = adapted._learner.restore(_state(tmp_path / "s.npz", adapted))
@@ -62,7 +53,7 @@ def test_a_well_formed_state_restores(adapted, tmp_path):
     (lambda a, m: m.update(classes=["a", {"b": 1}]), "only strings, integers"),
     (lambda a, m: m.update(classes="abc"), "must be a list"),
     (lambda a, m: m.update(artifact="0" * 64), "different artifact"),
-    (lambda a, m: m.update(format=3), "state format 3"),
+    (lambda a, m: m.update(format=4), "state format 4; this runtime reads formats 2, 3"),
     (lambda a, m: a.pop("head.bias"), "expected"),
 ])
 def test_invalid_states_are_refused(adapted, tmp_path, edit, message):
@@ -71,13 +62,9 @@ def test_invalid_states_are_refused(adapted, tmp_path, edit, message):
 
 
 def test_the_checksum_covers_the_exact_stored_bytes(adapted, tmp_path):
-    path = adapted.save(tmp_path / "s.npz")
-    with zipfile.ZipFile(path) as z:
-        members = {name: z.read(name) for name in z.namelist()}
-    big_endian = _npy(np.lib.format.read_array(io.BytesIO(members["head.bias.npy"])).astype(">f4"))
-    with zipfile.ZipFile(tmp_path / "swapped.npz", "w") as z:  # the same values, other bytes, old metadata
-        for name, data in {**members, "head.bias.npy": big_endian}.items():
-            z.writestr(name, data)
+    members = zip_members(adapted.save(tmp_path / "s.npz"))
+    big_endian = npy(np.lib.format.read_array(io.BytesIO(members["head.bias.npy"])).astype(">f4"))
+    write_zip(tmp_path / "swapped.npz", {**members, "head.bias.npy": big_endian})  # same values, other bytes
     with pytest.raises(rt.ArtifactError, match="checksum"):
         adapted._learner.restore(tmp_path / "swapped.npz")
 
@@ -95,8 +82,20 @@ def test_sizes_are_checked_before_inflating(adapted, tmp_path):
 
 def test_a_state_of_the_previous_format_gets_a_clear_error(adapted, tmp_path):
     np.savez(tmp_path / "old.npz", __meta__=np.array(json.dumps({"format": 1})), **adapted._params)
-    with pytest.raises(rt.ArtifactError, match="state format 1; this runtime reads format 2"):
+    with pytest.raises(rt.ArtifactError, match="state format 1; this runtime reads formats 2, 3: adapt again"):
         adapted._learner.restore(tmp_path / "old.npz")
+
+
+def test_a_state_of_format_2_predicts_but_cannot_be_updated(adapted, tmp_path):
+    restored = adapted._learner.restore(_state(tmp_path / "s.npz", adapted))
+    x, _ = task(3, 2, seed=5)
+    np.testing.assert_array_equal(restored.predict_proba(x), adapted.predict_proba(x))
+    assert restored.examples == 0
+    with pytest.raises(rt.ArtifactError, match="format 2, which keeps no examples"):
+        restored.update(x[:1], ["class-0"])
+    resaved = adapted._learner.restore(restored.save(tmp_path / "again.npz"))  # format 3 without examples
+    np.testing.assert_array_equal(resaved.predict_proba(x), adapted.predict_proba(x))
+    assert resaved.examples == 0
 
 
 @pytest.mark.parametrize("make", [lambda p: p.mkdir(), lambda p: os.mkfifo(p), lambda p: p.write_bytes(b"PK")])

@@ -1,9 +1,10 @@
-"""Few-shot datasets: Omniglot from its official files, embedded procedural glyphs, sine-wave regression, and MNIST
-(for continual learning)."""
+"""Few-shot datasets: Omniglot from its official files, embedded procedural glyphs, sine-wave regression, MNIST
+(for continual learning) and spoken digits (FSDD, as log-mel images)."""
 
 from .base import ClassDataset
 from .download import download_file, download_omniglot
 from .errors import DatasetError
+from .fsdd import SpokenDigits, fsdd_path, load_fsdd
 from .glyphs import glyph_splits, make_glyphs
 from .mnist import load_mnist, mnist_path
 from .omniglot import (
@@ -21,10 +22,13 @@ __all__ = [
     "DatasetError",
     "OMNIGLOT_VALIDATION_ALPHABETS",
     "SineTaskSampler",
+    "SpokenDigits",
     "download_file",
     "download_omniglot",
     "find_data_dir",
+    "fsdd_path",
     "glyph_splits",
+    "load_fsdd",
     "load_mnist",
     "load_omniglot",
     "mnist_path",
