@@ -145,7 +145,8 @@ def main() -> None:
         [[r["scope"], r["task"], r["name"], f"{r['p50']:.2f}", f"{r['p95']:.2f}", f"{r['vs_eager']:.2f}x",
           f"{r['vs_onnx']:.2f}x" if r["vs_onnx"] else "-", f"{r['gflops']:.1f}", f"{100 * r['gflops'] / peak:.1f}%"]
          for r in rows])
-    write_section("deployment-latency", "\n".join(lines), "python benchmarks/deployment_latency.py")
+    write_section("deployment-latency", "\n".join(lines), f"python benchmarks/deployment_latency.py --repeats "
+                  f"{args.repeats} --scopes {' '.join(args.scopes)} --backends {' '.join(args.backends)}")
 
 
 if __name__ == "__main__":
