@@ -78,7 +78,8 @@ def main() -> None:
         lines.append(f"| {r['scope']} | {r['task']} | {r['backend']} | {r['tasks']} | {r['max_diff']:.1e} | "
                      f"{r['max_diff_exact']:.1e} | {r['torch_error']:.1e} | {r['argmax_same']}/{r['tasks']} | "
                      f"{'yes' if met else 'no'} |")
-    write_section("deployment-fidelity", "\n".join(lines), "python benchmarks/deployment_fidelity.py")
+    write_section("deployment-fidelity", "\n".join(lines), f"python benchmarks/deployment_fidelity.py --tasks "
+                  f"{args.tasks} --scopes {' '.join(args.scopes)} --backends {' '.join(args.backends)}")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,11 @@ run on ExecuTorch's portable reference kernels (about 70x slower than onnxruntim
 
 Each ``adapt_<n>`` method takes exactly ``n`` support examples, for a ladder of sizes up to
 ``max_ways * max_shots`` (:func:`support_sizes`); the runtime pads a task to the smallest size that
-holds it (example weight 0.0). A dynamic support size, as in the ONNX graph, fails ExecuTorch 1.5's
-XNNPACK lowering ("Output node ... is already in the inputs ... pass through arguments").
+holds it (example weight 0.0). Padded examples cost as much as real ones (a head-only adaptation is
+mostly the frozen backbone's forward pass over every example), so the ladder holds the support sizes of
+the usual tasks exactly: 5, 10 and 20 ways times 1, 5 and 10 shots. Methods share the program's
+weights, so each adds only its own instructions to the file (about 80 KB for the shipped model). A
+dynamic support size, as in the ONNX graph, fails ExecuTorch 1.5's XNNPACK lowering ("Output node ... is already in the inputs ... pass through arguments").
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ if TYPE_CHECKING:
     from executorch.exir import EdgeProgramManager
 
 PREDICT_BATCH = 128  # inputs per predict call that the program's memory is planned for
-SIZE_LADDER = (8, 32)  # support sizes below the maximum that get their own adapt method
+SIZE_LADDER = (5, 10, 20, 25, 50, 100)  # support sizes below the maximum that get their own adapt method
 
 
 def support_sizes(spec: GraphSpec) -> list[int]:

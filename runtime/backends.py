@@ -108,9 +108,10 @@ class ExecuTorchBackend:
               class_mask: np.ndarray) -> list[np.ndarray]:
         size = next(n for n in self._adapt if n >= len(support_x))
         padding = size - len(support_x)
-        padded = [np.concatenate([a, np.zeros((padding, *a.shape[1:]), a.dtype)])
-                  for a in (support_x, support_y, example_mask)]
-        inputs = [self._torch.from_numpy(a) for a in (*padded, class_mask)]
+        task = (support_x, support_y, example_mask)
+        if padding:  # a task of a ladder size (the usual ones) runs as it is, uncopied
+            task = tuple(np.concatenate([a, np.zeros((padding, *a.shape[1:]), a.dtype)]) for a in task)
+        inputs = [self._torch.from_numpy(a) for a in (*task, class_mask)]
         return _engine_call("adapt", lambda: [t.numpy() for t in self._adapt[size].execute(inputs)])
 
     def predict(self, x: np.ndarray, class_mask: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:

@@ -22,7 +22,7 @@ def class_indicator(labels: torch.Tensor, example_mask: torch.Tensor, ways: int)
 
 def prototypes(features: torch.Tensor, labels: torch.Tensor, example_mask: torch.Tensor, ways: int) -> torch.Tensor:
     """(ways, d) mean feature of each class's real support examples (zero for a class without any)."""
-    indicator = class_indicator(labels, example_mask, ways)
+    indicator = class_indicator(labels, example_mask.to(features.dtype), ways)
     counts = indicator.sum(0).clamp(min=1.0)
     return (indicator.transpose(0, 1) @ features) / counts.unsqueeze(-1)
 

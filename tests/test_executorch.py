@@ -35,10 +35,10 @@ def exported(request, tmp_path_factory):
 def test_manifest_lists_the_program(exported):
     learner = rt.load(exported[0], backend="executorch", threads=1)
     assert "model.pte" in learner.manifest["files"]
-    assert learner.manifest["executorch"]["support_sizes"] == [8, 12]
+    assert learner.manifest["executorch"]["support_sizes"] == [5, 10, 12]
 
 
-@pytest.mark.parametrize("ways, shots", [(2, 1), (3, 2), (3, 3), (4, 3)])  # adapt_8 and adapt_12
+@pytest.mark.parametrize("ways, shots", [(2, 1), (3, 2), (3, 3), (4, 3)])  # adapt_5, adapt_10 and adapt_12
 def test_executorch_adaptation_matches_pytorch_and_onnxruntime(exported, ways, shots):
     path, inner = exported
     g = np.random.default_rng(ways * 10 + shots)

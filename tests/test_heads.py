@@ -47,6 +47,16 @@ def test_prototype_heads_are_invariant_to_label_permutation(scope, steps):
     torch.testing.assert_close(permuted[:, permutation], original, atol=1e-6, rtol=1e-5)
 
 
+def test_a_float64_model_adapts_with_the_default_masks():
+    """The masks a task's labels imply are float32; a float64 model (the exact reference) must still adapt."""
+    x, y, queries = _task()
+    single = InnerLoop(_model(), 0.1, 2, scope="head", head_init="prototypes", ways=4)
+    double = InnerLoop(_model().double(), 0.1, 2, scope="head", head_init="prototypes", ways=4)
+    exact = double.probabilities(x.double(), y, queries.double())
+    assert exact.dtype == torch.float64
+    torch.testing.assert_close(exact.float(), single.probabilities(x, y, queries), atol=1e-5, rtol=1e-4)
+
+
 def test_zero_head_starts_uniform_and_learns():
     inner = InnerLoop(_model(), 0.5, 0, head_init="zeros", ways=4)
     x, y, queries = _task()
