@@ -171,8 +171,11 @@ def main() -> None:
                          "tasks per CPU-second", "GFLOP per CPU-second"], rows), "",
         "CPU-seconds are those of every thread and process of a contender (time.process_time; threads waiting "
         "for each other count): work per core, far less sensitive to other jobs on the machine than wall-clock "
-        "rates, which under load penalise multi-threaded contenders most." " + "\n\n" +
-        "Under load, wall-clock ratios between process counts do not measure the 2x goal: the scheduler gives a 2-process contender about twice the CPU share of a 1-process one, and 2-thread contenders wait on each other's preempted threads. The CPU-second columns do: on 2 idle cores, 2 processes x 1 thread reach at most twice their tasks per CPU-second.",
+        "rates, which under load penalise multi-threaded contenders most.", "",
+        "Under load, wall-clock ratios between process counts do not measure the 2x goal: the scheduler gives a "
+        "2-process contender about twice the CPU share of a 1-process one, and 2-thread contenders wait on each "
+        "other's preempted threads. The CPU-second columns do: on 2 idle cores, 2 processes x 1 thread reach at "
+        "most twice their tasks per CPU-second.",
         "", "Scaling from 1 to 2 processes (1 thread each):", "",
         *markdown_table(["shots", "adaptation", "1 process", "2 processes", "speed-up"], scaling), "",
         f"A 1024x1024 float32 matrix product runs at {peak[1]:.0f} GFLOP/s on 1 thread and {peak[2]:.0f} on 2 "
