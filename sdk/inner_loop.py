@@ -1,8 +1,8 @@
 """The adaptation routine: a head initialisation, then K full-batch SGD steps on the support loss.
 
 One pure function of a parameter dictionary, :meth:`InnerLoop.inner_update`, is what meta-training
-(vectorised over tasks with ``vmap``), evaluation and every exported graph run, padding and masks included,
-so what a device computes after export is exactly what the model was meta-trained to adapt with.
+(vectorised over tasks with ``vmap``, or task by task), evaluation and every exported graph run, padding and
+masks included, so what a device computes after export is exactly what the model was meta-trained to adapt with.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ class InnerLoop:
     :mod:`~edgeadapt.sdk.heads`) chooses where the head starts; with zeros or prototypes the head has ``ways``
     outputs (default: the model's), whatever the model was trained with; ``head_scale`` multiplies a prototype
     head's logits (an inverse temperature, see :func:`~edgeadapt.sdk.heads.prototype_head`). The model itself
-    is never modified: parameters are passed in as dictionaries.
+    is never modified: parameters are passed in as dictionaries. ``vectorise=False`` makes :meth:`adapt_batch`
+    adapt task by task when no graph is recorded (see there).
     """
 
     model: nn.Module
@@ -45,6 +46,7 @@ class InnerLoop:
     head_init: str = "learned"
     ways: int | None = None
     head_scale: float = 1.0
+    vectorise: bool = True
     _buffers: Params = field(init=False, repr=False, compare=False)
     _first: int = field(init=False, repr=False, compare=False)
     adapts: Callable[[str], bool] = field(init=False, repr=False, compare=False)
@@ -104,6 +106,7 @@ class InnerLoop:
         steps: int | None = None,
         example_mask: torch.Tensor | None = None,
         class_mask: torch.Tensor | None = None,
+        first_order: bool = False,
     ) -> Params:
         """Parameters after the head initialisation and ``steps`` (default ``inner_steps``) SGD steps on one task.
 
@@ -111,7 +114,9 @@ class InnerLoop:
         padding examples with ``example_mask`` 0.0 (or the label ``PAD_LABEL``) and absent classes with
         ``class_mask`` 0.0; by default a classification task's classes are labels ``0..max(support_y)``
         (see :meth:`task_class_mask`). Padding has no effect. Differentiable with respect to ``params``
-        (second order) under ``torch.func`` and ``torch.autograd``.
+        (second order) under ``torch.func`` and ``torch.autograd``; with ``first_order=True`` each step's gradient
+        is taken by plain autograd instead, recording no graph of it: the same steps, for callers that never
+        differentiate through them, outside ``vmap``.
         """
         steps = self.inner_steps if steps is None else steps
         example_mask, class_mask = self._masks(support_y, example_mask, class_mask)
@@ -119,7 +124,7 @@ class InnerLoop:
         frozen = {k: v for k, v in params.items() if not self.adapts(k)}
         inputs = self._frozen_forward(frozen, support_x)
         fast = self._initial_head(fast, inputs, support_y, example_mask)
-        gradient = grad(self._support_loss)
+        gradient = self._first_order_gradient if first_order else grad(self._support_loss)
         for _ in range(steps):
             g = gradient(fast, inputs, support_y, example_mask, class_mask)
             fast = {k: fast[k] - self.inner_lr * g[k] for k in fast}
@@ -127,10 +132,27 @@ class InnerLoop:
 
     def adapt_batch(self, params: Params, support_x: torch.Tensor, support_y: torch.Tensor,
                     example_mask: torch.Tensor | None = None, class_mask: torch.Tensor | None = None) -> Params:
-        """:meth:`inner_update` for a meta-batch of tasks at once (leading task dimension), with ``vmap``."""
+        """:meth:`inner_update` for a meta-batch of tasks at once (leading task dimension), with ``vmap``.
+
+        With ``vectorise=False`` and no graph being recorded (first-order callers, under ``torch.no_grad``), task
+        by task instead, first order and channels-last: on a CPU ``vmap`` turns each convolution into a grouped
+        one, slower per operation than one task's convolutions (see docs/benchmarks.md).
+        """
+        if not (self.vectorise or torch.is_grad_enabled()):
+            return self._adapt_each(params, support_x, support_y, example_mask, class_mask)
         dims = (None, 0, 0, None, None if example_mask is None else 0, None if class_mask is None else 0)
         update = vmap(self.inner_update, in_dims=dims, randomness="error")
         return update(params, support_x, support_y, None, example_mask, class_mask)
+
+    def _adapt_each(self, params: Params, support_x: torch.Tensor, support_y: torch.Tensor,
+                    example_mask: torch.Tensor | None, class_mask: torch.Tensor | None) -> Params:
+        """:meth:`adapt_batch` one task at a time, first order, images and kernels laid out channels-last."""
+        params = {k: _channels_last(v) for k, v in params.items()}
+        adapted = [self.inner_update(params, _channels_last(support_x[i]), support_y[i], None,
+                                     None if example_mask is None else example_mask[i],
+                                     None if class_mask is None else class_mask[i], first_order=True)
+                   for i in range(len(support_x))]
+        return {k: torch.stack([task[k] for task in adapted]).contiguous() for k in adapted[0]}
 
     def forward_batch(self, batched_params: Params, x: torch.Tensor) -> torch.Tensor:
         """Outputs for a task batch ``x`` (tasks, examples, ...) with per-task parameters."""
@@ -207,6 +229,14 @@ class InnerLoop:
             weight, bias = prototype_head(features, support_y, example_mask, self.ways, self.head_scale)
         return {**fast, "head.weight": weight, "head.bias": bias}
 
+    def _first_order_gradient(self, fast: Params, *inputs: torch.Tensor | None) -> Params:
+        """``grad(self._support_loss)(fast, *inputs)`` by plain autograd, with no graph of the gradient itself."""
+        with torch.enable_grad():
+            leaves = {k: v.detach().requires_grad_() for k, v in fast.items()}
+            values = torch.autograd.grad(self._support_loss(leaves, *inputs), list(leaves.values()),
+                                         materialize_grads=True)
+        return dict(zip(leaves, values))
+
     def _support_loss(self, fast: Params, inputs: torch.Tensor, support_y: torch.Tensor,
                       example_mask: torch.Tensor | None, class_mask: torch.Tensor | None) -> torch.Tensor:
         """The loss one inner step descends, as a function of the adapted parameters ``fast``."""
@@ -227,6 +257,11 @@ def inner_loop_from_config(model: nn.Module, training: dict, **overrides: object
     if settings["inner_lr"] is None or settings["inner_steps"] is None:
         raise ValueError("the checkpoint has no inner-loop settings (inner_lr, inner_steps)")
     return InnerLoop(model, **settings)  # type: ignore[arg-type]
+
+
+def _channels_last(tensor: torch.Tensor) -> torch.Tensor:
+    """A 4-d tensor (images, convolution kernels) in channels-last memory layout; others unchanged."""
+    return tensor.to(memory_format=torch.channels_last) if tensor.dim() == 4 else tensor
 
 
 def mask_classes(outputs: torch.Tensor, class_mask: torch.Tensor | None) -> torch.Tensor:

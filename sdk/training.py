@@ -78,10 +78,15 @@ class MetaTrainer:
     process draws its contiguous share of the meta-batch and :meth:`reduce` combines the shares' meta-gradients
     and metrics into exactly the meta-batch's (up to float rounding), so any number of processes takes the
     same steps as one.
+
+    ``vectorise`` chooses how first-order algorithms (Reptile, FOMAML) adapt a meta-batch (see
+    :meth:`InnerLoop.adapt_batch`): all tasks at once with ``vmap``, or task by task; by default vmap on
+    accelerators and task by task on a CPU, where it is faster. MAML always uses vmap.
     """
 
     def __init__(self, model: nn.Module, sampler: TaskSampler, config: MetaConfig,
-                 device: str | torch.device | None = None, timeout: float = distributed.DEFAULT_TIMEOUT):
+                 device: str | torch.device | None = None, timeout: float = distributed.DEFAULT_TIMEOUT,
+                 vectorise: bool | None = None):
         self.world = distributed.join(device, timeout)
         if config.meta_batch_size < self.world.size:
             raise ValueError(f"a meta-batch of {config.meta_batch_size} tasks cannot be shared by "
@@ -94,7 +99,8 @@ class MetaTrainer:
         self.algorithm = get_algorithm(config.algorithm)
         ways = getattr(sampler, "ways", None) if config.head_init != "learned" else None
         self.inner = InnerLoop(model, config.inner_lr, config.inner_steps, config.loss, config.scope,
-                               config.head_init, ways, head_scale=config.head_scale)
+                               config.head_init, ways, head_scale=config.head_scale,
+                               vectorise=self.device.type != "cpu" if vectorise is None else vectorise)
         self.optimizer = self.algorithm.optimizer(model.parameters(), config.outer)
         self.scheduler = self.algorithm.scheduler(self.optimizer, config.outer)
         self.iteration = 0

@@ -231,3 +231,53 @@ def test_vectorised_training_adaptation_equals_the_exported_routine(scope):
         for name in alone:
             torch.testing.assert_close(batched[name][task], alone[name])
     assert not any(v.requires_grad for v in batched.values())
+
+
+@pytest.mark.parametrize("scope", ["all", "head"])
+def test_task_by_task_first_order_adaptation_equals_the_exported_routine(scope):
+    """adapt_batch with vectorise=False under no_grad (Reptile, FOMAML on a CPU: one task at a time, plain
+    autograd, channels-last) gives each task what inner_update (torch.func, exported) gives."""
+    torch.manual_seed(11)
+    model = Conv4(ways=3, hidden=4)
+    inner = InnerLoop(model, 0.5, 3, scope=scope, vectorise=False)
+    g = torch.Generator().manual_seed(11)
+    sx = torch.randn(3, 6, 1, 28, 28, generator=g)
+    sy = torch.stack([torch.randperm(3, generator=g).repeat_interleave(2) for _ in range(3)])
+    calls = []
+    original = InnerLoop.inner_update
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs.get("first_order"))
+        return original(self, *args, **kwargs)
+
+    with torch.no_grad(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(InnerLoop, "inner_update", spy)
+        each = inner.adapt_batch(inner.params(), sx, sy)
+    assert calls == [True] * 3
+    for task in range(3):
+        alone = inner.inner_update(inner.params(), sx[task], sy[task])
+        for name in alone:
+            assert each[name][task].is_contiguous()
+            torch.testing.assert_close(each[name][task], alone[name])
+
+
+@pytest.mark.parametrize("gradient", [reptile_gradient, fomaml_gradient])
+def test_first_order_meta_gradients_do_not_depend_on_vectorising(gradient):
+    torch.manual_seed(12)
+    model = Conv4(ways=3, hidden=4)
+    g = torch.Generator().manual_seed(12)
+    sy = torch.stack([torch.randperm(3, generator=g).repeat_interleave(2) for _ in range(3)])
+    batch = TaskBatch(torch.randn(3, 6, 1, 28, 28, generator=g), sy, torch.randn(3, 6, 1, 28, 28, generator=g), sy)
+    vmapped = gradient(InnerLoop(model, 0.5, 2), {k: v.detach() for k, v in model.named_parameters()}, batch)
+    each = gradient(InnerLoop(model, 0.5, 2, vectorise=False), {k: v.detach() for k, v in model.named_parameters()},
+                    batch)
+    for name in vmapped.gradient:
+        torch.testing.assert_close(each.gradient[name], vmapped.gradient[name])
+    assert each.query_loss == pytest.approx(vmapped.query_loss)
+
+
+def test_the_trainer_adapts_task_by_task_on_a_cpu_unless_told():
+    sampler = type("S", (), {"loss": "mse"})()
+    config = MetaConfig("reptile", 0.1, 1.0, 1, 2, 1)
+    assert not MetaTrainer(MLP(), sampler, config).inner.vectorise
+    assert MetaTrainer(MLP(), sampler, config, vectorise=True).inner.vectorise
