@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from ..errors import CheckpointError, ConfigError
+
 Params = dict[str, torch.Tensor]
 FISHERS = ("true", "empirical")
 
@@ -28,11 +30,11 @@ class EWC:
     def __init__(self, model: nn.Module, lam: float, fisher: str = "true", gamma: float | None = None,
                  chunk_size: int = 32):
         if fisher not in FISHERS:
-            raise ValueError(f"fisher must be one of {FISHERS}, got {fisher!r}")
+            raise ConfigError(f"fisher must be one of {FISHERS}, got {fisher!r}")
         if lam < 0:
-            raise ValueError(f"lambda must be >= 0, got {lam}")
+            raise ConfigError(f"lambda must be >= 0, got {lam}")
         if gamma is not None and not 0 <= gamma <= 1:
-            raise ValueError(f"online EWC's gamma must be in [0, 1], got {gamma}")
+            raise ConfigError(f"online EWC's gamma must be in [0, 1], got {gamma}")
         self.model = model
         self.lam = lam
         self.fisher = fisher
@@ -99,4 +101,4 @@ class EWC:
             self.anchors = [({n: tensors[f"ewc.{t}.theta.{n}"] for n in names},
                              {n: tensors[f"ewc.{t}.fisher.{n}"] for n in names}) for t in range(count)]
         except KeyError as e:
-            raise KeyError(f"EWC state lacks {e.args[0]}") from None
+            raise CheckpointError(f"EWC state lacks {e.args[0]}") from None

@@ -1,9 +1,13 @@
 """Few-shot datasets: Omniglot from its official files, embedded procedural glyphs, sine-wave regression, and MNIST
-(for continual learning)."""
+(for continual learning).
 
+``base``: the class-indexed dataset tasks are drawn from; ``omniglot``, ``glyphs``, ``sine``, ``mnist``: one
+dataset each; ``paths``: where the data folder is; ``cache``: decoded arrays on disk; ``download``: verified fetches.
+"""
+
+from ..errors import DatasetError
 from .base import ClassDataset
 from .download import download_file, download_omniglot
-from .errors import DatasetError
 from .glyphs import glyph_splits, make_glyphs
 from .mnist import load_mnist, mnist_path
 from .omniglot import (
