@@ -9,6 +9,8 @@ scopes are measured on the same network.
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -64,6 +66,11 @@ def tasks(ways: int, shots: int, count: int, seed: int = 0, query_shots: int = 5
     for _ in range(count):
         b = sampler.sample(1)
         yield (b.support_x[0].numpy(), b.support_y[0].numpy(), b.query_x[0].numpy(), b.query_y[0].numpy())
+
+
+def float64_twin(inner: InnerLoop) -> InnerLoop:
+    """The same inner loop on a float64 copy of its model: the reference that float32 engines are measured against."""
+    return dataclasses.replace(inner, model=copy.deepcopy(inner.model).double())
 
 
 def pytorch_probabilities(inner: InnerLoop, support_x: np.ndarray, support_y: np.ndarray,

@@ -12,14 +12,12 @@ result is further than 1e-4 from it.
 from __future__ import annotations
 
 import argparse
-import copy
 
 import numpy as np
 import torch
 
 import edgeadapt.runtime as rt
-from deployment import TASKS, add_deployment_arguments, artifact, pytorch_probabilities, reference, tasks
-from edgeadapt.sdk.inner_loop import InnerLoop
+from deployment import TASKS, add_deployment_arguments, artifact, float64_twin, pytorch_probabilities, reference, tasks
 from report import write_section
 
 TOLERANCE = 1e-4
@@ -30,8 +28,7 @@ def measure(count: int, backends: list[str], scopes: list[str]) -> list[dict]:
     for scope in scopes:
         path = artifact(scope)
         inner = reference(path)
-        exact = InnerLoop(copy.deepcopy(inner.model).double(), inner.inner_lr, inner.inner_steps, inner.loss,
-                          inner.scope, inner.head_init, inner.ways, head_scale=inner.head_scale)
+        exact = float64_twin(inner)
         learners = {b: rt.load(path, backend=b, threads=1) for b in backends}
         for ways, shots in TASKS:
             worst = {b: 0.0 for b in backends}

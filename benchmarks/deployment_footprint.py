@@ -48,17 +48,16 @@ TORCH_JOB = PEAK_RSS + """
 import sys, time, numpy as np
 start = time.perf_counter()
 import torch
-from edgeadapt.sdk import InnerLoop, load_checkpoint
+from edgeadapt.sdk import load_checkpoint
+from edgeadapt.sdk.inner_loop import inner_loop_from_config
 torch.set_num_threads(1)
 model, config = load_checkpoint(sys.argv[1] + "/checkpoint")
-t = config["training"]
-inner = InnerLoop(model, t["inner_lr"], t["inner_steps"], "cross_entropy", t.get("scope", "all"))
+manifest = __import__("json").loads(open(sys.argv[1] + "/manifest.json").read())
+inner = inner_loop_from_config(model, config["training"], scope=manifest["scope"])  # as the artifact adapts
 task = np.load(sys.argv[2])
 y = torch.from_numpy(task["support_y"])
 mask = (torch.arange(model.head.out_features) <= y.max()).float()
-params = inner.inner_update(inner.params(), torch.from_numpy(task["support_x"]), y, class_mask=mask)
-with torch.no_grad():
-    inner.forward_with_weights(torch.from_numpy(task["query_x"]), params).argmax(1)
+inner.probabilities(torch.from_numpy(task["support_x"]), y, torch.from_numpy(task["query_x"]), mask).argmax(1)
 print(__import__("json").dumps({"seconds": time.perf_counter() - start, "torch": True,
       "peak_rss_mb": peak_rss_mb()}))
 """
