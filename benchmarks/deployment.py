@@ -34,11 +34,19 @@ def data_dir() -> Path:
     return Path(os.environ.get("EDGEADAPT_DATA", ROOT.parent / "shared" / "data"))
 
 
-def add_deployment_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every deployment benchmark takes: which backends and which scopes to measure."""
+def parse_deployment_arguments(doc: str, count: str, default: int, help: str) -> argparse.Namespace:
+    """A deployment benchmark's options: ``count`` (an int), which backends and which scopes to measure.
+
+    Also pins torch to one thread, as every deployment measurement runs.
+    """
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument(count, type=int, default=default, help=help)
     parser.add_argument("--backends", nargs="+", default=["onnxruntime", "executorch"])
     parser.add_argument("--scopes", nargs="+", default=["head", "all"], choices=["head", "all"],
                         help="head: the shipped artifact; all: the same weights adapting the whole network")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    return args
 
 
 def artifact(scope: str) -> Path:

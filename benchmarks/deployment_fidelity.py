@@ -11,13 +11,10 @@ result is further than 1e-4 from it.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
-import torch
 
 import edgeadapt.runtime as rt
-from deployment import TASKS, add_deployment_arguments, artifact, float64_twin, pytorch_probabilities, reference, tasks
+from deployment import TASKS, artifact, float64_twin, parse_deployment_arguments, pytorch_probabilities, reference, tasks
 from report import write_section
 
 TOLERANCE = 1e-4
@@ -54,11 +51,7 @@ def measure(count: int, backends: list[str], scopes: list[str]) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=100, help="tasks per scope and task size")
-    add_deployment_arguments(parser)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+    args = parse_deployment_arguments(__doc__, "--tasks", 100, "tasks per scope and task size")
     rows = measure(args.tasks, args.backends, args.scopes)
     lines = ["## Deployment fidelity: runtime vs PyTorch", "",
              "Query probabilities after adapting on the same support set, validation alphabets, pretrained "
