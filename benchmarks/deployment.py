@@ -12,7 +12,6 @@ import argparse
 import copy
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import torch
 
 from edgeadapt.export import export_artifact
 from edgeadapt.sdk import load_checkpoint
+from edgeadapt.sdk.datasets import find_data_dir
 from edgeadapt.sdk.inner_loop import InnerLoop, inner_loop_from_config
 from edgeadapt.sdk.recipes import make_sampler
 
@@ -27,11 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PRETRAINED = ROOT / "models" / "omniglot-conv4"
 FULL_ARTIFACT = ROOT / "runs" / "omniglot-conv4-all-artifact"
 TASKS = ((5, 1), (5, 5), (20, 1), (20, 5))  # (ways, shots)
-
-
-def data_dir() -> Path:
-    """$EDGEADAPT_DATA, else the shared data folder beside the project."""
-    return Path(os.environ.get("EDGEADAPT_DATA", ROOT.parent / "shared" / "data"))
 
 
 def parse_deployment_arguments(doc: str, count: str, default: int, help: str) -> argparse.Namespace:
@@ -69,7 +64,7 @@ def reference(artifact_path: Path, checkpoint: Path = PRETRAINED / "checkpoint")
 
 def tasks(ways: int, shots: int, count: int, seed: int = 0, query_shots: int = 5, within_alphabet: bool = False):
     """``count`` tasks from the validation alphabets as numpy (support_x, support_y, query_x, query_y)."""
-    sampler, _ = make_sampler("omniglot", data_dir(), "validation", ways, shots, query_shots, seed, training=False,
+    sampler, _ = make_sampler("omniglot", find_data_dir(), "validation", ways, shots, query_shots, seed, training=False,
                               within_alphabet=within_alphabet)
     for _ in range(count):
         b = sampler.sample(1)

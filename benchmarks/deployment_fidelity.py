@@ -14,8 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 import edgeadapt.runtime as rt
-from deployment import TASKS, artifact, float64_twin, parse_deployment_arguments, pytorch_probabilities, reference, tasks
-from report import write_section
+from deployment import (TASKS, artifact, float64_twin, parse_deployment_arguments, pytorch_probabilities, reference,
+                        tasks)
+from report import markdown_table, write_section
 
 TOLERANCE = 1e-4
 
@@ -59,15 +60,13 @@ def main() -> None:
              "whole network). "
              f"Goal: max |difference| <= {TOLERANCE:g} and identical argmax on every task.", "",
              "Columns: the largest difference from PyTorch float32 (the goal), from the exact (float64) "
-             "adaptation, and PyTorch float32's own largest difference from the exact adaptation.", "",
-             "| scope | task | backend | tasks | max diff. vs PyTorch | max diff. vs exact | PyTorch vs exact | "
-             "tasks with identical argmax | goal met |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        met = r["max_diff"] <= TOLERANCE and r["argmax_same"] == r["tasks"]
-        lines.append(f"| {r['scope']} | {r['task']} | {r['backend']} | {r['tasks']} | {r['max_diff']:.1e} | "
-                     f"{r['max_diff_exact']:.1e} | {r['torch_error']:.1e} | {r['argmax_same']}/{r['tasks']} | "
-                     f"{'yes' if met else 'no'} |")
+             "adaptation, and PyTorch float32's own largest difference from the exact adaptation.", ""]
+    lines += markdown_table(
+        ["scope", "task", "backend", "tasks", "max diff. vs PyTorch", "max diff. vs exact", "PyTorch vs exact",
+         "tasks with identical argmax", "goal met"],
+        [[r["scope"], r["task"], r["backend"], str(r["tasks"]), f"{r['max_diff']:.1e}", f"{r['max_diff_exact']:.1e}",
+          f"{r['torch_error']:.1e}", f"{r['argmax_same']}/{r['tasks']}",
+          "yes" if r["max_diff"] <= TOLERANCE and r["argmax_same"] == r["tasks"] else "no"] for r in rows])
     write_section("deployment-fidelity", "\n".join(lines), "python benchmarks/deployment_fidelity.py")
 
 
