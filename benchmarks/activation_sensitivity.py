@@ -13,14 +13,13 @@ networks carry the same weights (the pretrained checkpoint's), so only the activ
 from __future__ import annotations
 
 import argparse
-import copy
 
 import numpy as np
 import torch
 
-from deployment import PRETRAINED, TASKS, pytorch_probabilities, tasks
+from deployment import PRETRAINED, TASKS, float64_twin, pytorch_probabilities, tasks
 from edgeadapt.sdk import Conv4, load_checkpoint
-from edgeadapt.sdk.inner_loop import InnerLoop
+from edgeadapt.sdk.inner_loop import inner_loop_from_config
 from report import markdown_table, write_section
 
 PERTURBATION = 1e-6
@@ -39,8 +38,8 @@ def measure(count: int) -> list[dict]:
     rows = []
     for activation in ("relu", "elu"):
         model = with_activation(base, activation)
-        single = InnerLoop(model, training["inner_lr"], training["inner_steps"])
-        exact = InnerLoop(copy.deepcopy(model).double(), training["inner_lr"], training["inner_steps"])
+        single = inner_loop_from_config(model, training, scope="all", head_init="learned")  # the whole network
+        exact = float64_twin(single)
         for ways, shots in TASKS:
             moved, single_error = [], []
             for support_x, support_y, query_x, _ in tasks(ways, shots, count, seed=1):

@@ -9,8 +9,9 @@ scopes are measured on the same network.
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import torch
 
 from edgeadapt.export import export_artifact
 from edgeadapt.sdk import load_checkpoint
+from edgeadapt.sdk.datasets import find_data_dir
 from edgeadapt.sdk.inner_loop import InnerLoop, inner_loop_from_config
 from edgeadapt.sdk.recipes import make_sampler
 
@@ -27,16 +29,19 @@ FULL_ARTIFACT = ROOT / "runs" / "omniglot-conv4-all-artifact"
 TASKS = ((5, 1), (5, 5), (20, 1), (20, 5))  # (ways, shots)
 
 
-def data_dir() -> Path:
-    """$EDGEADAPT_DATA, else the shared data folder beside the project."""
-    return Path(os.environ.get("EDGEADAPT_DATA", ROOT.parent / "shared" / "data"))
+def parse_deployment_arguments(doc: str, count: str, default: int, help: str) -> argparse.Namespace:
+    """A deployment benchmark's options: ``count`` (an int), which backends and which scopes to measure.
 
-
-def add_deployment_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every deployment benchmark takes: which backends and which scopes to measure."""
+    Also pins torch to one thread, as every deployment measurement runs.
+    """
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument(count, type=int, default=default, help=help)
     parser.add_argument("--backends", nargs="+", default=["onnxruntime", "executorch"])
     parser.add_argument("--scopes", nargs="+", default=["head", "all"], choices=["head", "all"],
                         help="head: the shipped artifact; all: the same weights adapting the whole network")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    return args
 
 
 def artifact(scope: str) -> Path:
@@ -59,11 +64,16 @@ def reference(artifact_path: Path, checkpoint: Path = PRETRAINED / "checkpoint")
 
 def tasks(ways: int, shots: int, count: int, seed: int = 0, query_shots: int = 5, within_alphabet: bool = False):
     """``count`` tasks from the validation alphabets as numpy (support_x, support_y, query_x, query_y)."""
-    sampler, _ = make_sampler("omniglot", data_dir(), "validation", ways, shots, query_shots, seed, training=False,
+    sampler, _ = make_sampler("omniglot", find_data_dir(), "validation", ways, shots, query_shots, seed, training=False,
                               within_alphabet=within_alphabet)
     for _ in range(count):
         b = sampler.sample(1)
         yield (b.support_x[0].numpy(), b.support_y[0].numpy(), b.query_x[0].numpy(), b.query_y[0].numpy())
+
+
+def float64_twin(inner: InnerLoop) -> InnerLoop:
+    """The same inner loop on a float64 copy of its model: the reference that float32 engines are measured against."""
+    return dataclasses.replace(inner, model=copy.deepcopy(inner.model).double())
 
 
 def pytorch_probabilities(inner: InnerLoop, support_x: np.ndarray, support_y: np.ndarray,

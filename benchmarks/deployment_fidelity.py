@@ -11,16 +11,12 @@ result is further than 1e-4 from it.
 
 from __future__ import annotations
 
-import argparse
-import copy
-
 import numpy as np
-import torch
 
 import edgeadapt.runtime as rt
-from deployment import TASKS, add_deployment_arguments, artifact, pytorch_probabilities, reference, tasks
-from edgeadapt.sdk.inner_loop import InnerLoop
-from report import write_section
+from deployment import (TASKS, artifact, float64_twin, parse_deployment_arguments, pytorch_probabilities, reference,
+                        tasks)
+from report import markdown_table, write_section
 
 TOLERANCE = 1e-4
 
@@ -30,8 +26,7 @@ def measure(count: int, backends: list[str], scopes: list[str]) -> list[dict]:
     for scope in scopes:
         path = artifact(scope)
         inner = reference(path)
-        exact = InnerLoop(copy.deepcopy(inner.model).double(), inner.inner_lr, inner.inner_steps, inner.loss,
-                          inner.scope, inner.head_init, inner.ways, head_scale=inner.head_scale)
+        exact = float64_twin(inner)
         learners = {b: rt.load(path, backend=b, threads=1) for b in backends}
         for ways, shots in TASKS:
             worst = {b: 0.0 for b in backends}
@@ -57,11 +52,7 @@ def measure(count: int, backends: list[str], scopes: list[str]) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=100, help="tasks per scope and task size")
-    add_deployment_arguments(parser)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+    args = parse_deployment_arguments(__doc__, "--tasks", 100, "tasks per scope and task size")
     rows = measure(args.tasks, args.backends, args.scopes)
     lines = ["## Deployment fidelity: runtime vs PyTorch", "",
              "Query probabilities after adapting on the same support set, validation alphabets, pretrained "
@@ -69,15 +60,13 @@ def main() -> None:
              "whole network). "
              f"Goal: max |difference| <= {TOLERANCE:g} and identical argmax on every task.", "",
              "Columns: the largest difference from PyTorch float32 (the goal), from the exact (float64) "
-             "adaptation, and PyTorch float32's own largest difference from the exact adaptation.", "",
-             "| scope | task | backend | tasks | max diff. vs PyTorch | max diff. vs exact | PyTorch vs exact | "
-             "tasks with identical argmax | goal met |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        met = r["max_diff"] <= TOLERANCE and r["argmax_same"] == r["tasks"]
-        lines.append(f"| {r['scope']} | {r['task']} | {r['backend']} | {r['tasks']} | {r['max_diff']:.1e} | "
-                     f"{r['max_diff_exact']:.1e} | {r['torch_error']:.1e} | {r['argmax_same']}/{r['tasks']} | "
-                     f"{'yes' if met else 'no'} |")
+             "adaptation, and PyTorch float32's own largest difference from the exact adaptation.", ""]
+    lines += markdown_table(
+        ["scope", "task", "backend", "tasks", "max diff. vs PyTorch", "max diff. vs exact", "PyTorch vs exact",
+         "tasks with identical argmax", "goal met"],
+        [[r["scope"], r["task"], r["backend"], str(r["tasks"]), f"{r['max_diff']:.1e}", f"{r['max_diff_exact']:.1e}",
+          f"{r['torch_error']:.1e}", f"{r['argmax_same']}/{r['tasks']}",
+          "yes" if r["max_diff"] <= TOLERANCE and r["argmax_same"] == r["tasks"] else "no"] for r in rows])
     write_section("deployment-fidelity", "\n".join(lines), f"python benchmarks/deployment_fidelity.py --tasks "
                   f"{args.tasks} --scopes {' '.join(args.scopes)} --backends {' '.join(args.backends)}")
 

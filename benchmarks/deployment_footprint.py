@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deployment import PRETRAINED, ROOT, data_dir, tasks
-from report import write_section
+from deployment import PRETRAINED, ROOT, tasks
+from edgeadapt.sdk.datasets import find_data_dir
+from report import markdown_table, write_section
 
 # Peak RSS of this process image. (getrusage's ru_maxrss would carry the parent's peak across exec.)
 PEAK_RSS = """
@@ -48,17 +49,16 @@ TORCH_JOB = PEAK_RSS + """
 import sys, time, numpy as np
 start = time.perf_counter()
 import torch
-from edgeadapt.sdk import InnerLoop, load_checkpoint
+from edgeadapt.sdk import load_checkpoint
+from edgeadapt.sdk.inner_loop import inner_loop_from_config
 torch.set_num_threads(1)
 model, config = load_checkpoint(sys.argv[1] + "/checkpoint")
-t = config["training"]
-inner = InnerLoop(model, t["inner_lr"], t["inner_steps"], "cross_entropy", t.get("scope", "all"))
+manifest = __import__("json").loads(open(sys.argv[1] + "/manifest.json").read())
+inner = inner_loop_from_config(model, config["training"], scope=manifest["scope"])  # as the artifact adapts
 task = np.load(sys.argv[2])
 y = torch.from_numpy(task["support_y"])
 mask = (torch.arange(model.head.out_features) <= y.max()).float()
-params = inner.inner_update(inner.params(), torch.from_numpy(task["support_x"]), y, class_mask=mask)
-with torch.no_grad():
-    inner.forward_with_weights(torch.from_numpy(task["query_x"]), params).argmax(1)
+inner.probabilities(torch.from_numpy(task["support_x"]), y, torch.from_numpy(task["query_x"]), mask).argmax(1)
 print(__import__("json").dumps({"seconds": time.perf_counter() - start, "torch": True,
       "peak_rss_mb": peak_rss_mb()}))
 """
@@ -67,7 +67,7 @@ print(__import__("json").dumps({"seconds": time.perf_counter() - start, "torch":
 def run(job: str, task_file: str) -> dict:
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", job, str(PRETRAINED), task_file], capture_output=True, text=True,
-                         env={"OMP_NUM_THREADS": "1", "EDGEADAPT_DATA": str(data_dir()), "PATH": "/usr/bin:/bin"},
+                         env={"OMP_NUM_THREADS": "1", "EDGEADAPT_DATA": str(find_data_dir()), "PATH": "/usr/bin:/bin"},
                          check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["process_seconds"] = time.perf_counter() - start
@@ -102,16 +102,16 @@ def main() -> None:
     lines = ["## Deployment: cold start, memory and size", "",
              f"Fresh process: import, load the pretrained model, adapt to one 5-way 5-shot task, predict 25 "
              f"queries; one thread; median of {args.runs} interleaved runs. Goal: runtime peak RSS <= 0.3x PyTorch's.",
-             "", "| process | in-process seconds | process wall seconds (with interpreter start) | peak RSS MB | "
-             "RSS vs PyTorch |", "|---|---|---|---|---|"]
-    for name, s in summary.items():
-        lines.append(f"| {name} | {s['seconds']:.2f} | {s['process_seconds']:.2f} | {s['peak_rss_mb']:.0f} | "
-                     f"{s['peak_rss_mb'] / torch_rss:.2f}x |")
+             ""]
+    lines += markdown_table(
+        ["process", "in-process seconds", "process wall seconds (with interpreter start)", "peak RSS MB",
+         "RSS vs PyTorch"],
+        [[name, f"{s['seconds']:.2f}", f"{s['process_seconds']:.2f}", f"{s['peak_rss_mb']:.0f}",
+          f"{s['peak_rss_mb'] / torch_rss:.2f}x"] for name, s in summary.items()])
     lines += ["", f"Artifact size: parameters {param_bytes / 1e6:.3f} MB (float32); the ONNX adapt + predict graphs "
-              f"{graphs / 1e6:.3f} MB = {graphs / param_bytes:.2f}x (goal <= 1.5x). Every file:", "",
-              "| file | MB |", "|---|---|"]
-    for name in sorted(manifest["files"]):
-        lines.append(f"| {name} | {(PRETRAINED / name).stat().st_size / 1e6:.3f} |")
+              f"{graphs / 1e6:.3f} MB = {graphs / param_bytes:.2f}x (goal <= 1.5x). Every file:", ""]
+    lines += markdown_table(["file", "MB"], [[name, f"{(PRETRAINED / name).stat().st_size / 1e6:.3f}"]
+                                             for name in sorted(manifest["files"])])
     write_section("deployment-footprint", "\n".join(lines), "python benchmarks/deployment_footprint.py")
     print("\n".join(lines))
 

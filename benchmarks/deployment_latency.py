@@ -13,7 +13,6 @@ FlopCounterMode, multiply-add = 2) against this core's fp32 FMA peak.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import edgeadapt.runtime as rt
-from deployment import add_deployment_arguments, artifact, reference, tasks
+from deployment import artifact, parse_deployment_arguments, reference, tasks
 from edgeadapt.sdk.heads import prototype_head
 from edgeadapt.sdk.inner_loop import InnerLoop, mask_classes
 from report import markdown_table, write_section
@@ -96,11 +95,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=30, help="timed rounds per contender and task")
-    add_deployment_arguments(parser)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+    args = parse_deployment_arguments(__doc__, "--repeats", 30, "timed rounds per contender and task")
     peak, peak_text = fma_peak_gflops()
     rows, sizes = [], []
     for scope in args.scopes:

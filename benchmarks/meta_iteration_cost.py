@@ -22,7 +22,7 @@ import torch
 from edgeadapt.sdk import Conv4, MetaConfig, MetaTrainer
 from edgeadapt.sdk.recipes import make_sampler, recipe_defaults
 
-from report import write_section
+from report import markdown_table, write_section
 
 ALGORITHMS = ("reptile", "fomaml", "maml")
 
@@ -75,13 +75,12 @@ def main() -> None:
     lines = ["## Cost of a meta-iteration: Reptile vs FOMAML vs MAML", "",
              f"Conv4 (113k parameters), Omniglot 5-way {args.shots}-shot, 5 queries per class, meta-batch "
              f"{args.meta_batch}, 5 inner SGD steps, CPU; {args.iterations} timed iterations after 3 warm-up ones. "
-             "Memory: peak resident memory of the process above its level before the timed iterations.", "",
-             "| algorithm | s / meta-iteration | time vs MAML | peak working memory (MiB) | memory vs MAML |",
-             "|---|---|---|---|---|"]
-    for algorithm in ALGORITHMS:
-        r = rows[algorithm]
-        lines.append(f"| {algorithm} | {r['seconds']:.3f} | {r['seconds'] / maml['seconds']:.2f}x | "
-                     f"{r['peak_extra_mib']:.1f} | {r['peak_extra_mib'] / maml['peak_extra_mib']:.2f}x |")
+             "Memory: peak resident memory of the process above its level before the timed iterations.", ""]
+    lines += markdown_table(
+        ["algorithm", "s / meta-iteration", "time vs MAML", "peak working memory (MiB)", "memory vs MAML"],
+        [[a, f"{rows[a]['seconds']:.3f}", f"{rows[a]['seconds'] / maml['seconds']:.2f}x",
+          f"{rows[a]['peak_extra_mib']:.1f}", f"{rows[a]['peak_extra_mib'] / maml['peak_extra_mib']:.2f}x"]
+         for a in ALGORITHMS])
     write_section("meta-iteration-cost", "\n".join(lines), "python benchmarks/meta_iteration_cost.py")
 
 

@@ -21,7 +21,7 @@ from edgeadapt.sdk.checkpoint import load_training_state
 from edgeadapt.sdk.cli import main as cli
 from edgeadapt.sdk.recipes import make_sampler
 
-from report import write_section
+from report import markdown_table, write_section
 
 ITERATIONS = {"reptile": 2000, "fomaml": 3500, "maml": 3000}
 
@@ -84,12 +84,12 @@ def main() -> None:
     lines = ["## Omniglot: 5-way accuracy on held-out background alphabets", "",
              "Trained 5-way 5-shot on the 24 training alphabets of the background set (x4 rotations), "
              "evaluated on the 6 validation alphabets (Bengali, Futurama, Hebrew, Korean, Tagalog, Tifinagh), "
-             f"non-transductive, mean ± 95% CI over {args.tasks} tasks with 5 queries per class.", "",
-             "| algorithm | meta-iterations | inner steps x lr | outer lr | 1-shot | 5-shot |", "|---|---|---|---|---|---|"]
-    for algorithm, iterations, training, results in rows:
-        cells = [f"{100 * r.mean:.2f} ± {100 * r.ci95:.2f}" for r in (results[1], results[5])]
-        lines.append(f"| {algorithm} | {iterations} | {training['inner_steps']} x {training['inner_lr']} | "
-                     f"{training['outer_lr']} | {cells[0]} | {cells[1]} |")
+             f"non-transductive, mean ± 95% CI over {args.tasks} tasks with 5 queries per class.", ""]
+    lines += markdown_table(
+        ["algorithm", "meta-iterations", "inner steps x lr", "outer lr", "1-shot", "5-shot"],
+        [[algorithm, str(iterations), f"{training['inner_steps']} x {training['inner_lr']}", str(training["outer_lr"]),
+          *(f"{100 * r.mean:.2f} ± {100 * r.ci95:.2f}" for r in (results[1], results[5]))]
+         for algorithm, iterations, training, results in rows])
     write_section("omniglot-accuracy", "\n".join(lines), "python benchmarks/omniglot_accuracy.py")
 
 

@@ -16,9 +16,10 @@ import argparse
 import json
 from pathlib import Path
 
-from deployment import ROOT, TASKS, data_dir
+from deployment import ROOT, TASKS
 from edgeadapt.sdk import evaluate, load_checkpoint
 from edgeadapt.sdk.checkpoint import load_training_state
+from edgeadapt.sdk.datasets import find_data_dir
 from edgeadapt.sdk.recipes import make_sampler
 from report import markdown_table, write_section
 
@@ -61,7 +62,7 @@ def row_scores(row: tuple, tasks: int) -> dict[str, list[float]]:
         model, _ = load_checkpoint(run / "checkpoint")
         saved[key] = {}
         for ways, shots, within in CELLS:
-            sampler, _ = make_sampler("omniglot", data_dir(), "validation", ways, shots, 5, seed=11,
+            sampler, _ = make_sampler("omniglot", find_data_dir(), "validation", ways, shots, 5, seed=11,
                                       training=False, within_alphabet=within)
             result = evaluate(model, sampler, lr, steps, tasks, scope=scope, head_init="prototypes",
                               head_scale=scale)

@@ -22,7 +22,7 @@ from torch import nn
 from edgeadapt.sdk import Conv4, MetaConfig, MetaTrainer, TaskBatch
 from edgeadapt.sdk.recipes import make_sampler
 
-from report import write_section
+from report import markdown_table, write_section
 
 INNER_LR, INNER_STEPS, META_LR, META_BATCH = 0.1, 5, 1.0, 5
 
@@ -92,13 +92,13 @@ def main() -> None:
     lines = ["## Reptile meta-training throughput vs a deep-copy + torch.optim.SGD loop", "",
              f"Conv4, Omniglot 5-way, meta-batch {META_BATCH}, {INNER_STEPS} inner SGD steps, CPU; median of "
              f"{args.rounds} interleaved rounds of {args.per_round} meta-iterations each. Both produce the same "
-             "weights (checked before timing).", "",
-             "| shots | edgeadapt (meta-it/s) | deep-copy loop (meta-it/s) | speed-up | weight difference |",
-             "|---|---|---|---|---|"]
+             "weights (checked before timing).", ""]
     for r in rows:
         print(r, flush=True)
-        lines.append(f"| {r['shots']} | {1 / r['ours']:.2f} | {1 / r['loop']:.2f} | {r['loop'] / r['ours']:.2f}x | "
-                     f"{r['max_diff']:.1e} |")
+    lines += markdown_table(
+        ["shots", "edgeadapt (meta-it/s)", "deep-copy loop (meta-it/s)", "speed-up", "weight difference"],
+        [[str(r["shots"]), f"{1 / r['ours']:.2f}", f"{1 / r['loop']:.2f}", f"{r['loop'] / r['ours']:.2f}x",
+          f"{r['max_diff']:.1e}"] for r in rows])
     write_section("reptile-throughput", "\n".join(lines), "python benchmarks/reptile_throughput.py")
 
 

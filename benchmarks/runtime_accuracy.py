@@ -21,7 +21,7 @@ import torch
 import edgeadapt.runtime as rt
 from deployment import ROOT, TASKS, pytorch_probabilities, reference, tasks
 from edgeadapt.export import export_artifact
-from report import write_section
+from report import markdown_table, write_section
 
 RUN = ROOT / "runs" / "omniglot-conv4-train"
 
@@ -49,9 +49,8 @@ def main() -> None:
              f"model is, adapted on the same {args.tasks} tasks per row (5 queries per class, non-transductive) "
              "by PyTorch and by `edgeadapt.runtime` (onnxruntime), on the 6 validation alphabets. Mean accuracy "
              "% ± 95% CI. Goals: within 0.5 points of each other; 97.5 / 99.3 / 92 / 98 on the four standard rows.",
-             "",
-             "| task | PyTorch | runtime | difference (points) | tasks with a different prediction |",
-             "|---|---|---|---|---|"]
+             ""]
+    table = []
     rows = [(ways, shots, False) for ways, shots in TASKS] + [(20, 1, True)]
     for ways, shots, within in rows:
         torch_scores, runtime_scores, changed = [], [], 0
@@ -63,9 +62,11 @@ def main() -> None:
             changed += int((got != expected).any())
         (tm, tc), (rm, rc) = mean_ci(torch_scores), mean_ci(runtime_scores)
         name = f"{ways}-way {shots}-shot" + (", within one alphabet" if within else "")
-        lines.append(f"| {name} | {tm:.2f} ± {tc:.2f} | {rm:.2f} ± {rc:.2f} | {rm - tm:+.2f} | "
-                     f"{changed}/{args.tasks} |")
-        print(lines[-1], flush=True)
+        table.append([name, f"{tm:.2f} ± {tc:.2f}", f"{rm:.2f} ± {rc:.2f}", f"{rm - tm:+.2f}",
+                      f"{changed}/{args.tasks}"])
+        print(table[-1], flush=True)
+    lines += markdown_table(["task", "PyTorch", "runtime", "difference (points)", "tasks with a different prediction"],
+                            table)
     write_section("runtime-accuracy", "\n".join(lines), "python benchmarks/runtime_accuracy.py")
 
 

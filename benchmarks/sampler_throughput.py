@@ -17,7 +17,7 @@ import torch
 
 from edgeadapt.sdk.recipes import make_sampler
 
-from report import write_section
+from report import markdown_table, write_section
 
 WAYS, SHOTS, QUERIES = 5, 10, 5
 
@@ -54,11 +54,10 @@ def main() -> None:
             ("per-task Python loop", rate(lambda: per_task_loop(sampler.dataset.images, rng), 1, args.seconds))]
     lines = ["## Task sampling speed", "",
              f"Omniglot training split with rotations ({data['classes']} classes), {WAYS}-way {SHOTS}-shot with "
-             f"{QUERIES} queries per class, CPU, {args.seconds:.0f} s each.", "",
-             "| sampler | tasks / s |", "|---|---|"]
+             f"{QUERIES} queries per class, CPU, {args.seconds:.0f} s each.", ""]
     for name, tasks_per_second in rows:
         print(f"{name}: {tasks_per_second:.0f} tasks/s", flush=True)
-        lines.append(f"| {name} | {tasks_per_second:,.0f} |")
+    lines += markdown_table(["sampler", "tasks / s"], [[name, f"{per_second:,.0f}"] for name, per_second in rows])
     write_section("sampler-throughput", "\n".join(lines), "python benchmarks/sampler_throughput.py")
 
 

@@ -62,6 +62,8 @@ def main() -> None:
     if path is None:
         data = Path(os.environ.get("EDGEADAPT_DATA", Path(__file__).resolve().parent.parent.parent / "shared/data"))
         path = data / "omniglot" / "images_background.zip"
+    if not path.is_file():
+        parser.error(f"no Omniglot zip at {path}: pass --omniglot PATH or set EDGEADAPT_DATA")
     pool = characters(path, VALIDATION_ALPHABETS if args.omniglot is None else None)
     rng = random.Random(args.seed)
     chosen = rng.sample(sorted(pool), args.ways)

@@ -1,4 +1,10 @@
-"""edgeadapt.export: turn a meta-trained checkpoint into an artifact that devices adapt without PyTorch."""
+"""edgeadapt.export: turn a meta-trained checkpoint into an artifact that devices adapt without PyTorch.
+
+- ``onnx_graphs``: the inner loop traced into ``adapt`` and ``predict`` programs, written as ONNX;
+- ``decompositions``: rewrites that make the gradient step expressible in ONNX and ExecuTorch;
+- ``executorch_program``: the ExecuTorch (XNNPACK) program, ``model.pte``;
+- ``artifact``: :func:`export_artifact`, the folder with graphs, ORT copies, self-check and sealed manifest.
+"""
 
 from .artifact import export_artifact
 

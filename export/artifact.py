@@ -20,6 +20,7 @@ from edgeadapt.runtime.format.manifest import FORMAT_VERSION, canonical_bytes, m
 from edgeadapt.runtime.format.names import ADAPT_INPUTS, ADAPT_ONNX, MANIFEST, PREDICT_ONNX, PTE, SELFCHECK, SIGNATURE
 from edgeadapt.runtime.format.signing import sign
 from edgeadapt.sdk.checkpoint import load_checkpoint
+from edgeadapt.sdk.errors import ConfigError, ExportError
 from edgeadapt.sdk.inner_loop import InnerLoop, inner_loop_from_config
 
 from .executorch_program import PREDICT_BATCH, executorch_available, export_executorch, support_sizes
@@ -53,32 +54,32 @@ def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_w
     """
     target = Path(out)
     if target.exists() and not target.is_dir():
-        raise ValueError(f"{target} exists and is not an artifact folder; choose another output path")
+        raise ConfigError(f"{target} exists and is not an artifact folder; choose another output path")
     if target.is_dir() and any(target.iterdir()):
         if not (target / MANIFEST).is_file():
-            raise ValueError(f"{target} is a folder that holds no artifact; not replacing it")
+            raise ConfigError(f"{target} is a folder that holds no artifact; not replacing it")
         if not overwrite:
-            raise ValueError(f"{target} already holds an artifact; pass --force (overwrite=True in Python) to replace it")
+            raise ConfigError(f"{target} already holds an artifact; pass --force (overwrite=True in Python) to replace it")
     if executorch is None:
         executorch = executorch_available()
     elif executorch and not executorch_available():
-        raise ValueError("the ExecuTorch program needs the executorch package: pip install './[executorch]'")
+        raise ConfigError("the ExecuTorch program needs the executorch package: pip install './[executorch]'")
     if sign_key is not None and not Path(sign_key).is_file():
-        raise ValueError(f"no signing key at {sign_key}")
+        raise ConfigError(f"no signing key at {sign_key}")
     model, config = load_checkpoint(checkpoint)
     training = config.get("training", {})
     if training.get("loss", "cross_entropy") != "cross_entropy":
-        raise ValueError("only classification models can be exported")
+        raise ConfigError("only classification models can be exported")
     head_init = head_init or training.get("head_init", "learned")
     outputs = model.head.out_features
     if max_ways is None:
         max_ways = outputs if head_init == "learned" else DEFAULT_MAX_WAYS
     if max_ways < 2 or (head_init == "learned" and max_ways > outputs):
         limit = f"between 2 and the model's {outputs} outputs" if head_init == "learned" else "at least 2"
-        raise ValueError(f"max_ways must be {limit}, got {max_ways}")
+        raise ConfigError(f"max_ways must be {limit}, got {max_ways}")
     max_shots = DEFAULT_MAX_SHOTS if max_shots is None else max_shots
     if max_shots < 1:
-        raise ValueError(f"max_shots must be >= 1, got {max_shots}")
+        raise ConfigError(f"max_shots must be >= 1, got {max_shots}")
     model_config = config["model"]["config"]
     spec = GraphSpec((model_config.get("in_channels", 1), model_config["image_size"], model_config["image_size"]),
                      max_ways, max_shots)
@@ -134,7 +135,7 @@ def write_ort_format(folder: Path) -> None:
                "--optimization_style", "Fixed", "--target_platform", "arm"]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"ORT-format conversion failed: {result.stderr.strip()[-2000:]}")
+        raise ExportError(f"ORT-format conversion failed: {result.stderr.strip()[-2000:]}")
     config = folder / "required_operators.config"
     # The generated header names the staging paths; keep only the operator lines and say what they are for.
     operators = [line for line in config.read_text().splitlines() if line and not line.startswith("#")]

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch._decomp import core_aten_decompositions
 
+from edgeadapt.sdk.errors import UnsupportedExportError
+
 aten = torch.ops.aten
 Decompositions = dict[torch._ops.OperatorBase, Callable]
 
@@ -94,7 +96,7 @@ def _im2col(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
     n, c = x.shape[:2]
     (kh, kw), (left, right, top, bottom) = kernel, pad
     if left != right or top != bottom:
-        raise NotImplementedError("only symmetric padding can be exported with gradients")
+        raise UnsupportedExportError("only symmetric padding can be exported with gradients")
     c, kh, kw = int(c), int(kh), int(kw)  # constants, also when tracing with symbolic shapes
     patches = F.conv2d(x, _one_hot_taps(c, kh, kw, x.dtype), None, stride, (top, left), 1, c)
     ho, wo = patches.shape[2], patches.shape[3]
@@ -137,7 +139,7 @@ def _conv_matmul(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int],
 
 def _check_plain_conv(transposed: bool, groups: int, dilation: list[int], weight: torch.Tensor) -> None:
     if transposed or groups != 1 or any(d != 1 for d in dilation) or weight.dim() != 4:
-        raise NotImplementedError("only ungrouped, undilated 2-D convolutions can be exported with gradients")
+        raise UnsupportedExportError("only ungrouped, undilated 2-D convolutions can be exported with gradients")
 
 
 def convolution_as_matmul(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,

@@ -57,7 +57,8 @@ def lower_to_xnnpack(inner: InnerLoop, spec: GraphSpec, adapt_sizes: list[int],
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
-    frozen_backbone = inner.scope == "head"  # the backbone's convolutions have constant weights
+    # the backbone's convolutions have constant weights when only the head adapts
+    frozen_backbone = not any(inner.is_adapted(name) for name in inner.params() if not name.startswith("head."))
     table = matmul_decompositions(convolution_weights_are_inputs=not frozen_backbone)
     programs = {adapt_method(n): adapt_program(inner, spec, table, fixed_support=n) for n in adapt_sizes}
     if predict_batch is not None:

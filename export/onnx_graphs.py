@@ -20,7 +20,7 @@ from torch import nn
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from edgeadapt.runtime.format.names import ADAPT_INPUTS, PREDICT_INPUTS, PREDICT_OUTPUTS
-from edgeadapt.sdk.inner_loop import InnerLoop, mask_classes
+from edgeadapt.sdk.inner_loop import InnerLoop
 
 from .decompositions import Decompositions, export_decompositions
 
@@ -139,7 +139,7 @@ def predict_program(inner: InnerLoop, spec: GraphSpec, max_batch: int = 1 << 16,
 
     def predict(x, class_mask, *weights):
         values = dict(zip(adapted + frozen, weights))
-        return (torch.softmax(mask_classes(inner.forward_with_weights(x, values), class_mask), dim=-1),)
+        return (inner.predict_probabilities(x, values, class_mask),)
 
     adapted_example = example_adapted(inner, spec)
     example = (torch.zeros(2, *spec.input_shape), torch.ones(spec.max_ways), *(adapted_example[n] for n in adapted))

@@ -6,8 +6,9 @@
 #   3. export the artifact (head-only adaptation, 2..20 ways, 1..10 shots; ONNX, .ort and, with executorch
 #      installed, .pte) and keep the checkpoint beside it.
 #   bash models/reproduce_omniglot_conv4.sh [SPLIT] [--device cuda]   # SPLIT=train: the validation twin (24 alphabets)
-# Data: $EDGEADAPT_DATA (a folder holding omniglot/images_background.zip). Training takes about 35 minutes on
-# 2 quiet CPU cores per split (pretraining about 25, fine-tuning about 8); the ExecuTorch export about 10 more.
+# Data: $EDGEADAPT_DATA (a folder holding omniglot/images_background.zip). Training takes about 31 minutes on a
+# 2-core CPU per split (pretraining about 25, fine-tuning about 6; docs/benchmarks.md); the export a few minutes
+# more, and up to 19 with the ExecuTorch program (docs/deploy.md).
 set -euo pipefail
 split="${1:-all}"
 shift || true

@@ -1,7 +1,9 @@
 """edgeadapt.runtime: adapt an exported model on device with numpy and onnxruntime only (no torch).
 
-``format/`` holds the artifact format shared with ``edgeadapt.export``; ``preprocess`` turns raw images into
-what a model expects; ``state`` is the saved-state format of :meth:`AdaptedLearner.save`.
+``learner`` holds the API (:func:`load`, :class:`Learner`, :class:`AdaptedLearner`); ``backends`` the engines
+(onnxruntime, ExecuTorch), fed verified bytes; ``format/`` the artifact format shared with ``edgeadapt.export``;
+``state`` the saved-state format of :meth:`AdaptedLearner.save`; ``preprocess`` turns raw images into what a
+model expects; ``errors`` the exceptions, all :class:`EdgeAdaptError`.
 """
 
 from .errors import (AdaptationError, ArtifactError, EdgeAdaptError, EngineError, InputError, InputTypeError,

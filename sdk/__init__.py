@@ -1,7 +1,19 @@
-"""edgeadapt.sdk: meta-train few-shot models (Reptile, FOMAML, MAML) in PyTorch."""
+"""edgeadapt.sdk: pretrain and meta-train few-shot models (Reptile, FOMAML, MAML) in PyTorch.
+
+- ``datasets/``: Omniglot, procedural glyphs, sine regression, MNIST; the data folder, cache and downloads;
+- ``algorithms/``: the meta-learning algorithms, one per module; ``continual/``: learning a stream of tasks;
+- ``tasks``: episodic task sampling; ``models``: networks and their registry; ``inner_loop``, ``scopes`` and
+  ``heads``: the one adaptation routine, what it adapts and where its head starts;
+- ``training``, ``pretraining`` (with ``augment``), ``run_loop``, ``run_state``, ``distributed``: training
+  runs, resumable, on one or several processes; ``evaluation``: mean and 95% CI over tasks; ``checkpoint``:
+  verified checkpoints;
+- ``recipes``, ``cli``, ``pretrain_cli``: the ``edgeadapt`` command line; ``errors``: :class:`SDKError` and
+  its subclasses, raised for every failure.
+"""
 
 from .algorithms import ALGORITHMS, FOMAML, MAML, MetaAlgorithm, Reptile, fomaml_gradient, get_algorithm, maml_gradient, reptile_gradient
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
+from .errors import CheckpointError, ConfigError, DatasetError, SDKError
 from .evaluation import EvalResult, evaluate, reptile_adapt
 from .inner_loop import InnerLoop
 from .models import MLP, Conv4, build_model, register_model
@@ -9,9 +21,9 @@ from .tasks import EpisodeSampler, TaskBatch
 from .training import MetaConfig, MetaTrainer, meta_train, reptile_train, train_maml
 
 __all__ = [
-    "ALGORITHMS", "CheckpointError", "Conv4", "EpisodeSampler", "EvalResult", "FOMAML", "InnerLoop", "MAML", "MLP",
-    "MetaAlgorithm", "MetaConfig", "MetaTrainer", "Reptile", "TaskBatch", "build_model", "evaluate",
-    "fomaml_gradient", "get_algorithm", "meta_train",
-    "load_checkpoint", "maml_gradient", "register_model", "reptile_adapt", "reptile_gradient",
-    "reptile_train", "save_checkpoint", "train_maml",
+    "ALGORITHMS", "FOMAML", "MAML", "MLP", "CheckpointError", "ConfigError", "Conv4", "DatasetError",
+    "EpisodeSampler", "EvalResult", "InnerLoop", "MetaAlgorithm", "MetaConfig", "MetaTrainer", "Reptile",
+    "SDKError", "TaskBatch", "build_model", "evaluate", "fomaml_gradient", "get_algorithm", "load_checkpoint",
+    "maml_gradient", "meta_train", "register_model", "reptile_adapt", "reptile_gradient", "reptile_train",
+    "save_checkpoint", "train_maml",
 ]

@@ -27,14 +27,11 @@ from edgeadapt.runtime.errors import ArtifactError
 from edgeadapt.runtime.format.files import atomic_folder, read_regular_file, sha256_bytes
 from edgeadapt.runtime.format.manifest import MAX_MANIFEST_BYTES, parse_json
 
+from .errors import CheckpointError
 from .models import build_model, model_spec
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, incomplete, corrupt, tampered with or of an unknown format."""
 
 
 def save_checkpoint(
@@ -69,7 +66,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     spec = config.get("model", {})
     try:
         model = build_model(spec["name"], spec["config"])
-    except (KeyError, TypeError) as e:
+    except (KeyError, TypeError, ValueError) as e:  # ValueError: the model's own ConfigError on a bad setting
         raise CheckpointError(f"{folder / 'config.json'}: cannot rebuild the model from {spec!r}: {e}") from e
     weights = _load_tensors(folder / "model.safetensors")
     try:

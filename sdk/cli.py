@@ -21,8 +21,8 @@ from edgeadapt.runtime.errors import EdgeAdaptError
 from . import distributed
 from .checkpoint import CheckpointError, initialise_from, load_checkpoint
 from .continual.cli import add_continual_parser, run_continual
-from .datasets import DatasetError
-from .distributed import DistributedError, add_distributed_arguments
+from .distributed import add_distributed_arguments
+from .errors import ConfigError, SDKError
 from .evaluation import EvalResult, evaluate
 from .heads import HEAD_INITS
 from .models import ACTIVATIONS, build_model, model_spec
@@ -209,12 +209,12 @@ def run_export(args: argparse.Namespace) -> Path:
 def _check_run_folder(args: argparse.Namespace) -> None:
     """Refuse an --out that is a file, or that holds a run unless resuming or forced."""
     if args.out.exists() and not args.out.is_dir():
-        raise ValueError(f"--out {args.out} is a file, not a folder")
+        raise ConfigError(f"--out {args.out} is a file, not a folder")
     existing = [name for name in RUN_FILES if (args.out / name).exists()]
     if args.resume and not (args.out / "checkpoint").is_dir():
-        raise ValueError(f"--resume: {args.out} holds no checkpoint to continue")
+        raise ConfigError(f"--resume: {args.out} holds no checkpoint to continue")
     if existing and not (args.resume or args.force):
-        raise ValueError(f"{args.out} already holds a run ({', '.join(existing)}); pass --resume to continue it "
+        raise ConfigError(f"{args.out} already holds a run ({', '.join(existing)}); pass --resume to continue it "
                          "or --force to replace it")
 
 
@@ -228,7 +228,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         model, config = load_checkpoint(args.out / "checkpoint")
         saved = config.get("training", {})
         if saved.get("algorithm", args.algorithm) != args.algorithm:
-            raise ValueError(f"{args.out / 'checkpoint'} was trained with {saved['algorithm']}, "
+            raise ConfigError(f"{args.out / 'checkpoint'} was trained with {saved['algorithm']}, "
                              f"not {args.algorithm}")
         defaults.update({k: saved[k] for k in ("inner_steps", "inner_lr", "outer_lr") if k in saved})
     pick = {k: getattr(args, k) if getattr(args, k) is not None else defaults[k]
@@ -308,7 +308,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     head_scale = args.head_scale or training.get("head_scale", 1.0)
     outputs = getattr(getattr(model, "head", None), "out_features", None)
     if head_init == "learned" and outputs is not None and args.ways > outputs:
-        raise ValueError(f"--ways {args.ways} exceeds the {outputs} outputs of {args.checkpoint}'s meta-learned head "
+        raise ConfigError(f"--ways {args.ways} exceeds the {outputs} outputs of {args.checkpoint}'s meta-learned head "
                          "(a prototype or zeros head, --head-init, serves any number)")
     _warn_if_trained_on(config.get("data", {}), args.dataset, args.split)
     sampler, data = make_sampler(args.dataset, args.data, args.split, args.ways, args.shots,
@@ -350,9 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         {"pretrain": run_pretrain, "train": run_train, "eval": run_eval, "export": run_export,
          "continual": run_continual}[args.command](args)
-    except (DatasetError, CheckpointError, DistributedError, EdgeAdaptError, ValueError, KeyError, OSError) as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"edgeadapt {args.command}: error: {message}", file=sys.stderr)
+    except (SDKError, EdgeAdaptError, OSError) as e:  # every SDK and runtime failure; a file that cannot be used
+        print(f"edgeadapt {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0
 

@@ -16,11 +16,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from .errors import DistributedError
+
 DEFAULT_TIMEOUT = 300.0  # seconds for the process group to form (and for any one collective)
-
-
-class DistributedError(RuntimeError):
-    """The process group could not form (a missing peer, an unreachable rendezvous endpoint)."""
 
 
 @dataclass(frozen=True)

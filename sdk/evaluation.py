@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import ConfigError
 from .inner_loop import PAD_LABEL, InnerLoop
 from .training import TaskSampler
 
@@ -72,9 +73,9 @@ def evaluate(
     non-transductive. ``inner_steps=0`` measures the unadapted model (after its head initialisation).
     """
     if num_tasks < 1:
-        raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
+        raise ConfigError(f"num_tasks must be >= 1, got {num_tasks}")
     if inner_steps < 0:
-        raise ValueError(f"inner_steps must be >= 0, got {inner_steps}")
+        raise ConfigError(f"inner_steps must be >= 0, got {inner_steps}")
     if device is not None:
         model = model.to(device)
     device = next(model.parameters()).device

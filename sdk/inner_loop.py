@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from .errors import ConfigError
 from .heads import HEAD_INITS, prototype_head, zero_head
 from .scopes import adapted_predicate, first_adapted_layer, is_layered
 
@@ -53,15 +54,15 @@ class InnerLoop:
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
+            raise ConfigError(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
         if self.head_init not in HEAD_INITS:
-            raise ValueError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
+            raise ConfigError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
         if self.inner_steps < 0:
-            raise ValueError(f"inner_steps must be >= 0, got {self.inner_steps}")
+            raise ConfigError(f"inner_steps must be >= 0, got {self.inner_steps}")
         if not self.inner_lr > 0:
-            raise ValueError(f"inner_lr must be > 0, got {self.inner_lr}")
+            raise ConfigError(f"inner_lr must be > 0, got {self.inner_lr}")
         if self.head_init != "learned" and (self.loss != "cross_entropy" or not is_layered(self.model)):
-            raise ValueError(f"head_init={self.head_init!r} needs a classifier with .features and .head")
+            raise ConfigError(f"head_init={self.head_init!r} needs a classifier with .features and .head")
         object.__setattr__(self, "_first", first_adapted_layer(self.model, self.scope))
         object.__setattr__(self, "adapts", adapted_predicate(self.model, self.scope))
         object.__setattr__(self, "_buffers", dict(self.model.named_buffers()))
@@ -69,9 +70,9 @@ class InnerLoop:
             head = getattr(self.model, "head", None)
             object.__setattr__(self, "ways", getattr(head, "out_features", None))
         if not self.head_scale > 0:
-            raise ValueError(f"head_scale must be > 0, got {self.head_scale}")
+            raise ConfigError(f"head_scale must be > 0, got {self.head_scale}")
         if self.ways is not None and self.ways < 1:
-            raise ValueError(f"ways must be >= 1, got {self.ways}")
+            raise ConfigError(f"ways must be >= 1, got {self.ways}")
 
     def params(self) -> Params:
         """The model's current parameters, detached, as the dictionary the functions here take."""
@@ -175,7 +176,14 @@ class InnerLoop:
         params = self.inner_update(self.params(), support_x, support_y, example_mask=example_mask,
                                    class_mask=class_mask)
         with torch.no_grad():
-            return torch.softmax(mask_classes(self.forward_with_weights(query_x, params), class_mask), dim=-1)
+            return self.predict_probabilities(query_x, params, class_mask)
+
+    def predict_probabilities(self, x: torch.Tensor, params: Params, class_mask: torch.Tensor | None) -> torch.Tensor:
+        """Softmax of the outputs for ``x`` with ``params``; absent classes (``class_mask`` 0.0) get no mass.
+
+        What an artifact's ``predict`` graph computes from the parameters its ``adapt`` graph returned.
+        """
+        return torch.softmax(mask_classes(self.forward_with_weights(x, params), class_mask), dim=-1)
 
     def task_class_mask(self, support_y: torch.Tensor, n_outputs: int) -> torch.Tensor | None:
         """1.0 for the outputs ``0..max(support_y)`` a classification task uses, 0.0 for the rest (per task)."""
@@ -255,7 +263,7 @@ def inner_loop_from_config(model: nn.Module, training: dict, **overrides: object
                 "head_init": training.get("head_init", "learned"), "head_scale": training.get("head_scale", 1.0)}
     settings.update({k: v for k, v in overrides.items() if v is not None})
     if settings["inner_lr"] is None or settings["inner_steps"] is None:
-        raise ValueError("the checkpoint has no inner-loop settings (inner_lr, inner_steps)")
+        raise ConfigError("the checkpoint has no inner-loop settings (inner_lr, inner_steps)")
     return InnerLoop(model, **settings)  # type: ignore[arg-type]
 
 

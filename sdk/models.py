@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import ConfigError, ConfigTypeError
+
 _REGISTRY: dict[str, type[nn.Module]] = {}
 
 def register_model(cls: type[nn.Module]) -> type[nn.Module]:
@@ -20,14 +22,14 @@ def register_model(cls: type[nn.Module]) -> type[nn.Module]:
 def build_model(name: str, config: dict[str, Any]) -> nn.Module:
     """Instantiate the registered model ``name`` with keyword arguments ``config``."""
     if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; registered models: {sorted(_REGISTRY)}")
+        raise ConfigError(f"unknown model {name!r}; registered models: {sorted(_REGISTRY)}")
     return _REGISTRY[name](**config)
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
     """``{"name": ..., "config": ...}`` describing how to rebuild ``model``."""
     name = type(model).__name__
     if _REGISTRY.get(name) is not type(model) or not isinstance(getattr(model, "config", None), dict):
-        raise TypeError(
+        raise ConfigTypeError(
             f"{name} cannot be saved: decorate it with @register_model and store its "
             "constructor arguments in self.config"
         )
@@ -42,7 +44,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "elu": nn.ELU}
 
 def _check_activation(name: str) -> None:
     if name not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+        raise ConfigError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
 
 
 def _conv_block(in_channels: int, out_channels: int, activation: str) -> nn.Sequential:
@@ -81,7 +83,7 @@ class Conv4(nn.Module):
         super().__init__()
         _check_activation(activation)
         if feature_norm is not None and not feature_norm > 0:
-            raise ValueError(f"feature_norm must be > 0 or None, got {feature_norm}")
+            raise ConfigError(f"feature_norm must be > 0 or None, got {feature_norm}")
         self.config = {"ways": ways, "in_channels": in_channels, "hidden": hidden, "image_size": image_size,
                        "activation": activation, "feature_norm": feature_norm}
         self.features = nn.Sequential(

@@ -23,6 +23,7 @@ from . import distributed
 from .augment import AUGMENTATIONS, augment
 from .checkpoint import CheckpointError, load_training_state, save_checkpoint
 from .datasets.base import ClassDataset
+from .errors import ConfigError
 from .run_loop import drive
 from .run_state import load_optimizer_tensors, load_weights, optimizer_tensors
 
@@ -43,13 +44,13 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+            raise ConfigError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
         if not self.max_lr > 0 or self.weight_decay < 0 or not 0 <= self.label_smoothing < 1:
-            raise ValueError("need max_lr > 0, weight_decay >= 0 and 0 <= label_smoothing < 1")
+            raise ConfigError("need max_lr > 0, weight_decay >= 0 and 0 <= label_smoothing < 1")
         if self.augmentation not in AUGMENTATIONS:
-            raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
+            raise ConfigError(f"augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
         if self.classifier not in CLASSIFIERS:
-            raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
+            raise ConfigError(f"classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
 
 
 CLASSIFIERS = ("linear", "cosine")
@@ -105,10 +106,10 @@ class Pretrainer:
                  device: str | torch.device | None = None, timeout: float = distributed.DEFAULT_TIMEOUT):
         outputs = getattr(getattr(model, "head", None), "out_features", None)
         if outputs != classes.n_classes:
-            raise ValueError(f"the model has {outputs} outputs, the data {classes.n_classes} classes")
+            raise ConfigError(f"the model has {outputs} outputs, the data {classes.n_classes} classes")
         self.feature_norm = getattr(model, "config", {}).get("feature_norm")
         if config.classifier == "cosine" and self.feature_norm is None:
-            raise ValueError("a cosine classifier needs a model with feature_norm (normalised features)")
+            raise ConfigError("a cosine classifier needs a model with feature_norm (normalised features)")
         self.world = distributed.join(device, timeout)
         self.device = distributed.device_for(device)
         self.model = model.to(self.device)
@@ -211,7 +212,7 @@ def pretrain(
     run = Pretrainer(model, classes, config or PretrainConfig(), seed, device, timeout)
     if distributed.resuming(resume, checkpoint_dir):
         if checkpoint_dir is None:
-            raise ValueError("resume=True needs checkpoint_dir")
+            raise ConfigError("resume=True needs checkpoint_dir")
         run.restore(checkpoint_dir)
         log.info("resumed from %s at step %d", checkpoint_dir, run.iteration)
     def evaluate_run() -> dict[str, float]:

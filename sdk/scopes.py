@@ -11,6 +11,8 @@ from typing import Callable
 
 from torch import nn
 
+from .errors import ConfigError
+
 SCOPES = ("all", "last_block", "head")
 
 
@@ -23,17 +25,17 @@ def is_layered(model: nn.Module) -> bool:
 def first_adapted_layer(model: nn.Module, scope: str) -> int:
     """Index in ``model.features`` of the first layer that adapts (``len(features)`` for ``"head"``)."""
     if scope not in SCOPES:
-        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+        raise ConfigError(f"scope must be one of {SCOPES}, got {scope!r}")
     if scope == "all":
         return 0
     if not is_layered(model):
-        raise ValueError(f"scope={scope!r} needs a model with .features (nn.Sequential) and .head submodules")
+        raise ConfigError(f"scope={scope!r} needs a model with .features (nn.Sequential) and .head submodules")
     layers = list(model.features)
     if scope == "head":
         return len(layers)
     with_parameters = [i for i, layer in enumerate(layers) if any(True for _ in layer.parameters())]
     if not with_parameters:
-        raise ValueError("scope='last_block' needs a features layer with parameters")
+        raise ConfigError("scope='last_block' needs a features layer with parameters")
     return with_parameters[-1]
 
 

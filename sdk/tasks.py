@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from .datasets.base import ClassDataset, SeededSampler, TaskBatch
+from .errors import ConfigError
 from .inner_loop import PAD_LABEL
 
 __all__ = ["EpisodeSampler", "TaskBatch"]
@@ -33,19 +34,19 @@ class EpisodeSampler(SeededSampler):
     def __init__(self, dataset: ClassDataset, ways: int, shots: int, query_shots: int = 5, seed: int = 0,
                  min_ways: int | None = None, min_shots: int | None = None, within_alphabet: bool = False):
         if ways < 2:
-            raise ValueError(f"ways must be >= 2, got {ways}")
+            raise ConfigError(f"ways must be >= 2, got {ways}")
         if shots < 1 or query_shots < 0:
-            raise ValueError(f"shots must be >= 1 and query_shots >= 0, got {shots} and {query_shots}")
+            raise ConfigError(f"shots must be >= 1 and query_shots >= 0, got {shots} and {query_shots}")
         if ways > dataset.n_classes:
-            raise ValueError(f"{ways}-way tasks need {ways} classes, the dataset has {dataset.n_classes}")
+            raise ConfigError(f"{ways}-way tasks need {ways} classes, the dataset has {dataset.n_classes}")
         if shots + query_shots > dataset.n_drawings:
-            raise ValueError(
+            raise ConfigError(
                 f"shots + query_shots = {shots + query_shots} exceeds the {dataset.n_drawings} drawings per class"
             )
         self.min_ways = ways if min_ways is None else min_ways
         self.min_shots = shots if min_shots is None else min_shots
         if not 2 <= self.min_ways <= ways or not 1 <= self.min_shots <= shots:
-            raise ValueError(f"need 2 <= min_ways <= ways and 1 <= min_shots <= shots, got min_ways={min_ways}, "
+            raise ConfigError(f"need 2 <= min_ways <= ways and 1 <= min_shots <= shots, got min_ways={min_ways}, "
                              f"ways={ways}, min_shots={min_shots}, shots={shots}")
         self.dataset = dataset
         self.ways, self.shots, self.query_shots = ways, shots, query_shots
@@ -92,5 +93,5 @@ def _alphabet_members(dataset: ClassDataset, ways: int) -> torch.Tensor:
     members = torch.tensor([[a == name for a in dataset.alphabets] for name in names])
     members = members[members.sum(1) >= ways]
     if len(members) == 0:
-        raise ValueError(f"no alphabet has {ways} classes for within-alphabet tasks")
+        raise ConfigError(f"no alphabet has {ways} classes for within-alphabet tasks")
     return members

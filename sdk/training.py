@@ -21,6 +21,7 @@ from . import distributed
 from .algorithms import ALGORITHMS, MetaStep, OuterSettings, get_algorithm
 from .algorithms.base import query_count
 from .checkpoint import CheckpointError, load_training_state, save_checkpoint
+from .errors import ConfigError
 from .inner_loop import InnerLoop, Params
 from .run_loop import drive
 from .run_state import load_optimizer_tensors, load_weights, optimizer_tensors
@@ -57,13 +58,13 @@ class MetaConfig:
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+            raise ConfigError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
         if self.meta_batch_size < 1 or self.num_iterations < 0:
-            raise ValueError("meta_batch_size must be >= 1 and num_iterations >= 0")
+            raise ConfigError("meta_batch_size must be >= 1 and num_iterations >= 0")
         if not self.outer_lr > 0:
-            raise ValueError(f"outer_lr must be > 0, got {self.outer_lr}")
+            raise ConfigError(f"outer_lr must be > 0, got {self.outer_lr}")
         if not 0 <= self.outer_lr_final <= self.outer_lr:
-            raise ValueError(f"outer_lr_final must be in [0, outer_lr], got {self.outer_lr_final}")
+            raise ConfigError(f"outer_lr_final must be in [0, outer_lr], got {self.outer_lr_final}")
 
     @property
     def outer(self) -> OuterSettings:
@@ -89,7 +90,7 @@ class MetaTrainer:
                  vectorise: bool | None = None):
         self.world = distributed.join(device, timeout)
         if config.meta_batch_size < self.world.size:
-            raise ValueError(f"a meta-batch of {config.meta_batch_size} tasks cannot be shared by "
+            raise ConfigError(f"a meta-batch of {config.meta_batch_size} tasks cannot be shared by "
                              f"{self.world.size} processes")
         self.device = distributed.device_for(device)
         self.model = model.to(self.device)
@@ -207,7 +208,7 @@ def meta_train(
     trainer = MetaTrainer(model, task_sampler, config, device, timeout)
     if distributed.resuming(resume, checkpoint_dir):
         if checkpoint_dir is None:
-            raise ValueError("resume=True needs checkpoint_dir")
+            raise ConfigError("resume=True needs checkpoint_dir")
         trainer.restore(checkpoint_dir)
         log.info("resumed from %s at iteration %d", checkpoint_dir, trainer.iteration)
     drive(trainer, num_iterations, desc=algorithm, checkpoint_dir=checkpoint_dir,

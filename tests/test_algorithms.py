@@ -175,13 +175,17 @@ def test_predictions_are_non_transductive():
     torch.testing.assert_close(alone, other)
 
 
+def _seeded_inner_loop(seed: int, ways: int, scope: str) -> tuple[InnerLoop, torch.Generator]:
+    """A 3-step inner loop (rate 0.5) on a small Conv4 seeded by ``seed``, and a generator for its task's data."""
+    torch.manual_seed(seed)
+    return InnerLoop(Conv4(ways=ways, hidden=4), 0.5, 3, scope=scope), torch.Generator().manual_seed(seed)
+
+
 @pytest.mark.parametrize("scope", ["all", "head"])
 def test_padding_with_masks_does_not_change_adaptation(scope):
     """A 3-way 2-shot task padded to 5-way 4-shot adapts exactly as the unpadded task does."""
-    torch.manual_seed(8)
-    model = Conv4(ways=5, hidden=4)
-    inner = InnerLoop(model, 0.5, 3, scope=scope)
-    g = torch.Generator().manual_seed(8)
+    inner, g = _seeded_inner_loop(8, ways=5, scope=scope)
+    model = inner.model
     sx, sy = torch.randn(6, 1, 28, 28, generator=g), torch.arange(3).repeat_interleave(2)
     padded_x = torch.cat([sx, torch.randn(14, 1, 28, 28, generator=g)])
     padded_y = torch.cat([sy, torch.zeros(14, dtype=torch.long)])
@@ -219,10 +223,7 @@ def test_padding_labels_and_derived_class_mask_equal_explicit_masks():
 @pytest.mark.parametrize("scope", ["all", "head"])
 def test_vectorised_training_adaptation_equals_the_exported_routine(scope):
     """adapt_batch (vmap + autograd, used in training) gives each task what inner_update (torch.func, exported) gives."""
-    torch.manual_seed(10)
-    model = Conv4(ways=3, hidden=4)
-    inner = InnerLoop(model, 0.5, 3, scope=scope)
-    g = torch.Generator().manual_seed(10)
+    inner, g = _seeded_inner_loop(10, ways=3, scope=scope)
     sx = torch.randn(4, 6, 1, 28, 28, generator=g)
     sy = torch.stack([torch.randperm(3, generator=g).repeat_interleave(2) for _ in range(4)])
     batched = inner.adapt_batch(inner.params(), sx, sy)

@@ -1,8 +1,24 @@
 import json
+import math
 
+import numpy as np
 import pytest
+import torch
 
+from edgeadapt.sdk import evaluate, load_checkpoint
 from edgeadapt.sdk.cli import build_parser, main
+from edgeadapt.sdk.inner_loop import inner_loop_from_config
+from edgeadapt.sdk.recipes import make_sampler
+
+
+def _evaluate_checkpoint(path, split, seed, tasks, inner_steps=None):
+    """Evaluate a saved glyph checkpoint directly with the SDK, as the CLI should (5-way 1-shot, 5 queries)."""
+    model, config = load_checkpoint(path)
+    training = config["training"]
+    sampler, _ = make_sampler("glyphs", None, split, 5, 1, 5, seed, training=False)
+    steps = training["inner_steps"] if inner_steps is None else inner_steps
+    return evaluate(model, sampler, training["inner_lr"], steps, tasks, scope=training["scope"],
+                    head_init=training["head_init"], head_scale=training["head_scale"])
 
 
 @pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["export"]])
@@ -20,20 +36,28 @@ def test_train_then_eval_on_glyphs(tmp_path, capsys):
     assert main(["train", "--dataset", "glyphs", "--iterations", "3", "--hidden", "8", "--eval-tasks", "10",
                  "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert "meta trained after adaptation" in printed
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["validation"]) == {"untrained_adapted", "meta_trained_before_adaptation",
-                                          "meta_trained_after_adaptation"}
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+    validation = summary["validation"]
+    assert set(validation) == {"untrained_adapted", "meta_trained_before_adaptation", "meta_trained_after_adaptation"}
+    # the summary's scores are the saved checkpoint's, on held-out classes (seed + 1), recomputed here
+    after = _evaluate_checkpoint(out / "checkpoint", "validation", seed=1, tasks=10)
+    before = _evaluate_checkpoint(out / "checkpoint", "validation", seed=1, tasks=10, inner_steps=0)
+    assert validation["meta_trained_after_adaptation"]["mean"] == pytest.approx(after.mean, abs=1e-6)
+    assert validation["meta_trained_before_adaptation"]["mean"] == pytest.approx(before.mean, abs=1e-6)
+    assert f"{'meta trained after adaptation':32s} {after}" in printed
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [1, 2, 3] and all(math.isfinite(r["loss"]) for r in records)
+
     assert main(["eval", str(out / "checkpoint"), "--dataset", "glyphs", "--tasks", "10",
                  "--json", str(tmp_path / "e.json")]) == 0
     result = json.loads((tmp_path / "e.json").read_text())
-    assert result["tasks"] == 10 and 0.0 <= result["mean"] <= 1.0 and result["inner_steps"] == 5
+    expected = _evaluate_checkpoint(out / "checkpoint", "validation", seed=0, tasks=10)
+    assert result["tasks"] == 10 and result["inner_steps"] == 5 and result["metric"] == "accuracy"
+    assert result["mean"] == pytest.approx(expected.mean, abs=1e-6)
+    assert result["ci95"] == pytest.approx(expected.ci95, abs=1e-6)
 
 
 def test_variable_task_sizes_train_and_export(tmp_path):
-    import numpy as np
-
     import edgeadapt.runtime as rt
 
     out = tmp_path / "run"
@@ -44,8 +68,15 @@ def test_variable_task_sizes_train_and_export(tmp_path):
     assert config["data"]["min_ways"] == 2 and config["data"]["min_shots"] == 1
     assert main(["export", str(out / "checkpoint"), "-o", str(tmp_path / "artifact"), "--max-shots", "2"]) == 0
     learner = rt.load(tmp_path / "artifact")
-    adapted = learner.adapt(np.zeros((3, 1, 28, 28), np.float32), ["a", "b", "c"])
-    assert adapted.predict_proba(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 3)
+    g = np.random.default_rng(0)
+    support, queries = g.random((3, 1, 28, 28), dtype=np.float32), g.random((2, 1, 28, 28), dtype=np.float32)
+    probabilities = learner.adapt(support, ["a", "b", "c"]).predict_proba(queries)  # 3 of the model's 4 classes
+    model, config = load_checkpoint(out / "checkpoint")
+    inner = inner_loop_from_config(model, config["training"])
+    expected = inner.probabilities(torch.from_numpy(support), torch.arange(3), torch.from_numpy(queries),
+                                   class_mask=torch.tensor([1.0, 1.0, 1.0, 0.0]))[:, :3].numpy()
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-6)
 
 
 def test_resume_continues_a_run(tmp_path):
@@ -57,11 +88,20 @@ def test_resume_continues_a_run(tmp_path):
     assert main(base + ["--iterations", "6", "--resume", "--algorithm", "maml"]) == 2  # not how it was trained
 
 
-def test_sine_regression_trains_with_every_algorithm(tmp_path, capsys):
+def test_sine_regression_trains_with_every_algorithm(tmp_path):
+    weights = {}
     for algorithm in ("reptile", "fomaml", "maml"):
+        out = tmp_path / algorithm
         assert main(["train", "--dataset", "sine", "--algorithm", algorithm, "--shots", "10", "--iterations", "5",
-                     "--eval-tasks", "5", "--out", str(tmp_path / algorithm), "--no-progress"]) == 0
-    assert "mse" in capsys.readouterr().out
+                     "--eval-tasks", "5", "--out", str(out), "--no-progress"]) == 0
+        model, config = load_checkpoint(out / "checkpoint")
+        assert config["training"]["algorithm"] == algorithm and config["training"]["loss"] == "mse"
+        scores = json.loads((out / "summary.json").read_text())["validation"].values()
+        assert all(s["metric"] == "mse" and s["tasks"] == 5 and 0 < s["mean"] < math.inf for s in scores)
+        assert len((out / "metrics.jsonl").read_text().splitlines()) == 5
+        weights[algorithm] = torch.cat([p.flatten() for p in model.parameters()])
+    # the same seed and data, different meta-gradients: three different models
+    assert not torch.equal(weights["reptile"], weights["fomaml"]) and not torch.equal(weights["fomaml"], weights["maml"])
 
 
 @pytest.mark.parametrize("argv, message", [

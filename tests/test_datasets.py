@@ -12,19 +12,13 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from edgeadapt.sdk.datasets import (
-    OMNIGLOT_VALIDATION_ALPHABETS,
-    DatasetError,
-    SineTaskSampler,
-    find_data_dir,
-    glyph_splits,
-    load_omniglot,
-    make_glyphs,
-    omniglot_path,
-    omniglot_splits,
-    preprocess_omniglot,
-)
 from edgeadapt.sdk.datasets import omniglot as omniglot_module
+from edgeadapt.sdk.datasets.glyphs import glyph_splits, make_glyphs
+from edgeadapt.sdk.datasets.omniglot import (OMNIGLOT_VALIDATION_ALPHABETS, load_omniglot, omniglot_path,
+                                             omniglot_splits, preprocess_omniglot)
+from edgeadapt.sdk.datasets.paths import find_data_dir
+from edgeadapt.sdk.datasets.sine import SineTaskSampler
+from edgeadapt.sdk.errors import DatasetError
 
 # alphabet -> character folders; "character9" before "character10" checks numeric (not text) order
 LAYOUT = {"Latin": ["character10", "character9"], "Greek": ["character01", "character02"]}

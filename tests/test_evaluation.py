@@ -33,8 +33,16 @@ def test_evaluate_scores_each_task_against_an_independent_count():
 
 def test_regression_is_scored_by_mean_squared_error():
     torch.manual_seed(0)
-    result = evaluate(MLP(), SineTaskSampler(shots=5, query=5, seed=0), inner_lr=0.01, inner_steps=1, num_tasks=4)
-    assert result.metric == "mse" and result.mean > 0
+    model = MLP()
+    result = evaluate(model, SineTaskSampler(shots=5, query=5, seed=0), inner_lr=0.01, inner_steps=1, num_tasks=4)
+    assert result.metric == "mse" and result.num_tasks == 4
+    expected = []
+    for sx, sy, qx, qy in zip(*SineTaskSampler(shots=5, query=5, seed=0).sample(4)):
+        adapted = reptile_adapt(model, sx, sy, inner_lr=0.01, inner_steps=1, loss="mse")
+        with torch.no_grad():
+            expected.append(((adapted(qx) - qy) ** 2).mean().item())
+    np.testing.assert_allclose(result.scores, expected, rtol=1e-5)
+    assert str(result).startswith(f"mse {np.mean(expected):.4f} ± ")
 
 
 def test_reptile_adapt_returns_an_adapted_copy_and_leaves_the_model_alone():

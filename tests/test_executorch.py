@@ -16,7 +16,6 @@ from edgeadapt.export import export_artifact  # noqa: E402
 from edgeadapt.export.executorch_program import lower_to_xnnpack  # noqa: E402
 from edgeadapt.export.onnx_graphs import GraphSpec  # noqa: E402
 from edgeadapt.sdk import Conv4, InnerLoop, save_checkpoint  # noqa: E402
-from edgeadapt.sdk.inner_loop import mask_classes  # noqa: E402
 
 TOLERANCE = 1e-5
 
@@ -49,10 +48,8 @@ def test_executorch_adaptation_matches_pytorch_and_onnxruntime(exported, ways, s
     on_onnxruntime = rt.load(path, threads=1).adapt(x, y.tolist()).predict_proba(queries)
 
     class_mask = (torch.arange(4) < ways).float()
-    params = inner.inner_update(inner.params(), torch.from_numpy(x), torch.from_numpy(y), class_mask=class_mask)
-    with torch.no_grad():
-        logits = mask_classes(inner.forward_with_weights(torch.from_numpy(queries), params), class_mask)
-    expected = torch.softmax(logits, -1)[:, :ways].numpy()
+    expected = inner.probabilities(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(queries),
+                                   class_mask)[:, :ways].numpy()
     np.testing.assert_allclose(on_executorch, expected, atol=TOLERANCE, rtol=0)
     np.testing.assert_allclose(on_onnxruntime, expected, atol=TOLERANCE, rtol=0)
     assert on_executorch.shape == (130, ways)

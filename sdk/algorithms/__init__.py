@@ -1,7 +1,12 @@
-"""Meta-learning algorithms, one per module; each is a :class:`MetaAlgorithm` found by name in ``REGISTRY``."""
+"""Meta-learning algorithms, one per module; each is a :class:`MetaAlgorithm` found by name in ``REGISTRY``.
+
+``base`` holds what every algorithm provides (meta-gradient, outer optimiser and schedule, clipping);
+``maml``, ``fomaml`` and ``reptile`` one algorithm each.
+"""
 
 from __future__ import annotations
 
+from ..errors import ConfigError
 from ..inner_loop import InnerLoop, Params
 from ..tasks import TaskBatch
 from .base import MetaAlgorithm, MetaStep, OuterSettings, query_metrics
@@ -16,7 +21,7 @@ ALGORITHMS = tuple(REGISTRY)
 def get_algorithm(name: str) -> MetaAlgorithm:
     """The algorithm called ``name`` (one of ``ALGORITHMS``)."""
     if name not in REGISTRY:
-        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {name!r}")
+        raise ConfigError(f"algorithm must be one of {ALGORITHMS}, got {name!r}")
     return REGISTRY[name]()
 
 

@@ -1,4 +1,10 @@
-"""edgeadapt.sdk.continual: learning a stream of tasks without forgetting (Reptile fast/slow weights, EWC)."""
+"""edgeadapt.sdk.continual: learning a stream of tasks without forgetting (Reptile fast/slow weights, EWC).
+
+``streams``: rotated MNIST, one task per rotation; ``architectures``: the networks compared; ``meta_controller``:
+Reptile's fast and slow weights; ``ewc``: Elastic Weight Consolidation; ``lr_policy``: a task-conditional meta
+learning rate; ``runner``: a resumable run through a stream; ``metrics``: accuracy matrix and forgetting;
+``search``: Optuna hyperparameter search; ``cli``: ``edgeadapt continual``.
+"""
 
 from .architectures import ARCHITECTURES, continual_model
 from .ewc import EWC

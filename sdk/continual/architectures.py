@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..errors import ConfigError
 from ..models import MLP, Conv4
 
 ARCHITECTURES = ("mlp", "cnn")
@@ -16,4 +17,4 @@ def continual_model(arch: str, hidden: int, classes: int = 10) -> tuple[nn.Modul
         return MLP(28 * 28, (hidden, hidden), classes), True
     if arch == "cnn":
         return Conv4(classes, 1, hidden), False
-    raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
+    raise ConfigError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")

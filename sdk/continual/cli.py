@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from edgeadapt.runtime.format.files import atomic_write
+from ..errors import ConfigError
 from .architectures import ARCHITECTURES, continual_model
 from .ewc import FISHERS
 from .meta_controller import INNER_OPTIMIZERS, ControllerConfig
@@ -88,7 +89,7 @@ def run_continual(args: argparse.Namespace) -> dict[str, Any]:
     if args.resume:
         run = ContinualRun.resume(checkpoint, tasks, data)
         if run.config.method != args.method:
-            raise ValueError(f"{checkpoint} was trained with {run.config.method}, not {args.method}")
+            raise ConfigError(f"{checkpoint} was trained with {run.config.method}, not {args.method}")
     else:
         if args.search:
             search = _search(args, config, flatten)

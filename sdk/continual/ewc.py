@@ -13,32 +13,41 @@ penalty: F := gamma * F + F_t and theta* := theta*_t.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from ..errors import CheckpointError, ConfigError
+
 Params = dict[str, torch.Tensor]
 FISHERS = ("true", "empirical")
 
 
+@dataclass(eq=False)
 class EWC:
-    """Per-task anchors (theta*, F) for ``model`` and the penalty that holds the model near them."""
+    """Per-task anchors (theta*, F) for ``model`` and the penalty that holds the model near them.
 
-    def __init__(self, model: nn.Module, lam: float, fisher: str = "true", gamma: float | None = None,
-                 chunk_size: int = 32):
-        if fisher not in FISHERS:
-            raise ValueError(f"fisher must be one of {FISHERS}, got {fisher!r}")
-        if lam < 0:
-            raise ValueError(f"lambda must be >= 0, got {lam}")
-        if gamma is not None and not 0 <= gamma <= 1:
-            raise ValueError(f"online EWC's gamma must be in [0, 1], got {gamma}")
-        self.model = model
-        self.lam = lam
-        self.fisher = fisher
-        self.gamma = gamma
-        self.chunk_size = chunk_size
-        self.anchors: list[tuple[Params, Params]] = []
+    ``lam`` is lambda, ``fisher`` the Fisher's kind, ``gamma`` online EWC's decay (None: one penalty per task);
+    the Fisher is computed ``chunk_size`` examples at a time.
+    """
+
+    model: nn.Module
+    lam: float
+    fisher: str = "true"
+    gamma: float | None = None
+    chunk_size: int = 32
+    anchors: list[tuple[Params, Params]] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        if self.fisher not in FISHERS:
+            raise ConfigError(f"fisher must be one of {FISHERS}, got {self.fisher!r}")
+        if self.lam < 0:
+            raise ConfigError(f"lambda must be >= 0, got {self.lam}")
+        if self.gamma is not None and not 0 <= self.gamma <= 1:
+            raise ConfigError(f"online EWC's gamma must be in [0, 1], got {self.gamma}")
 
     def fisher_diagonal(self, x: torch.Tensor, y: torch.Tensor) -> Params:
         """The diagonal Fisher of the model's classifier at its current weights, averaged over ``x`` (labels ``y``)."""
@@ -99,4 +108,4 @@ class EWC:
             self.anchors = [({n: tensors[f"ewc.{t}.theta.{n}"] for n in names},
                              {n: tensors[f"ewc.{t}.fisher.{n}"] for n in names}) for t in range(count)]
         except KeyError as e:
-            raise KeyError(f"EWC state lacks {e.args[0]}") from None
+            raise CheckpointError(f"EWC state lacks {e.args[0]}") from None

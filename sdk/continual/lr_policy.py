@@ -20,6 +20,8 @@ from typing import Callable
 
 import torch
 
+from ..errors import ConfigError
+
 FEATURES = ("mean_loss", "loss_drop", "loss_std", "log_task_size")
 POLICY_MAX_LR = 0.3
 
@@ -29,7 +31,7 @@ class MetaLRPolicy:
 
     def __init__(self, initial_lr: float = 0.1, max_lr: float = POLICY_MAX_LR, policy_lr: float = 1.0, epsilon: float = 0.02):
         if not 0 < initial_lr < max_lr:
-            raise ValueError(f"initial_lr must lie strictly between 0 and max_lr={max_lr}, got {initial_lr}")
+            raise ConfigError(f"initial_lr must lie strictly between 0 and max_lr={max_lr}, got {initial_lr}")
         self.max_lr = max_lr
         self.policy_lr = policy_lr
         self.epsilon = epsilon

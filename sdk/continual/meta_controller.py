@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import CheckpointError, ConfigError
+
 Params = dict[str, torch.Tensor]
 INNER_OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 
@@ -36,15 +38,15 @@ class ControllerConfig:
 
     def __post_init__(self) -> None:
         if self.inner_optimizer not in INNER_OPTIMIZERS:
-            raise ValueError(f"inner_optimizer must be one of {sorted(INNER_OPTIMIZERS)}, got {self.inner_optimizer!r}")
+            raise ConfigError(f"inner_optimizer must be one of {sorted(INNER_OPTIMIZERS)}, got {self.inner_optimizer!r}")
         if not self.inner_lr > 0:
-            raise ValueError(f"inner_lr must be > 0, got {self.inner_lr}")
+            raise ConfigError(f"inner_lr must be > 0, got {self.inner_lr}")
         if not 0 <= self.meta_lr <= 1:
-            raise ValueError(f"meta_lr must be in [0, 1], got {self.meta_lr}")
+            raise ConfigError(f"meta_lr must be in [0, 1], got {self.meta_lr}")
         if self.inner_steps < 1 or self.meta_batch < 1:
-            raise ValueError("inner_steps and meta_batch must be >= 1")
+            raise ConfigError("inner_steps and meta_batch must be >= 1")
         if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
 
 
 class MetaController:
@@ -116,7 +118,7 @@ class MetaController:
         missing = [f"slow.{n}" for n in self.slow if f"slow.{n}" not in tensors]
         missing += [f"velocity.{n}" for n in self.velocity if f"velocity.{n}" not in tensors]
         if missing:
-            raise KeyError(f"controller state lacks {missing[:3]}{'...' if len(missing) > 3 else ''}")
+            raise CheckpointError(f"controller state lacks {missing[:3]}{'...' if len(missing) > 3 else ''}")
         self.slow = {n: tensors[f"slow.{n}"].clone() for n in self.slow}
         self.velocity = {n: tensors[f"velocity.{n}"].clone() for n in self.velocity}
         self._finished.clear()

@@ -25,6 +25,7 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from ..checkpoint import CheckpointError, load_checkpoint, load_training_state, save_checkpoint
+from ..errors import ConfigError, DivergedError
 from .ewc import EWC, FISHERS
 from .lr_policy import POLICY_MAX_LR, MetaLRPolicy
 from .meta_controller import ControllerConfig, MetaController
@@ -33,10 +34,6 @@ from .streams import Task
 
 log = logging.getLogger(__name__)
 METHODS = ("sgd", "sgd-ewc", "reptile", "reptile-ewc")
-
-
-class DivergedError(ValueError):
-    """Training produced a non-finite loss (the step size or the EWC lambda is too large)."""
 
 
 @dataclass(frozen=True)
@@ -59,17 +56,17 @@ class ContinualConfig:
         if isinstance(self.controller, dict):  # as stored in a checkpoint's JSON
             object.__setattr__(self, "controller", ControllerConfig(**self.controller))
         if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+            raise ConfigError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.fisher not in FISHERS:
-            raise ValueError(f"fisher must be one of {FISHERS}, got {self.fisher!r}")
+            raise ConfigError(f"fisher must be one of {FISHERS}, got {self.fisher!r}")
         if min(self.steps_per_task, self.batch_size, self.fisher_samples, self.replay_per_task) < 1:
-            raise ValueError("steps_per_task, batch_size, fisher_samples and replay_per_task must be >= 1")
+            raise ConfigError("steps_per_task, batch_size, fisher_samples and replay_per_task must be >= 1")
         meta_lr = self.controller.meta_lr
         if self.meta_lr_policy and not (self.reptile and 0 < meta_lr < POLICY_MAX_LR):
-            raise ValueError(f"the meta learning-rate policy needs a Reptile method and a meta_lr (its starting "
+            raise ConfigError(f"the meta learning-rate policy needs a Reptile method and a meta_lr (its starting "
                              f"value) in (0, {POLICY_MAX_LR}), got {self.method} with {meta_lr}")
         if not self.reptile and self.controller.inner_optimizer != "sgd":
-            raise ValueError("the SGD methods step with plain SGD; --inner-optimizer applies to Reptile only")
+            raise ConfigError("the SGD methods step with plain SGD; --inner-optimizer applies to Reptile only")
 
     def replace(self, **changes: Any) -> ContinualConfig:
         """A copy with ``changes``, which may name this config's fields or the controller's (inner_lr, ...)."""

@@ -13,8 +13,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..errors import ConfigError, DivergedError
 from .metrics import average_accuracy
-from .runner import ContinualConfig, ContinualRun, DivergedError
+from .runner import ContinualConfig, ContinualRun
 from .streams import Task
 
 INNER_STEPS = (1, 2, 5, 10)
@@ -30,8 +31,8 @@ def search_hyperparameters(
     """Tune ``base`` (inner lr; Reptile: meta lr, K; EWC: lambda) by ``trials`` Optuna trials; the best and all."""
     try:
         import optuna
-    except ImportError as e:  # a ValueError, so the CLI reports it in one line
-        raise ValueError("hyperparameter search needs Optuna: pip install 'edgeadapt[search]'") from e
+    except ImportError as e:  # an SDK error, so the CLI reports it in one line
+        raise ConfigError("hyperparameter search needs Optuna: pip install 'edgeadapt[search]'") from e
 
     def objective(trial: optuna.Trial) -> float:
         values: dict[str, Any] = {"inner_lr": trial.suggest_float("inner_lr", 0.005, 0.3, log=True)}

@@ -10,6 +10,7 @@ import torch
 
 from ..datasets import DatasetError
 from ..datasets.mnist import load_mnist
+from ..errors import ConfigError
 
 ROTATIONS = (0, 90, 180, 270)
 EVAL_SPLITS = ("test", "validation")
@@ -44,9 +45,9 @@ def rotated_mnist(
     ``eval_size`` evaluation images, rotated. Pixels are float32 in [0, 1]; ``flatten`` gives (n, 784) for an MLP.
     """
     if evaluate_on not in EVAL_SPLITS:
-        raise ValueError(f"evaluate_on must be one of {EVAL_SPLITS}, got {evaluate_on!r}")
+        raise ConfigError(f"evaluate_on must be one of {EVAL_SPLITS}, got {evaluate_on!r}")
     if any(r % 90 for r in rotations):
-        raise ValueError(f"rotations must be multiples of 90 degrees, got {rotations}")
+        raise ConfigError(f"rotations must be multiples of 90 degrees, got {rotations}")
     train = load_mnist(data_dir, "train")
     if not 0 <= validation_size < len(train.labels):
         raise DatasetError(f"validation_size {validation_size} leaves no training images of {len(train.labels)}")
@@ -56,7 +57,7 @@ def rotated_mnist(
         eval_x, eval_y = test.images, test.labels
     else:
         if validation_size == 0:
-            raise ValueError("evaluate_on='validation' needs validation_size > 0")
+            raise ConfigError("evaluate_on='validation' needs validation_size > 0")
         eval_x, eval_y = train.images[-validation_size:], train.labels[-validation_size:]
     eval_x, eval_y = _images(eval_x[:eval_size]), torch.from_numpy(eval_y[:eval_size].astype(np.int64))
     tasks = []

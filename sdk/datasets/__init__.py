@@ -1,9 +1,13 @@
 """Few-shot datasets: Omniglot from its official files, embedded procedural glyphs, sine-wave regression, MNIST
-(for continual learning) and spoken digits (FSDD, as log-mel images)."""
+(for continual learning) and spoken digits (FSDD, as log-mel images).
 
+``base``: the class-indexed dataset tasks are drawn from; ``omniglot``, ``glyphs``, ``sine``, ``mnist``, ``fsdd``: one
+dataset each; ``paths``: where the data folder is; ``cache``: decoded arrays on disk; ``download``: verified fetches.
+"""
+
+from ..errors import DatasetError
 from .base import ClassDataset
 from .download import download_file, download_omniglot
-from .errors import DatasetError
 from .fsdd import SpokenDigits, fsdd_path, load_fsdd
 from .glyphs import glyph_splits, make_glyphs
 from .mnist import load_mnist, mnist_path

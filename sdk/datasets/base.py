@@ -8,6 +8,8 @@ from typing import Iterator, NamedTuple
 
 import torch
 
+from ..errors import ConfigError, ConfigTypeError
+
 
 @dataclass(frozen=True)
 class ClassDataset:
@@ -24,14 +26,14 @@ class ClassDataset:
 
     def __post_init__(self) -> None:
         if self.images.ndim != 5:
-            raise ValueError(
+            raise ConfigError(
                 f"images must have shape (n_classes, n_drawings, C, H, W), got {tuple(self.images.shape)}"
             )
         if self.images.dtype != torch.float32:
-            raise TypeError(f"images must be float32, got {self.images.dtype}")
+            raise ConfigTypeError(f"images must be float32, got {self.images.dtype}")
         n = self.images.shape[0]
         if len(self.class_names) != n or len(self.alphabets) != n:
-            raise ValueError(
+            raise ConfigError(
                 f"{n} classes of images but {len(self.class_names)} class names "
                 f"and {len(self.alphabets)} alphabet names"
             )
@@ -52,7 +54,7 @@ class ClassDataset:
         """The classes whose alphabet is in ``names``; an unknown name is an error."""
         unknown = sorted(set(names) - set(self.alphabets))
         if unknown:
-            raise KeyError(f"unknown alphabets {unknown}; known: {sorted(set(self.alphabets))}")
+            raise ConfigError(f"unknown alphabets {unknown}; known: {sorted(set(self.alphabets))}")
         keep = [i for i, a in enumerate(self.alphabets) if a in set(names)]
         return self._take(keep)
 

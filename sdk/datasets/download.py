@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from edgeadapt.runtime.format.files import atomic_path, sha256_file
-from .errors import DatasetError
+from ..errors import ConfigError, DatasetError
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def download_omniglot(
 ) -> Path:
     """Fetch the official Omniglot ``images_<which>.zip`` into ``dest_dir`` (``url`` and ``sha256`` override the canonical ones)."""
     if which not in OMNIGLOT_DOWNLOADS:
-        raise ValueError(f"which must be one of {sorted(OMNIGLOT_DOWNLOADS)}, got {which!r}")
+        raise ConfigError(f"which must be one of {sorted(OMNIGLOT_DOWNLOADS)}, got {which!r}")
     canonical_url, canonical_sha256 = OMNIGLOT_DOWNLOADS[which]
     dest = Path(dest_dir) / f"images_{which}.zip"
     return download_file(url or canonical_url, dest, sha256 or canonical_sha256, timeout)

@@ -14,7 +14,7 @@ import torch
 
 from edgeadapt.runtime.audio import log_mel
 from .base import ClassDataset
-from .errors import DatasetError
+from ..errors import DatasetError
 from .paths import find_data_dir
 
 NAME = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav")

@@ -12,6 +12,7 @@ import math
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from .base import ClassDataset
 
 CLASSES_PER_ALPHABET = 20
@@ -25,7 +26,7 @@ def make_glyphs(
 ) -> ClassDataset:
     """Classes ``first_class .. first_class + n_classes - 1`` of glyph set ``seed``: (n, n_drawings, 1, S, S) float32, ink 1.0."""
     if n_classes < 0 or n_drawings < 1 or image_size < 4 or first_class < 0 or seed < 0:
-        raise ValueError(
+        raise ConfigError(
             f"need n_classes >= 0, n_drawings >= 1, image_size >= 4, first_class >= 0 and seed >= 0; got "
             f"{n_classes}, {n_drawings}, {image_size}, {first_class}, {seed}"
         )

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeadapt.runtime.format.files import atomic_path
-from .errors import DatasetError
+from ..errors import DatasetError
 from .paths import find_data_dir
 
 MNIST_FILES = {

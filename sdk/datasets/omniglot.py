@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 
 from edgeadapt.runtime.format.files import sha256_file
+from ..errors import ConfigError, ConfigTypeError, DatasetError
 from .base import ClassDataset
 from .cache import read_arrays, resolve_cache_dir, write_arrays
-from .errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +41,13 @@ def preprocess_omniglot(raw: np.ndarray) -> np.ndarray:
     """
     raw = np.asarray(raw)
     if raw.ndim < 2:
-        raise ValueError(f"expected images of shape (..., H, W), got {raw.shape}")
+        raise ConfigError(f"expected images of shape (..., H, W), got {raw.shape}")
     if raw.dtype == np.bool_:
         gray = raw.astype(np.uint8) * np.uint8(255)
     elif raw.dtype == np.uint8:
         gray = raw
     else:
-        raise TypeError(f"expected bool or uint8 images, got {raw.dtype}")
+        raise ConfigTypeError(f"expected bool or uint8 images, got {raw.dtype}")
     flat = gray.reshape(-1, *gray.shape[-2:])
     out = np.empty((flat.shape[0], IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
     for i, image in enumerate(flat):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import DatasetError
+from ..errors import DatasetError
 
 
 def find_data_dir(explicit: str | os.PathLike | None = None) -> Path:

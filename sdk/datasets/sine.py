@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ..errors import ConfigError
 from .base import SeededSampler, TaskBatch
 
 
@@ -31,7 +32,7 @@ class SineTaskSampler(SeededSampler):
         seed: int = 0,
     ) -> None:
         if shots < 1 or query < 1:
-            raise ValueError(f"shots and query must be >= 1, got {shots} and {query}")
+            raise ConfigError(f"shots and query must be >= 1, got {shots} and {query}")
         self.shots = shots
         self.query = query
         self.amplitude = amplitude
