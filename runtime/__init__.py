@@ -3,7 +3,7 @@
 ``learner`` holds the API (:func:`load`, :class:`Learner`, :class:`AdaptedLearner`); ``backends`` the engines
 (onnxruntime, ExecuTorch), fed verified bytes; ``format/`` the artifact format shared with ``edgeadapt.export``;
 ``state`` the saved-state format of :meth:`AdaptedLearner.save`; ``preprocess`` turns raw images into what a
-model expects; ``errors`` the exceptions, all :class:`EdgeAdaptError`.
+model expects; ``audio`` turns recordings into log-mel images (as the spoken-digit models expect); ``errors`` the exceptions, all :class:`EdgeAdaptError`.
 """
 
 from .errors import (AdaptationError, ArtifactError, EdgeAdaptError, EngineError, InputError, InputTypeError,
