@@ -1,8 +1,9 @@
 """Supervised pretraining: the backbone trained as an ordinary classifier over every training class.
 
 Cross-entropy over all classes (rotations included) with Adam, a one-cycle learning-rate schedule, large
-batches and random affine distortions, through the model's linear head or a cosine classifier. Its features, read out by a prototype-initialised head, are the
-starting point that meta-training (``edgeadapt train --init``) then fine-tunes. Runs resume exactly.
+batches and random affine distortions, through the model's linear head or a cosine classifier. Its features,
+read out by a prototype-initialised head, are the starting point that meta-training (``edgeadapt train --init``)
+then fine-tunes. Runs resume exactly.
 """
 
 from __future__ import annotations
@@ -174,8 +175,10 @@ class Pretrainer:
         load_weights(self.model, path, self.device)
         if self.classifier.cosine is not None:
             prefix = "run.cosine."
-            self.classifier.cosine.load_state_dict({k[len(prefix):]: v for k, v in tensors.items()
-                                                    if k.startswith(prefix)})
+            saved = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            if set(saved) != set(self.classifier.cosine.state_dict()):
+                raise CheckpointError(f"{path} was not saved by a cosine-classifier pretraining run")
+            self.classifier.cosine.load_state_dict(saved)
         load_optimizer_tensors(self.optimizer, tensors, state["optimizer_param_groups"], path, self.device)
         self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(tensors["run.generator"])

@@ -86,6 +86,10 @@ def test_resumed_cosine_pretraining_equals_an_uninterrupted_run(tmp_path):
         assert torch.equal(resumed.state_dict()[name], value), name
     reloaded, config = load_checkpoint(tmp_path / "checkpoint")
     assert config["pretraining"]["classifier"] == "cosine" and reloaded.config["feature_norm"] == 10.0
+    linear = Pretrainer(_model(5, 10.0), classes, CONFIG)
+    linear.save(tmp_path / "linear")
+    with pytest.raises(CheckpointError, match="cosine"):
+        Pretrainer(_model(5, 10.0), classes, COSINE).restore(tmp_path / "linear")
 
 
 def test_a_cosine_classifier_needs_normalised_features():
