@@ -21,6 +21,7 @@ from edgeadapt.runtime.format.names import ADAPT_INPUTS, ADAPT_ONNX, MANIFEST, P
 from edgeadapt.runtime.format.signing import sign
 from edgeadapt.sdk.checkpoint import load_checkpoint
 from edgeadapt.sdk.errors import ConfigError, ExportError
+from edgeadapt.sdk.heads import is_per_task
 from edgeadapt.sdk.inner_loop import InnerLoop, inner_loop_from_config
 
 from .executorch_program import PREDICT_BATCH, executorch_available, export_executorch, support_sizes
@@ -73,9 +74,9 @@ def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_w
     head_init = head_init or training.get("head_init", "learned")
     outputs = model.head.out_features
     if max_ways is None:
-        max_ways = outputs if head_init == "learned" else DEFAULT_MAX_WAYS
-    if max_ways < 2 or (head_init == "learned" and max_ways > outputs):
-        limit = f"between 2 and the model's {outputs} outputs" if head_init == "learned" else "at least 2"
+        max_ways = DEFAULT_MAX_WAYS if is_per_task(head_init) else outputs
+    if max_ways < 2 or (not is_per_task(head_init) and max_ways > outputs):
+        limit = "at least 2" if is_per_task(head_init) else f"between 2 and the model's {outputs} outputs"
         raise ConfigError(f"max_ways must be {limit}, got {max_ways}")
     max_shots = DEFAULT_MAX_SHOTS if max_shots is None else max_shots
     if max_shots < 1:
@@ -83,11 +84,11 @@ def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_w
     model_config = config["model"]["config"]
     spec = GraphSpec((model_config.get("in_channels", 1), model_config["image_size"], model_config["image_size"]),
                      max_ways, max_shots)
-    if head_init == "learned":
+    if not is_per_task(head_init):
         narrow_head(model, max_ways)
     inner = inner_loop_from_config(model, training, scope=scope, head_init=head_init, head_scale=head_scale,
                                    inner_steps=inner_steps, inner_lr=inner_lr,
-                                   ways=max_ways if head_init != "learned" else None)
+                                   ways=max_ways if is_per_task(head_init) else None)
 
     with atomic_folder(target) as staging:
         adapt = export_adapt(inner, spec, staging / ADAPT_ONNX)

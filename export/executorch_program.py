@@ -1,7 +1,7 @@
 """The ExecuTorch program (``model.pte``) of an artifact: the same ``adapt`` and ``predict`` as the ONNX graphs.
 
 Convolutions whose weights adapt, and their gradients, are first rewritten as im2col + matrix products
-(:func:`~edgeadapt.export.decompositions.matmul_decompositions`): XNNPACK delegates matrix
+(:func:`~edgeadapt.export.xnnpack_decompositions.matmul_decompositions`): XNNPACK delegates matrix
 products with weights that are program inputs, but not such convolutions, which would otherwise
 run on ExecuTorch's portable reference kernels (about 70x slower than onnxruntime).
 
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from edgeadapt.runtime.format.names import PREDICT_METHOD, adapt_method
 from edgeadapt.sdk.inner_loop import InnerLoop
 
-from .decompositions import matmul_decompositions
+from .xnnpack_decompositions import matmul_decompositions
 from .onnx_graphs import GraphSpec, adapt_program, predict_program
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from .continual.cli import add_continual_parser, run_continual
 from .distributed import add_distributed_arguments
 from .errors import ConfigError, SDKError
 from .evaluation import EvalResult, evaluate
-from .heads import HEAD_INITS
+from .heads import HEAD_INITS, is_per_task
 from .models import ACTIVATIONS, build_model, model_spec
 from .pretrain_cli import add_pretrain_parser, run_pretrain
 from .recipes import DATASETS, SPLITS, build_default_model, make_sampler, recipe_defaults
@@ -307,7 +307,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     head_init = args.head_init or training.get("head_init", "learned")
     head_scale = args.head_scale or training.get("head_scale", 1.0)
     outputs = getattr(getattr(model, "head", None), "out_features", None)
-    if head_init == "learned" and outputs is not None and args.ways > outputs:
+    if not is_per_task(head_init) and outputs is not None and args.ways > outputs:
         raise ConfigError(f"--ways {args.ways} exceeds the {outputs} outputs of {args.checkpoint}'s meta-learned head "
                          "(a prototype or zeros head, --head-init, serves any number)")
     _warn_if_trained_on(config.get("data", {}), args.dataset, args.split)

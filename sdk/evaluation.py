@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .heads import is_per_task
 from .inner_loop import PAD_LABEL, InnerLoop
 from .training import TaskSampler
 
@@ -48,7 +49,7 @@ class EvalResult:
 
 @torch.no_grad()
 def _scores(inner: InnerLoop, outputs: torch.Tensor, query_y: torch.Tensor) -> torch.Tensor:
-    if inner.loss == "cross_entropy":
+    if inner.classifies:
         real = (query_y != PAD_LABEL).float()
         return ((outputs.argmax(-1) == query_y).float() * real).sum(-1) / real.sum(-1)
     return ((outputs - query_y) ** 2).flatten(1).mean(-1)
@@ -79,7 +80,7 @@ def evaluate(
     if device is not None:
         model = model.to(device)
     device = next(model.parameters()).device
-    ways = getattr(task_sampler, "ways", None) if head_init != "learned" else None
+    ways = getattr(task_sampler, "ways", None) if is_per_task(head_init) else None
     inner = InnerLoop(model, inner_lr, inner_steps, task_sampler.loss, scope, head_init, ways, head_scale=head_scale)
     params = inner.params()
     scores = []
@@ -91,7 +92,7 @@ def evaluate(
         with torch.no_grad():
             scores.append(_scores(inner, inner.query_outputs(adapted, qx, sy), qy).cpu())
         remaining -= len(sx)
-    return EvalResult("accuracy" if inner.loss == "cross_entropy" else "mse", torch.cat(scores).numpy())
+    return EvalResult("accuracy" if inner.classifies else "mse", torch.cat(scores).numpy())
 
 
 def reptile_adapt(
@@ -109,13 +110,13 @@ def reptile_adapt(
 
     With a ``head_init`` other than "learned" the copy's head gets one output per class of the task.
     """
-    ways = int(support_y.max()) + 1 if head_init != "learned" else None
+    ways = int(support_y.max()) + 1 if is_per_task(head_init) else None
     inner = InnerLoop(model, inner_lr, inner_steps, loss, scope, head_init, ways)
     adapted = inner.inner_update(inner.params(), support_x, support_y)
     clone = copy.deepcopy(model)
     with torch.no_grad():
         for name, p in clone.named_parameters():
             p.data = adapted[name].detach().clone()
-    if head_init != "learned":
+    if is_per_task(head_init):
         clone.head.out_features = ways
     return clone

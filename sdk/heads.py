@@ -14,6 +14,11 @@ import torch
 HEAD_INITS = ("learned", "zeros", "prototypes")
 
 
+def is_per_task(head_init: str) -> bool:
+    """Whether ``head_init`` builds the head afresh for each task, so one model serves any number of ways."""
+    return head_init != "learned"
+
+
 def class_indicator(labels: torch.Tensor, example_mask: torch.Tensor, ways: int) -> torch.Tensor:
     """(n, ways) float: 1.0 where example i is a real example of class k (padding rows are all zero)."""
     classes = torch.arange(ways, device=labels.device)

@@ -16,7 +16,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from .errors import ConfigError
-from .heads import HEAD_INITS, prototype_head, zero_head
+from .heads import HEAD_INITS, is_per_task, prototype_head, zero_head
 from .scopes import adapted_predicate, first_adapted_layer, is_layered
 
 Params = dict[str, torch.Tensor]
@@ -61,7 +61,7 @@ class InnerLoop:
             raise ConfigError(f"inner_steps must be >= 0, got {self.inner_steps}")
         if not self.inner_lr > 0:
             raise ConfigError(f"inner_lr must be > 0, got {self.inner_lr}")
-        if self.head_init != "learned" and (self.loss != "cross_entropy" or not is_layered(self.model)):
+        if is_per_task(self.head_init) and (not self.classifies or not is_layered(self.model)):
             raise ConfigError(f"head_init={self.head_init!r} needs a classifier with .features and .head")
         object.__setattr__(self, "_first", first_adapted_layer(self.model, self.scope))
         object.__setattr__(self, "adapts", adapted_predicate(self.model, self.scope))
@@ -77,6 +77,11 @@ class InnerLoop:
     def params(self) -> Params:
         """The model's current parameters, detached, as the dictionary the functions here take."""
         return {name: p.detach() for name, p in self.model.named_parameters()}
+
+    @property
+    def classifies(self) -> bool:
+        """Whether the loss is classification (cross-entropy over logits), not regression."""
+        return self.loss == "cross_entropy"
 
     def is_adapted(self, name: str) -> bool:
         """Whether the inner loop updates the parameter called ``name``."""
@@ -162,7 +167,7 @@ class InnerLoop:
     def query_outputs(self, batched_params: Params, query_x: torch.Tensor, support_y: torch.Tensor) -> torch.Tensor:
         """Per-task outputs for the queries; for classification, logits of classes absent from a task are masked."""
         outputs = self.forward_batch(batched_params, query_x)
-        if self.loss != "cross_entropy":
+        if not self.classifies:
             return outputs
         return mask_classes(outputs, self.task_class_mask(support_y, outputs.shape[-1]).unsqueeze(-2))
 
@@ -187,7 +192,7 @@ class InnerLoop:
 
     def task_class_mask(self, support_y: torch.Tensor, n_outputs: int) -> torch.Tensor | None:
         """1.0 for the outputs ``0..max(support_y)`` a classification task uses, 0.0 for the rest (per task)."""
-        if self.loss != "cross_entropy":
+        if not self.classifies:
             return None
         top = support_y.max(dim=-1, keepdim=True).values
         return (torch.arange(n_outputs, device=support_y.device) <= top).float()
@@ -195,7 +200,7 @@ class InnerLoop:
     def _masks(self, support_y: torch.Tensor, example_mask: torch.Tensor | None,
                class_mask: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Explicit masks, or the ones a task's labels imply (padding labelled ``PAD_LABEL``)."""
-        if self.loss != "cross_entropy":
+        if not self.classifies:
             return example_mask, class_mask
         if example_mask is None:
             example_mask = (support_y != PAD_LABEL).float()
@@ -228,7 +233,7 @@ class InnerLoop:
     def _initial_head(self, fast: Params, inputs: torch.Tensor, support_y: torch.Tensor,
                       example_mask: torch.Tensor | None) -> Params:
         """``fast`` with the head replaced as ``head_init`` says (unchanged for "learned")."""
-        if self.head_init == "learned":
+        if not is_per_task(self.head_init):
             return fast
         features = self._features(fast, inputs)
         if self.head_init == "zeros":

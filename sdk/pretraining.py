@@ -8,12 +8,11 @@ then fine-tunes. Runs resume exactly.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -25,10 +24,11 @@ from .augment import AUGMENTATIONS, augment
 from .checkpoint import CheckpointError, load_training_state, save_checkpoint
 from .datasets.base import ClassDataset
 from .errors import ConfigError
-from .run_loop import drive
+from .run_loop import RunOptions, drive
 from .run_state import load_optimizer_tensors, load_weights, optimizer_tensors
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 
 @dataclass(frozen=True)
@@ -194,37 +194,29 @@ def pretrain(
     *,
     seed: int = 0,
     device: str | torch.device | None = None,
-    checkpoint_dir: str | os.PathLike | None = None,
-    checkpoint_every: int = 0,
-    resume: bool = False,
-    metrics_path: str | os.PathLike | None = None,
     data: dict[str, Any] | None = None,
-    progress: bool = True,
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
     evaluate_every: int = 0,
     timeout: float = distributed.DEFAULT_TIMEOUT,
+    **options: Unpack[RunOptions],
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Train ``model`` in place as a classifier over every class of ``classes``; return it and its history.
 
-    With ``checkpoint_dir`` the run is saved every ``checkpoint_every`` steps (0: only at the end), and
-    ``resume=True`` continues from that checkpoint exactly. ``metrics_path`` receives one JSON line per step.
+    ``options`` (:class:`~edgeadapt.sdk.run_loop.RunOptions`): with ``checkpoint_dir`` the run is saved every
+    ``checkpoint_every`` steps (0: only at the end), and ``resume=True`` continues from that checkpoint exactly;
+    ``metrics_path`` receives one JSON line per step; ``progress`` shows a bar.
     ``evaluate(model)``, every ``evaluate_every`` steps (e.g. a validation readout), adds to that step's record.
     Under ``torchrun`` the processes share each batch through DistributedDataParallel (``timeout``: seconds for
     them to meet); rank 0 alone writes, and a process restarted by ``torchrun --max-restarts`` resumes.
     """
     run = Pretrainer(model, classes, config or PretrainConfig(), seed, device, timeout)
-    if distributed.resuming(resume, checkpoint_dir):
-        if checkpoint_dir is None:
-            raise ConfigError("resume=True needs checkpoint_dir")
-        run.restore(checkpoint_dir)
-        log.info("resumed from %s at step %d", checkpoint_dir, run.iteration)
+
     def evaluate_run() -> dict[str, float]:
         run.model.eval()
         return evaluate(run.model) if evaluate else {}
 
-    drive(run, run.total_steps, desc="pretrain", checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-          metrics_path=metrics_path, progress=progress, save=lambda path: run.save(path, data, seed),
-          evaluate=evaluate_run if evaluate else None, evaluate_every=evaluate_every)
+    drive(run, run.total_steps, desc="pretrain", save=lambda path: run.save(path, data, seed),
+          evaluate=evaluate_run if evaluate else None, evaluate_every=evaluate_every, **options)
     if run.classifier.cosine is not None:
         run.classifier.cosine.copy_to(run.model.head, run.feature_norm)
         run.model.head.requires_grad_(True)

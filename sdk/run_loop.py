@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, TypedDict
 
 from tqdm.auto import tqdm
 
 from . import distributed
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class Run(Protocol):
@@ -20,16 +24,30 @@ class Run(Protocol):
 
     def step(self) -> dict[str, Any]: ...
 
+    def restore(self, path: str | os.PathLike) -> None: ...
+
+
+class RunOptions(TypedDict, total=False):
+    """Keyword options of a driven run (``pretrain``, ``meta_train``): see :func:`drive`."""
+
+    checkpoint_dir: str | os.PathLike | None
+    checkpoint_every: int
+    resume: bool
+    metrics_path: str | os.PathLike | None
+    progress: bool
+
 
 PROGRESS_KEYS = ("loss", "accuracy")
 
 
 def drive(run: Run, total: int, *, desc: str, save: Callable[[str | os.PathLike], Any],
-          checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 0,
+          checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 0, resume: bool = False,
           metrics_path: str | os.PathLike | None = None, progress: bool = True,
           evaluate: Callable[[], dict[str, float]] | None = None, evaluate_every: int = 0) -> None:
     """Step ``run`` until ``run.iteration == total``.
 
+    ``resume=True`` first restores the run from ``checkpoint_dir`` exactly (as does a process that
+    ``torchrun --max-restarts`` restarted after a failure, when a checkpoint exists).
     Each step's record gets ``elapsed``: training seconds since the run began, summed across resumptions.
     ``metrics_path`` receives one JSON line per step (a resumed run rewrites the lines up to its checkpoint,
     dropping any written after it); with ``checkpoint_dir`` the run is saved by ``save`` every
@@ -37,6 +55,11 @@ def drive(run: Run, total: int, *, desc: str, save: Callable[[str | os.PathLike]
     steps and at the end, adds its metrics to that step's record (its own time is not counted as training).
     Of several processes (``torchrun``), only rank 0 writes metrics and checkpoints and shows progress.
     """
+    if distributed.resuming(resume, checkpoint_dir):
+        if checkpoint_dir is None:
+            raise ConfigError("resume=True needs checkpoint_dir")
+        run.restore(checkpoint_dir)
+        log.info("resumed from %s at step %d", checkpoint_dir, run.iteration)
     if not distributed.world().is_main:
         metrics_path, checkpoint_dir, progress = None, None, False
     metrics = open(metrics_path, "w", buffering=1) if metrics_path else None

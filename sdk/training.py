@@ -8,11 +8,10 @@ meta-batch is shared among the processes (see :class:`MetaTrainer`).
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
@@ -22,12 +21,14 @@ from .algorithms import ALGORITHMS, MetaStep, OuterSettings, get_algorithm
 from .algorithms.base import query_count
 from .checkpoint import CheckpointError, load_training_state, save_checkpoint
 from .errors import ConfigError
+from .heads import is_per_task
 from .inner_loop import InnerLoop, Params
-from .run_loop import drive
+from .run_loop import RunOptions, drive
 from .run_state import load_optimizer_tensors, load_weights, optimizer_tensors
 from .tasks import TaskBatch
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 
 class TaskSampler(Protocol):
@@ -98,7 +99,7 @@ class MetaTrainer:
         self.sampler = sampler
         self.config = config
         self.algorithm = get_algorithm(config.algorithm)
-        ways = getattr(sampler, "ways", None) if config.head_init != "learned" else None
+        ways = getattr(sampler, "ways", None) if is_per_task(config.head_init) else None
         self.inner = InnerLoop(model, config.inner_lr, config.inner_steps, config.loss, config.scope,
                                config.head_init, ways, head_scale=config.head_scale,
                                vectorise=self.device.type != "cpu" if vectorise is None else vectorise)
@@ -184,21 +185,18 @@ def meta_train(
     outer_lr_final: float = 0.0,
     grad_clip: float = 10.0,
     device: str | torch.device | None = None,
-    checkpoint_dir: str | os.PathLike | None = None,
-    checkpoint_every: int = 0,
-    resume: bool = False,
-    metrics_path: str | os.PathLike | None = None,
     data: dict[str, Any] | None = None,
     seed: int | None = None,
-    progress: bool = True,
     timeout: float = distributed.DEFAULT_TIMEOUT,
+    **options: Unpack[RunOptions],
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Meta-train ``model`` in place with MAML, FOMAML or Reptile; return it and its per-iteration history.
 
     ``task_sampler`` provides meta-batches (e.g. :class:`~edgeadapt.sdk.tasks.EpisodeSampler`) and its
-    ``loss`` ("cross_entropy" or "mse"). With ``checkpoint_dir`` the run is saved every
-    ``checkpoint_every`` iterations (0: only at the end), and ``resume=True`` continues from it exactly.
-    ``metrics_path`` receives one JSON line per iteration.
+    ``loss`` ("cross_entropy" or "mse"). ``options`` (:class:`~edgeadapt.sdk.run_loop.RunOptions`): with
+    ``checkpoint_dir`` the run is saved every ``checkpoint_every`` iterations (0: only at the end), and
+    ``resume=True`` continues from it exactly; ``metrics_path`` receives one JSON line per iteration;
+    ``progress`` shows a bar.
 
     Under ``torchrun`` the processes share each meta-batch (``timeout``: seconds for them to meet); rank 0
     alone writes, and a process restarted by ``torchrun --max-restarts`` resumes from the checkpoint.
@@ -206,14 +204,7 @@ def meta_train(
     config = MetaConfig(algorithm, inner_lr, outer_lr, inner_steps, meta_batch_size, num_iterations,
                         scope, task_sampler.loss, outer_lr_final, grad_clip, head_init, head_scale)
     trainer = MetaTrainer(model, task_sampler, config, device, timeout)
-    if distributed.resuming(resume, checkpoint_dir):
-        if checkpoint_dir is None:
-            raise ConfigError("resume=True needs checkpoint_dir")
-        trainer.restore(checkpoint_dir)
-        log.info("resumed from %s at iteration %d", checkpoint_dir, trainer.iteration)
-    drive(trainer, num_iterations, desc=algorithm, checkpoint_dir=checkpoint_dir,
-          checkpoint_every=checkpoint_every, metrics_path=metrics_path, progress=progress,
-          save=lambda path: trainer.save(path, data, seed))
+    drive(trainer, num_iterations, desc=algorithm, save=lambda path: trainer.save(path, data, seed), **options)
     return trainer.model, trainer.history
 
 

@@ -5,10 +5,10 @@ from torch._decomp import core_aten_decompositions
 from torch.export.graph_signature import InputKind
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from edgeadapt.export import decompositions
-from edgeadapt.export.decompositions import (
+from edgeadapt.export import xnnpack_decompositions
+from edgeadapt.export.decompositions import convolution_backward
+from edgeadapt.export.xnnpack_decompositions import (
     convolution_as_matmul,
-    convolution_backward,
     convolution_backward_as_matmul,
     elu_as_clamp,
     elu_backward_as_clamp,
@@ -151,7 +151,7 @@ def test_exported_convolutions_take_constant_weights(program, scope, monkeypatch
     Adapted convolutions become im2col (one-hot depthwise convolutions) + matrix products; frozen ones (head-only
     adaptation) stay the model's own convolutions.
     """
-    monkeypatch.setattr(decompositions, "_ONE_HOT_TAPS", {})  # so the im2col kernels are first built while tracing
+    monkeypatch.setattr(xnnpack_decompositions, "_ONE_HOT_TAPS", {})  # so the im2col kernels are first built while tracing
     torch.manual_seed(0)
     inner = InnerLoop(Conv4(ways=3, hidden=4, activation="elu"), 0.5, 1, "cross_entropy", scope)
     spec = GraphSpec(input_shape=(1, 28, 28), max_ways=3, max_shots=2)

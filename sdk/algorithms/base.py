@@ -7,6 +7,7 @@ from typing import Iterable, NamedTuple
 
 import torch
 
+from ..heads import is_per_task
 from ..inner_loop import PAD_LABEL, InnerLoop, Params
 from ..tasks import TaskBatch
 
@@ -66,7 +67,7 @@ class MetaAlgorithm:
 
 def is_meta_parameter(inner: InnerLoop, name: str) -> bool:
     """Whether the meta-update moves ``name``: not a head that each task re-initialises (zeros, prototypes)."""
-    return inner.head_init == "learned" or not name.startswith("head.")
+    return not is_per_task(inner.head_init) or not name.startswith("head.")
 
 
 def query_metrics(inner: InnerLoop, outputs: torch.Tensor, query_y: torch.Tensor) -> tuple[torch.Tensor, float | None]:
@@ -75,7 +76,7 @@ def query_metrics(inner: InnerLoop, outputs: torch.Tensor, query_y: torch.Tensor
     Every task has as many queries (padding queries, labelled ``PAD_LABEL``, are left out).
     """
     loss = inner.loss_value(outputs.flatten(0, 1), query_y.flatten(0, 1))
-    if inner.loss != "cross_entropy":
+    if not inner.classifies:
         return loss, None
     real = query_y != PAD_LABEL
     return loss, ((outputs.argmax(-1) == query_y) & real).sum().item() / max(real.sum().item(), 1)
