@@ -96,7 +96,9 @@ def trace_adapt(inner: InnerLoop, spec: GraphSpec, decompositions: Decomposition
     example = _example_adapt_inputs(spec, fixed_support or spec.support_size) + tuple(inner.params().values())
     table = decompositions or export_decompositions()
     mode = "symbolic" if fixed_support is None else "real"
-    return _without_constant_copies(make_fx(adapt, decomposition_table=table, tracing_mode=mode)(*example))
+    # the inner loop's own constants (per-parameter rates) enter the graph as constants
+    return _without_constant_copies(make_fx(adapt, decomposition_table=table, tracing_mode=mode,
+                                            _allow_non_fake_inputs=True)(*example))
 
 
 def _without_constant_copies(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:

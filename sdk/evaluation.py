@@ -65,6 +65,7 @@ def evaluate(
     scope: str = "all",
     head_init: str = "learned",
     head_scale: float = 1.0,
+    lr_scales: dict[str, torch.Tensor] | None = None,
     tasks_per_batch: int = 25,
     device: str | torch.device | None = None,
 ) -> EvalResult:
@@ -72,6 +73,7 @@ def evaluate(
 
     Each query is predicted on its own (the models hold no batch statistics), so the result is
     non-transductive. ``inner_steps=0`` measures the unadapted model (after its head initialisation).
+    ``lr_scales``: per-parameter rates (see :class:`~edgeadapt.sdk.inner_loop.InnerLoop`).
     """
     if num_tasks < 1:
         raise ConfigError(f"num_tasks must be >= 1, got {num_tasks}")
@@ -81,7 +83,8 @@ def evaluate(
         model = model.to(device)
     device = next(model.parameters()).device
     ways = getattr(task_sampler, "ways", None) if is_per_task(head_init) else None
-    inner = InnerLoop(model, inner_lr, inner_steps, task_sampler.loss, scope, head_init, ways, head_scale=head_scale)
+    inner = InnerLoop(model, inner_lr, inner_steps, task_sampler.loss, scope, head_init, ways, head_scale=head_scale,
+                      lr_scales=lr_scales)
     params = inner.params()
     scores = []
     remaining = num_tasks

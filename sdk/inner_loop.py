@@ -36,7 +36,9 @@ class InnerLoop:
     outputs (default: the model's), whatever the model was trained with; ``head_scale`` multiplies a prototype
     head's logits (an inverse temperature, see :func:`~edgeadapt.sdk.heads.prototype_head`). The model itself
     is never modified: parameters are passed in as dictionaries. ``vectorise=False`` makes :meth:`adapt_batch`
-    adapt task by task when no graph is recorded (see there).
+    adapt task by task when no graph is recorded (see there). ``lr_scales`` multiplies ``inner_lr`` elementwise
+    for the parameters it names (per-parameter rates, e.g. :func:`~edgeadapt.sdk.preconditioner.adam_lr_scales`);
+    the others step at ``inner_lr``: still plain first-order SGD, with a constant rate per element.
     """
 
     model: nn.Module
@@ -48,6 +50,7 @@ class InnerLoop:
     ways: int | None = None
     head_scale: float = 1.0
     vectorise: bool = True
+    lr_scales: Params | None = field(default=None, compare=False)
     _buffers: Params = field(init=False, repr=False, compare=False)
     _first: int = field(init=False, repr=False, compare=False)
     adapts: Callable[[str], bool] = field(init=False, repr=False, compare=False)
@@ -73,6 +76,22 @@ class InnerLoop:
             raise ConfigError(f"head_scale must be > 0, got {self.head_scale}")
         if self.ways is not None and self.ways < 1:
             raise ConfigError(f"ways must be >= 1, got {self.ways}")
+        self._check_lr_scales()
+
+    def _check_lr_scales(self) -> None:
+        """``lr_scales`` names adapted parameters, fits their shapes and holds finite rates >= 0."""
+        shapes = {k: v.shape for k, v in self.model.named_parameters()}
+        for name, scale in (self.lr_scales or {}).items():
+            if name not in shapes or not self.adapts(name):
+                raise ConfigError(f"lr_scales names {name!r}, which is not a parameter this inner loop adapts")
+            if is_per_task(self.head_init) and name.startswith("head."):
+                if scale.numel() != 1:
+                    raise ConfigError(f"lr_scales[{name!r}]: a head built per task takes one rate, not a tensor")
+            elif not _broadcasts_to(scale.shape, shapes[name]):
+                raise ConfigError(f"lr_scales[{name!r}] has shape {tuple(scale.shape)}, not one that fits "
+                                  f"{tuple(shapes[name])}")
+            if not (torch.isfinite(scale).all() and (scale >= 0).all()):
+                raise ConfigError(f"lr_scales[{name!r}] must hold finite rates >= 0")
 
     def params(self) -> Params:
         """The model's current parameters, detached, as the dictionary the functions here take."""
@@ -133,8 +152,14 @@ class InnerLoop:
         gradient = self._first_order_gradient if first_order else grad(self._support_loss)
         for _ in range(steps):
             g = gradient(fast, inputs, support_y, example_mask, class_mask)
-            fast = {k: fast[k] - self.inner_lr * g[k] for k in fast}
+            fast = {k: fast[k] - self._rate(k) * g[k] for k in fast}
         return {**frozen, **fast}
+
+    def _rate(self, name: str) -> float | torch.Tensor:
+        """The step size of parameter ``name``: ``inner_lr``, times its ``lr_scales`` entry if it has one."""
+        if self.lr_scales is None or name not in self.lr_scales:
+            return self.inner_lr
+        return self.inner_lr * self.lr_scales[name]
 
     def adapt_batch(self, params: Params, support_x: torch.Tensor, support_y: torch.Tensor,
                     example_mask: torch.Tensor | None = None, class_mask: torch.Tensor | None = None) -> Params:
@@ -270,6 +295,14 @@ def inner_loop_from_config(model: nn.Module, training: dict, **overrides: object
     if settings["inner_lr"] is None or settings["inner_steps"] is None:
         raise ConfigError("the checkpoint has no inner-loop settings (inner_lr, inner_steps)")
     return InnerLoop(model, **settings)  # type: ignore[arg-type]
+
+
+def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
+    """Whether a tensor of ``shape`` broadcasts to ``target`` without changing it."""
+    try:
+        return torch.broadcast_shapes(shape, target) == target
+    except RuntimeError:
+        return False
 
 
 def _channels_last(tensor: torch.Tensor) -> torch.Tensor:
