@@ -3,7 +3,9 @@
     python benchmarks/omniglot_recipes.py [--tasks 1000]
 
 Needs the validation twin's runs from ``bash models/reproduce_omniglot_conv4.sh train``: the pretraining run
-``runs/omniglot-pretrain-train`` and the FOMAML meta-fine-tuned run ``runs/omniglot-conv4-train``. Each row
+``runs/omniglot-pretrain-train`` and the FOMAML meta-fine-tuned run ``runs/omniglot-conv4-train``; the Reptile and
+MAML rows the runs of ``bash benchmarks/finetune_ablation.sh``, the linear rows the previous recipe's runs in
+``runs/linear/`` (see ``LINEAR_PRETRAINED``). Each row
 adapts with the inner loop it names (in PyTorch; ``benchmarks/runtime_accuracy.py`` measures through the
 runtime), on the same tasks, non-transductive, mean ± 95% CI over ``--tasks`` tasks per cell. Results are
 cached per row in the run folders; the section of docs/benchmarks.md is rewritten after every row, and the
@@ -20,28 +22,42 @@ from deployment import ROOT, TASKS
 from edgeadapt.sdk import evaluate, load_checkpoint
 from edgeadapt.sdk.checkpoint import load_training_state
 from edgeadapt.sdk.datasets import find_data_dir
+from edgeadapt.sdk.preconditioner import adam_lr_scales
+from edgeadapt.sdk.scopes import adapted_predicate
 from edgeadapt.sdk.recipes import make_sampler
 from report import markdown_table, write_section
 
+# the shipped recipe's validation twin (bash models/reproduce_omniglot_conv4.sh train): cosine-classifier pretraining
+# (--classifier cosine --feature-norm 10, 24 epochs), then FOMAML meta-fine-tuning at head scale 0.35
 PRETRAINED = ROOT / "runs" / "omniglot-pretrain-train"
 FINE_TUNED = ROOT / "runs" / "omniglot-conv4-train"
-# the same two stages with a cosine classifier (pretrain --classifier cosine --feature-norm 10, 24 epochs;
-# the same FOMAML fine-tuning at head scale 0.35, which keeps the prototype softmax as saturated as 0.05 does on
-# the raw features of norm ~27)
-COSINE_PRETRAINED = ROOT / "runs" / "cosine" / "omniglot-pretrain-train"
-COSINE_FINE_TUNED = ROOT / "runs" / "cosine" / "omniglot-conv4-train"
-PRETRAINING_OF = {FINE_TUNED: PRETRAINED, COSINE_FINE_TUNED: COSINE_PRETRAINED}
+# the same meta-fine-tuning with Reptile (trained on 5 shots) and MAML: runs/finetune_ablation.sh
+REPTILE = ROOT / "runs" / "omniglot-reptile-train"
+MAML = ROOT / "runs" / "omniglot-maml-train"
+# the previous recipe: a linear classifier, 30 epochs, FOMAML at head scale 0.05 (the raw features' norm is ~27)
+LINEAR_PRETRAINED = ROOT / "runs" / "linear" / "omniglot-pretrain-train"
+LINEAR_FINE_TUNED = ROOT / "runs" / "linear" / "omniglot-conv4-train"
+PRETRAINING_OF = {FINE_TUNED: PRETRAINED, REPTILE: PRETRAINED, MAML: PRETRAINED, LINEAR_FINE_TUNED: LINEAR_PRETRAINED}
 PLOT = ROOT / "docs" / "images" / "omniglot-time-to-accuracy.png"
 CELLS = [(ways, shots, False) for ways, shots in TASKS] + [(20, 1, True)]
-# name, run, scope, inner steps, inner lr, head scale
+# name, run, scope, inner steps, inner lr, head scale, per-parameter rates (None: plain SGD; "element" or
+# "tensor": Adam's second moments frozen after pretraining, see edgeadapt.sdk.preconditioner)
 ROWS = [  # the two that matter most first: the section is rewritten after every row
-    ("pretrained, prototype head, no step", PRETRAINED, "head", 0, 0.1, 1.0),
-    ("pretrained + FOMAML meta-fine-tuning, 3 steps, head (shipped)", FINE_TUNED, "head", 3, 0.1, 0.05),
-    ("pretrained + 5 SGD steps, head", PRETRAINED, "head", 5, 0.1, 0.05),
-    ("cosine-classifier pretraining, prototype head, no step", COSINE_PRETRAINED, "head", 0, 0.1, 1.0),
-    ("cosine pretraining + FOMAML meta-fine-tuning, 3 steps, head", COSINE_FINE_TUNED, "head", 3, 0.1, 0.35),
-    ("pretrained + 5 SGD steps, last block + head", PRETRAINED, "last_block", 5, 0.1, 0.05),
-    ("pretrained + FOMAML meta-fine-tuning, 3 steps, last block + head", FINE_TUNED, "last_block", 3, 0.1, 0.05),
+    ("pretrained, prototype head, no step", PRETRAINED, "head", 0, 0.1, 1.0, None),
+    ("pretrained + FOMAML meta-fine-tuning, 3 steps, head (shipped)", FINE_TUNED, "head", 3, 0.1, 0.35, None),
+    ("pretrained + 5 SGD steps, last block + head", PRETRAINED, "last_block", 5, 0.1, 0.35, None),
+    ("pretrained + FOMAML, 3 steps, last block + head", FINE_TUNED, "last_block", 3, 0.1, 0.35, None),
+    ("pretrained + FOMAML, 3 steps, last block + head, Adam-preconditioned rates per element",
+     FINE_TUNED, "last_block", 3, 0.1, 0.35, "element"),
+    ("pretrained + FOMAML, 3 steps, last block + head, Adam-preconditioned rates per tensor",
+     FINE_TUNED, "last_block", 3, 0.1, 0.35, "tensor"),
+    ("pretrained + Reptile meta-fine-tuning (5-shot training), 3 steps, head", REPTILE, "head", 3, 0.1, 0.35, None),
+    ("pretrained + MAML meta-fine-tuning, 3 steps, head", MAML, "head", 3, 0.1, 0.35, None),
+    ("linear-classifier pretraining, prototype head, no step", LINEAR_PRETRAINED, "head", 0, 0.1, 1.0, None),
+    ("linear pretraining + FOMAML, 3 steps, head (previous shipped)", LINEAR_FINE_TUNED, "head", 3, 0.1, 0.05, None),
+    ("linear pretraining + 5 SGD steps, head", LINEAR_PRETRAINED, "head", 5, 0.1, 0.05, None),
+    ("linear pretraining + 5 SGD steps, last block + head", LINEAR_PRETRAINED, "last_block", 5, 0.1, 0.05, None),
+    ("linear pretraining + FOMAML, 3 steps, last block + head", LINEAR_FINE_TUNED, "last_block", 3, 0.1, 0.05, None),
 ]
 
 
@@ -54,18 +70,21 @@ def training_minutes(run: Path) -> float:
 
 def row_scores(row: tuple, tasks: int) -> dict[str, list[float]]:
     """Mean and CI per cell of one row, cached in the run folder."""
-    name, run, scope, steps, lr, scale = row
+    name, run, scope, steps, lr, scale, rates = row
     cache = run / "ablation.json"
     saved = json.loads(cache.read_text()) if cache.exists() else {}
-    key = f"{scope}-{steps}-{lr}-{scale}-{tasks}"
+    key = f"{scope}-{steps}-{lr}-{scale}-{tasks}" + (f"-{rates}" if rates else "")
     if key not in saved:
         model, _ = load_checkpoint(run / "checkpoint")
+        adapts = adapted_predicate(model, scope)  # the adapted layers below the head, which each task re-initialises
+        adapted = [n for n, _ in model.named_parameters() if adapts(n) and not n.startswith("head.")]
+        lr_scales = adam_lr_scales(PRETRAINING_OF[run] / "checkpoint", adapted, rates) if rates else None
         saved[key] = {}
         for ways, shots, within in CELLS:
             sampler, _ = make_sampler("omniglot", find_data_dir(), "validation", ways, shots, 5, seed=11,
                                       training=False, within_alphabet=within)
             result = evaluate(model, sampler, lr, steps, tasks, scope=scope, head_init="prototypes",
-                              head_scale=scale)
+                              head_scale=scale, lr_scales=lr_scales)
             saved[key][f"{ways}-{shots}-{within}"] = [100 * result.mean, 100 * result.ci95]
             print(name, ways, shots, within, result, flush=True)
         cache.write_text(json.dumps(saved, indent=1))
@@ -104,6 +123,9 @@ def main() -> None:
               "20-way 1-shot within an alphabet"]
     rows = []
     for row in ROWS:
+        if not (row[1] / "checkpoint").exists():
+            print(f"skipped {row[0]!r}: no run at {row[1]}", flush=True)
+            continue
         scores = row_scores(row, args.tasks)
         cells = [f"{m:.2f} ± {c:.2f}" for m, c in (scores[f"{w}-{s}-{within}"] for w, s, within in CELLS)]
         rows.append([row[0], f"{training_minutes(row[1]):.0f}", *cells])
@@ -112,12 +134,17 @@ def main() -> None:
                  f"alphabets in PyTorch, {args.tasks} tasks per cell, 5 queries per class, mean ± 95% CI. "
                  "Training minutes are wall-clock on 2 CPU cores shared with other jobs.", "",
                  *markdown_table(header, rows), "",
-                 "Cosine rows: pretraining with `--classifier cosine --feature-norm 10` for 24 epochs instead of "
-                 "a linear classifier for 30; the FOMAML fine-tuning is the shipped recipe's at head scale 0.35. "
-                 "The shipped model (and `models/reproduce_omniglot_conv4.sh`) is still the linear recipe. "
-                 "Adapting the last block as well as the head changes nothing at these head scales: the support "
-                 "softmax is saturated, so the steps hardly move any weight, and what FOMAML adds comes from "
-                 "meta-fine-tuning the features themselves.", "",
+                 "The shipped recipe (`models/reproduce_omniglot_conv4.sh`) pretrains a cosine classifier "
+                 "(`--classifier cosine --feature-norm 10`, 24 epochs) and meta-fine-tunes it with FOMAML at head "
+                 "scale 0.35; the linear rows are the previous recipe (a linear classifier for 30 epochs, head "
+                 "scale 0.05, which keeps the prototype softmax as saturated on raw features of norm ~27). "
+                 "Reptile meta-fine-tunes on 5-shot tasks: at 1 shot each support example is its class's "
+                 "prototype, the support loss is ~0 and Reptile's direction vanishes. Adam-preconditioned rows "
+                 "give each element (or tensor) of the last block the rate 1 / (sqrt(v) + eps) of the pretraining "
+                 "run's frozen Adam second moment v, normalised to mean 1 (`edgeadapt.sdk.preconditioner`). "
+                 "Adapting the last block as well as the head changes little at these head scales: the support "
+                 "softmax is saturated, so the steps hardly move any weight, and what meta-fine-tuning adds comes "
+                 "from the features themselves.", "",
                  "The previous shipped recipe, FOMAML meta-trained from scratch for 800 iterations (about an hour), "
                  "scored 74.9 / 88.3 / 54.3 / 76.9 through the runtime on these alphabets (earlier measurement).",
                  "",

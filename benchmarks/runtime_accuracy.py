@@ -42,9 +42,10 @@ def main() -> None:
         export_artifact(args.run / "checkpoint", artifact, executorch=False, scope="head", max_ways=20,
                         max_shots=10)
     inner = reference(artifact, args.run / "checkpoint")
+    run = args.run.resolve()
     learner = rt.load(artifact, threads=1)
     lines = ["## Accuracy through the runtime (validation alphabets)", "",
-             f"`{args.run.relative_to(ROOT) if args.run.is_relative_to(ROOT) else args.run}`: the pretrained "
+             f"`{run.relative_to(ROOT) if run.is_relative_to(ROOT) else run}`: the shipped "
              "recipe trained on the 24 training alphabets (the validation twin), exported head-only as the shipped "
              f"model is, adapted on the same {args.tasks} tasks per row (5 queries per class, non-transductive) "
              "by PyTorch and by `edgeadapt.runtime` (onnxruntime), on the 6 validation alphabets. Mean accuracy "
