@@ -52,6 +52,7 @@ ROWS = [  # the two that matter most first: the section is rewritten after every
     ("pretrained + FOMAML, 3 steps, last block + head, Adam-preconditioned rates per tensor",
      FINE_TUNED, "last_block", 3, 0.1, 0.35, "tensor"),
     ("pretrained + Reptile meta-fine-tuning (5-shot training), 3 steps, head", REPTILE, "head", 3, 0.1, 0.35, None),
+    ("pretrained + Reptile meta-fine-tuning, 10 steps at evaluation, head", REPTILE, "head", 10, 0.1, 0.35, None),
     ("pretrained + MAML meta-fine-tuning, 3 steps, head", MAML, "head", 3, 0.1, 0.35, None),
     ("linear-classifier pretraining, prototype head, no step", LINEAR_PRETRAINED, "head", 0, 0.1, 1.0, None),
     ("linear pretraining + FOMAML, 3 steps, head (previous shipped)", LINEAR_FINE_TUNED, "head", 3, 0.1, 0.05, None),
