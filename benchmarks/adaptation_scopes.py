@@ -25,6 +25,7 @@ import edgeadapt.runtime as rt
 from deployment import ROOT, TASKS, tasks
 from deployment_latency import time_rounds
 from edgeadapt.export import export_artifact
+from edgeadapt.runtime.format.files import sha256_file
 from report import markdown_table, write_section
 from runtime_accuracy import RUN, mean_ci
 
@@ -96,16 +97,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20, help="timed rounds per task size")
     parser.add_argument("--run", type=Path, default=RUN, help="training run folder holding checkpoint/")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "adaptation-scopes",
-                        help="scratch folder for the per-scope artifacts and the cached accuracies")
+                        help="scratch folder for the per-scope artifacts and the cached accuracies (a subfolder "
+                             "per checkpoint)")
     parser.add_argument("--all-cells", nargs="+", default=None, metavar="WAYSxSHOTS",
                         help="accuracy cells for the whole-network scope (default: all four; e.g. 5x1 20x1)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    learners = {scope: rt.load(scope_artifact(args.run, args.out, scope), threads=1) for scope in SCOPES}
+    # artifacts and cached accuracies belong to one checkpoint: a retrained run gets a folder of its own
+    out = args.out / sha256_file(args.run / "checkpoint" / "manifest.json")[:12]
+    out.mkdir(parents=True, exist_ok=True)
+    learners = {scope: rt.load(scope_artifact(args.run, out, scope), threads=1) for scope in SCOPES}
     times = latencies(learners, args.repeats)
     load = os.getloadavg()
-    cache = args.out / "accuracy.json"
+    cache = out / "accuracy.json"
     scores = json.loads(cache.read_text()) if cache.exists() else {}
     write_report(args, learners, scores, times, load)
     whole = {tuple(int(v) for v in c.split("x")) for c in args.all_cells} if args.all_cells else set(TASKS)
