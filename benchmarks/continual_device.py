@@ -228,10 +228,10 @@ def _eager_ms(inner: InnerLoop, adapted: rt.AdaptedLearner) -> float:
     return 1000 * (time.perf_counter() - start)
 
 
-def mean_ci(fractions) -> str:
-    """Percent, mean ± the half-width of its 95% confidence interval."""
+def mean_ci(fractions, digits: int = 1) -> str:
+    """Percent, mean ± the half-width of its 95% confidence interval (gaps between designs: ``digits`` 2)."""
     result = EvalResult("accuracy", 100 * np.asarray(fractions, dtype=np.float64))
-    return f"{result.mean:.1f} ± {result.ci95:.1f}"
+    return f"{result.mean:.{digits}f} ± {result.ci95:.{digits}f}"
 
 
 def shares(total: int, parts: int) -> int:
@@ -333,14 +333,15 @@ def measure(title: str, sources: list[Source], count: int, tuning: int) -> Measu
         designs = [Replay(source.learner), Consolidation(source.learner, source.inner, lam, alpha)]
         for i, stream in enumerate(source.streams(per, 0)):
             for d in designs:
-                runs[d.name][source.name].add(run(d, stream, source.inner if isinstance(d, Replay) and i < eager_per else None))
+                timed = source.inner if isinstance(d, Replay) and i < eager_per else None
+                runs[d.name][source.name].add(run(d, stream, timed))
             done += 1
             if done % 50 == 0:
                 print(f"{title}: {done}/{per * len(sources)} streams", flush=True)
     measured = Measured(title, per * len(sources), names, runs, max(d for d, _ in checked), scores,
                         state_bytes(checked[0][1]))
     print(f"{title}: final accuracy " + "; ".join(f"{n}: {mean_ci(measured.pooled(n).final())}" for n in names)
-          + f"; A - B {mean_ci(measured.final_gap())} points", flush=True)
+          + f"; A - B {mean_ci(measured.final_gap(), 2)} points", flush=True)
     return measured
 
 
@@ -366,7 +367,7 @@ def section(measured: Measured, describe: str, labels: list[str]) -> list[str]:
     lines += ["", f"A after a whole stream agrees with PyTorch on the same stored support set within "
               f"{measured.difference:.0e} (probabilities). B's (lambda, alpha_m) chosen by final accuracy (%) on "
               f"tuning streams drawn from other seeds: {grid}. A's final accuracy minus B's on the same streams: "
-              f"{mean_ci(measured.final_gap())} points. {measured.state.line('a stream')}", ""]
+              f"{mean_ci(measured.final_gap(), 2)} points. {measured.state.line('a stream')}", ""]
     return lines
 
 
@@ -377,10 +378,11 @@ def per_source(measured: Measured, heading: str) -> list[str]:
     rows = []
     for name in sources:
         finals = measured.runs[a][name].final(), measured.runs[b][name].final()
-        rows.append([name, str(len(finals[0])), mean_ci(finals[0]), mean_ci(finals[1]), mean_ci(finals[0] - finals[1])])
+        rows.append([name, str(len(finals[0])), mean_ci(finals[0]), mean_ci(finals[1]),
+                     mean_ci(finals[0] - finals[1], 2)])
     means = [[100 * measured.runs[d][name].final().mean() for name in sources] for d in (a, b)]
     rows.append([f"mean over the {len(sources)}", str(sum(int(r[1]) for r in rows)), f"{np.mean(means[0]):.1f}",
-                 f"{np.mean(means[1]):.1f}", f"{np.mean(means[0]) - np.mean(means[1]):.1f}"])
+                 f"{np.mean(means[1]):.1f}", f"{np.mean(means[0]) - np.mean(means[1]):.2f}"])
     return [f"Final accuracy (%, all ten digits, mean ± 95% CI over each {heading}'s streams) with each {heading} "
             f"held out in turn; A - B is the difference on the same streams (points):", ""] + markdown_table(
         [heading, "streams", "A", "B", "A - B"], rows) + [""]
@@ -399,7 +401,7 @@ def verdict(measured: list[Measured]) -> list[str]:
             reading = "no significant difference"
         a, b = (m.pooled(name) for name in m.designs)
         last = [np.median([t[-1] for t in runs]) for runs in (a.latency, a.eager, b.latency)]
-        facts.append(f"- {m.title.split(':')[0]}: final accuracy A - B = {gap.mean:.1f} ± {gap.ci95:.1f} points "
+        facts.append(f"- {m.title.split(':')[0]}: final accuracy A - B = {gap.mean:.2f} ± {gap.ci95:.2f} points "
                      f"({reading}); the last update A {last[0]:.1f} ms in onnxruntime ({last[1]:.1f} ms in PyTorch "
                      f"eager), B {last[2]:.1f} ms in PyTorch eager; state A {_kb(m.state.a_saved)} after a stream "
                      f"(at most {_kb(m.state.a_bound)}), B {_kb(m.state.b)}.")
@@ -410,8 +412,8 @@ def verdict(measured: list[Measured]) -> list[str]:
         lines.append("A is shipped and B is not exported: B is nowhere significantly more accurate; A's update is the "
                      "artifact's own `adapt` graph on the stored set (nothing new to export and verify, the same "
                      "fidelity to PyTorch as `adapt`), where B would need a graph of its own for the elastic loss and "
-                     "the slow-weight step. What A pays is memory: it keeps up to max_ways x max_shots examples where B "
-                     "keeps none, and each update re-adapts on the whole stored set, so its cost grows with the "
+                     "the slow-weight step. What A pays is memory: it keeps up to max_ways x max_shots examples where "
+                     "B keeps none, and each update re-adapts on the whole stored set, so its cost grows with the "
                      "classes seen where B's steps see only the new examples.")
     return lines + [""]
 
@@ -465,7 +467,8 @@ def speaker_sources(digits: SpokenDigits, speakers: list[str], epochs: int) -> l
     for speaker in speakers:
         artifact = audio_artifact(digits, speaker, epochs)
         features = digits.features[digits.speakers.index(speaker)]
-        sources.append(Source(speaker, rt.load(artifact, threads=1), reference(artifact, artifact.parent / "checkpoint"),
+        inner = reference(artifact, artifact.parent / "checkpoint")
+        sources.append(Source(speaker, rt.load(artifact, threads=1), inner,
                               lambda n, s, f=features: speaker_streams(f, n, s)))
     return sources
 
@@ -516,7 +519,8 @@ def main() -> None:
     if args.no_report:
         print("\n".join(body))
     else:
-        command = f"python benchmarks/continual_device.py --streams {args.streams} --tuning-streams {args.tuning_streams}"
+        command = (f"python benchmarks/continual_device.py --streams {args.streams} "
+                   f"--tuning-streams {args.tuning_streams}")
         command += f" --speaker {args.speaker}" if args.speaker else ""
         command += f" --only {args.only}" if args.only else ""
         write_section("continual-device", "\n".join(body), command)
