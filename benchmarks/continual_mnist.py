@@ -42,7 +42,8 @@ PUBLISHED = {"sgd": (98.2, 81.3, 49.2, 21.1), "sgd-ewc": (97.8, 91.2, 76.3, 62.1
 # Per architecture: network width, training images per task, test images scored per task, steps, batch.
 # Seeds: 3 for the MLP and the CNN, 1 in quick mode.
 SEEDS = {"full": {"mlp": 3, "cnn": 3}, "quick": {"mlp": 1}}
-RUNS = Path("runs") / "continual-mnist"  # one JSON per finished run, reused when its settings match
+# One JSON per finished run, reused when its settings match.
+RUNS = Path(__file__).resolve().parent.parent / "runs" / "continual-mnist"
 SETTINGS = {
     "full": {"mlp": {"hidden": 100, "train_size": 20000, "eval_size": 10000, "steps": 2000, "batch": 64},
              "cnn": {"hidden": 32, "train_size": 10000, "eval_size": 1000, "steps": 150, "batch": 32}},

@@ -15,6 +15,7 @@ from edgeadapt.sdk.continual import (
     MetaController,
     MetaLRPolicy,
     Task,
+    accuracy,
     average_accuracy,
     few_shot_accuracy,
     forgetting,
@@ -244,10 +245,17 @@ def test_metrics_and_summaries():
     run.train(progress=False)
     records = [run.curve[i]["accuracies"] for i in range(len(run.curve))]
     assert records == run.matrix and len(run.matrix) == 2 and len(run.matrix[0]) == 2
-    before = {n: p.clone() for n, p in run.model.named_parameters()}
-    score = few_shot_accuracy(run.model, run.tasks[0], shots=2, steps=3, lr=0.1)
-    assert 0.0 <= score <= 1.0
-    assert all(torch.equal(p, before[n]) for n, p in run.model.named_parameters())
+
+
+def test_few_shot_accuracy_adapts_a_copy_and_leaves_the_model():
+    torch.manual_seed(0)
+    model, task = MLP(6, (8,), 3), _tiny_tasks()[0]
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    untrained = accuracy(model, task.eval_x, task.eval_y)
+    assert untrained < 0.5  # three classes, chance level
+    assert few_shot_accuracy(model, task, shots=2, steps=0, lr=0.5) == untrained
+    assert few_shot_accuracy(model, task, shots=2, steps=50, lr=0.5) == 1.0  # separable: 2 per class suffice
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
 
 
 def test_meta_lr_policy_stays_in_range_and_descends_the_replay_loss():
