@@ -19,12 +19,13 @@ import json
 from pathlib import Path
 
 from deployment import ROOT, TASKS
+from edgeadapt.runtime.format.files import sha256_file
 from edgeadapt.sdk import evaluate, load_checkpoint
 from edgeadapt.sdk.checkpoint import load_training_state
 from edgeadapt.sdk.datasets import find_data_dir
 from edgeadapt.sdk.preconditioner import adam_lr_scales
-from edgeadapt.sdk.scopes import adapted_predicate
 from edgeadapt.sdk.recipes import make_sampler
+from edgeadapt.sdk.scopes import adapted_predicate
 from report import markdown_table, write_section
 
 # the shipped recipe's validation twin (bash models/reproduce_omniglot_conv4.sh train): cosine-classifier pretraining
@@ -74,7 +75,9 @@ def row_scores(row: tuple, tasks: int) -> dict[str, list[float]]:
     name, run, scope, steps, lr, scale, rates = row
     cache = run / "ablation.json"
     saved = json.loads(cache.read_text()) if cache.exists() else {}
-    key = f"{scope}-{steps}-{lr}-{scale}-{tasks}" + (f"-{rates}" if rates else "")
+    # keyed by the checkpoint too: a run retrained into the same folder (--force) never reuses old scores
+    checkpoint = sha256_file(run / "checkpoint" / "manifest.json")[:12]
+    key = f"{checkpoint}-{scope}-{steps}-{lr}-{scale}-{tasks}" + (f"-{rates}" if rates else "")
     if key not in saved:
         model, _ = load_checkpoint(run / "checkpoint")
         adapts = adapted_predicate(model, scope)  # the adapted layers below the head, which each task re-initialises
