@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from edgeadapt.sdk import Conv4, EpisodeSampler, InnerLoop, MetaConfig, MetaTrainer
-from edgeadapt.sdk.heads import prototype_head, prototypes
+from edgeadapt.sdk.heads import is_per_task, prototype_head, prototypes
 from edgeadapt.sdk.inner_loop import PAD_LABEL
 
 from helpers import labelled_dataset
@@ -117,3 +117,14 @@ def test_batched_adaptation_equals_each_task_alone_with_padding():
         alone = inner.inner_update(inner.params(), batch.support_x[task], batch.support_y[task])
         for name, value in alone.items():
             torch.testing.assert_close(batched[name][task], value, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("head_init, per_task", [("learned", False), ("zeros", True), ("prototypes", True)])
+def test_per_task_heads_serve_any_number_of_ways(head_init, per_task):
+    assert is_per_task(head_init) is per_task
+    model = Conv4(ways=2, hidden=4)
+    inner = InnerLoop(model, 0.1, 1, head_init=head_init, ways=5 if per_task else None)
+    x, y, queries = _task(ways=2)
+    adapted = inner.inner_update(inner.params(), x, y)
+    # a per-task head has the inner loop's ways; the learned one keeps the model's and is a meta-parameter
+    assert adapted["head.weight"].shape[0] == (5 if per_task else 2)

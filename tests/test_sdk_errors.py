@@ -16,6 +16,7 @@ from edgeadapt.sdk import (
 )
 from edgeadapt.sdk.cli import main
 from edgeadapt.sdk.datasets import find_data_dir, load_omniglot
+from edgeadapt.sdk.pretraining import PretrainConfig, pretrain
 
 from helpers import labelled_dataset
 
@@ -120,3 +121,10 @@ def test_every_sdk_error_class_is_an_sdk_error():
 
     classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, BaseException)]
     assert len(classes) >= 8 and all(issubclass(c, errors.SDKError) for c in classes)
+
+
+def test_resuming_without_a_checkpoint_folder_is_a_config_error():
+    classes = labelled_dataset(3, 4)
+    with pytest.raises(ConfigError, match="resume=True needs checkpoint_dir"):
+        pretrain(Conv4(ways=3, hidden=4), classes, PretrainConfig(epochs=1, batch_size=4), resume=True,
+                 progress=False)
