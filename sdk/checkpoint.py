@@ -60,7 +60,7 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model saved at ``path`` and return it with its config, after verifying every hash."""
+    """Rebuild the model saved at ``path`` and return it, in eval mode, with its config, after verifying every hash."""
     folder = verify_checkpoint(path)
     config = _read_json(folder / "config.json")
     spec = config.get("model", {})
@@ -73,7 +73,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         model.load_state_dict(weights, strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"{folder / 'model.safetensors'} does not match {spec['name']}: {e}") from e
-    return model.to(device), config
+    return model.to(device).eval(), config
 
 
 def initialise_from(model: nn.Module, path: str | os.PathLike) -> list[str]:

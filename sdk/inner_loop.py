@@ -17,6 +17,7 @@ from torch.func import functional_call, grad, vmap
 
 from .errors import ConfigError
 from .heads import HEAD_INITS, is_per_task, prototype_head, zero_head
+from .models import batch_statistics_in_use
 from .scopes import adapted_predicate, first_adapted_layer, is_layered
 
 Params = dict[str, torch.Tensor]
@@ -64,6 +65,9 @@ class InnerLoop:
             raise ConfigError(f"inner_steps must be >= 0, got {self.inner_steps}")
         if not self.inner_lr > 0:
             raise ConfigError(f"inner_lr must be > 0, got {self.inner_lr}")
+        if batch_statistics_in_use(self.model):
+            raise ConfigError("the model has batch-norm layers in training mode: call model.eval() first (the "
+                              "inner loop normalises by their running statistics, so no example depends on another)")
         if is_per_task(self.head_init) and (not self.classifies or not is_layered(self.model)):
             raise ConfigError(f"head_init={self.head_init!r} needs a classifier with .features and .head")
         object.__setattr__(self, "_first", first_adapted_layer(self.model, self.scope))

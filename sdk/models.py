@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -47,14 +47,26 @@ def _check_activation(name: str) -> None:
         raise ConfigError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
 
 
-def _conv_block(in_channels: int, out_channels: int, activation: str) -> nn.Sequential:
-    # GroupNorm normalises each example on its own, so predictions never depend on other
-    # examples in the batch (non-transductive), unlike batch normalisation.
+# "group": GroupNorm over all channels, which normalises each example by its own statistics. "batch":
+# BatchNorm, which normalises by batch statistics while pretraining and by the running statistics it kept
+# afterwards (in eval mode, which the inner loop requires): a fixed per-channel affine map, so each example's
+# features still depend on that example alone (non-transductive). On Omniglot, batch norm's features are
+# markedly better (docs/benchmarks.md, "Omniglot recipes").
+NORMS: dict[str, Callable[[int], nn.Module]] = {"group": lambda channels: nn.GroupNorm(1, channels),
+                                                "batch": nn.BatchNorm2d}
+
+
+def _conv_block(in_channels: int, out_channels: int, activation: str, norm: str) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=2, padding=1),
-        nn.GroupNorm(1, out_channels),
+        NORMS[norm](out_channels),
         ACTIVATIONS[activation](),
     )
+
+
+def batch_statistics_in_use(model: nn.Module) -> bool:
+    """Whether some batch-norm layer of ``model`` is in training mode (normalising by the batch at hand)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules())
 
 class ScaledNormalize(nn.Module):
     """Features rescaled to a fixed Euclidean norm: ``scale * x / ||x||`` (per example, over the last dimension)."""
@@ -69,25 +81,28 @@ class ScaledNormalize(nn.Module):
 
 @register_model
 class Conv4(nn.Module):
-    """Four [3x3 conv, stride 2, GroupNorm, activation] blocks and a linear head (Reptile's Omniglot net).
+    """Four [3x3 conv, stride 2, normalisation, activation] blocks and a linear head (Reptile's Omniglot net).
 
     With 64 filters, one input channel, 28x28 inputs and 5 ways it has 113,221 parameters.
     The head is ``self.head``; everything before it is ``self.features``. ``activation`` is
     ``"relu"`` (the paper's) or ``"elu"`` (smooth, for adaptation that rounding cannot tip; see ``ACTIVATIONS``).
     With ``feature_norm`` the features are L2-normalised and scaled to that norm (see ``ScaledNormalize``), so
     prototypes compare directions, as the cosine classifier of :mod:`~edgeadapt.sdk.pretraining` trains them to.
+    ``norm`` is ``"group"`` (GroupNorm over all channels) or ``"batch"`` (BatchNorm, see ``NORMS``).
     """
 
     def __init__(self, ways: int = 5, in_channels: int = 1, hidden: int = 64, image_size: int = 28,
-                 activation: str = "relu", feature_norm: float | None = None):
+                 activation: str = "relu", feature_norm: float | None = None, norm: str = "group"):
         super().__init__()
         _check_activation(activation)
         if feature_norm is not None and not feature_norm > 0:
             raise ConfigError(f"feature_norm must be > 0 or None, got {feature_norm}")
+        if norm not in NORMS:
+            raise ConfigError(f"norm must be one of {sorted(NORMS)}, got {norm!r}")
         self.config = {"ways": ways, "in_channels": in_channels, "hidden": hidden, "image_size": image_size,
-                       "activation": activation, "feature_norm": feature_norm}
+                       "activation": activation, "feature_norm": feature_norm, "norm": norm}
         self.features = nn.Sequential(
-            *(_conv_block(in_channels if i == 0 else hidden, hidden, activation) for i in range(4)),
+            *(_conv_block(in_channels if i == 0 else hidden, hidden, activation, norm) for i in range(4)),
             nn.Flatten(),
             *([ScaledNormalize(feature_norm)] if feature_norm is not None else []),
         )

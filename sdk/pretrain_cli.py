@@ -15,7 +15,7 @@ from .distributed import add_distributed_arguments
 from .evaluation import evaluate
 from .pretraining import CLASSIFIERS, PretrainConfig, pretrain
 from .augment import AUGMENTATIONS
-from .models import ACTIVATIONS, Conv4
+from .models import ACTIVATIONS, NORMS, Conv4
 from .recipes import SPLITS, dataset_classes, make_sampler
 
 log = logging.getLogger("edgeadapt")
@@ -44,9 +44,15 @@ def add_pretrain_parser(commands: argparse._SubParsersAction) -> None:
                         "(default: %(default)s)")
     p.add_argument("--hidden", type=int, default=64, help="filters per conv layer (default: %(default)s)")
     p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="elu", help="(default: %(default)s)")
+    p.add_argument("--norm", choices=sorted(NORMS), default="group",
+                   help="normalisation layers: GroupNorm, or BatchNorm (its running statistics are used after "
+                        "pretraining) (default: %(default)s)")
     p.add_argument("--classifier", choices=CLASSIFIERS, default=PretrainConfig.classifier,
                    help="what is trained on the features: the model's linear head, or a cosine classifier with a "
                         "learned scale, copied into the head (needs --feature-norm) (default: %(default)s)")
+    p.add_argument("--margin", type=float, default=PretrainConfig.margin,
+                   help="additive cosine margin of the cosine classifier's loss (CosFace; 0: none) "
+                        "(default: %(default)s)")
     p.add_argument("--feature-norm", type=float, default=None, metavar="NORM",
                    help="L2-normalise the model's features and scale them to NORM (default: raw features)")
     p.add_argument("--seed", type=int, default=0)
@@ -67,10 +73,10 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     args.device = str(distributed.device_for(args.device))
     classes = dataset_classes(args.dataset, args.data, args.split).with_rotations()
     config = PretrainConfig(args.epochs, args.batch_size, args.max_lr, args.weight_decay, args.augmentation,
-                            classifier=args.classifier)
+                            classifier=args.classifier, margin=args.margin)
     torch.manual_seed(args.seed)
     model = Conv4(ways=classes.n_classes, hidden=args.hidden, activation=args.activation,
-                  feature_norm=args.feature_norm)
+                  feature_norm=args.feature_norm, norm=args.norm)
     data = {"dataset": args.dataset, "split": args.split, "classes": classes.n_classes, "rotations": 4}
     args.out.mkdir(parents=True, exist_ok=True)
     log.info("pretraining Conv4 on %d classes of %s (%s)", classes.n_classes, args.dataset, config)

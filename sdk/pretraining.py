@@ -1,7 +1,8 @@
 """Supervised pretraining: the backbone trained as an ordinary classifier over every training class.
 
 Cross-entropy over all classes (rotations included) with Adam, a one-cycle learning-rate schedule, large
-batches and random affine distortions, through the model's linear head or a cosine classifier. Its features,
+batches and random affine distortions, through the model's linear head or a cosine classifier (optionally with
+an additive cosine margin). Its features,
 read out by a prototype-initialised head, are the starting point that meta-training (``edgeadapt train --init``)
 then fine-tunes. Runs resume exactly.
 """
@@ -42,6 +43,7 @@ class PretrainConfig:
     augmentation: str = "shift"
     label_smoothing: float = 0.0
     classifier: str = "linear"
+    margin: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -52,6 +54,9 @@ class PretrainConfig:
             raise ConfigError(f"augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
         if self.classifier not in CLASSIFIERS:
             raise ConfigError(f"classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
+        if not 0 <= self.margin < 1 or (self.margin and self.classifier != "cosine"):
+            raise ConfigError(f"margin must be in [0, 1), and needs the cosine classifier; got {self.margin} "
+                              f"with {self.classifier!r}")
 
 
 CLASSIFIERS = ("linear", "cosine")
@@ -62,6 +67,7 @@ class CosineClassifier(nn.Module):
 
     Trained in place of a model's linear head, it shapes features whose directions separate classes, which is
     what a prototype head on L2-normalised features (``Conv4(feature_norm=...)``) compares.
+    :meth:`with_margin` is the training loss's view: the target's cosine lowered by a margin (CosFace).
     """
 
     def __init__(self, features: int, classes: int):
@@ -71,6 +77,11 @@ class CosineClassifier(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.log_scale.exp() * F.linear(F.normalize(features, dim=-1), F.normalize(self.weight, dim=-1))
+
+    def with_margin(self, logits: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
+        """``logits`` with each target's cosine lowered by ``margin`` (CosFace, Wang et al. 2018), for the loss:
+        a class must then win by a margin, which draws each class's features closer together."""
+        return logits - margin * self.log_scale.exp() * F.one_hot(labels, logits.shape[-1]).to(logits.dtype)
 
     def copy_to(self, head: nn.Linear, feature_norm: float) -> None:
         """Make ``head`` compute these logits on features of norm ``feature_norm`` (zero bias)."""
@@ -100,7 +111,8 @@ class Pretrainer:
     ``config.classifier == "cosine"`` a :class:`CosineClassifier` is trained in place of its head and copied into
     it at every save (the model needs ``feature_norm``, so that the copy computes the same logits). Each
     epoch visits every drawing once in an order drawn from the run's generator; under ``torchrun`` each process
-    takes its contiguous share of every batch, so the steps are those of one process (up to float rounding).
+    takes its contiguous share of every batch, so the steps are those of one process (up to float rounding),
+    except that batch-norm layers normalise by each process's share (as DistributedDataParallel does).
     """
 
     def __init__(self, model: nn.Module, classes: ClassDataset, config: PretrainConfig, seed: int = 0,
@@ -141,7 +153,8 @@ class Pretrainer:
         x, y = x.to(self.device), self.labels[index[share.start:share.stop]].to(self.device)
         self.network.train()
         logits = self.network(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing, reduction="sum")
+        trained = self.classifier.cosine.with_margin(logits, y, self.config.margin) if self.config.margin else logits
+        loss = F.cross_entropy(trained, y, label_smoothing=self.config.label_smoothing, reduction="sum")
         self.optimizer.zero_grad(set_to_none=True)
         (loss * (self.world.size / len(index))).backward()  # DDP averages: the batch's mean loss's gradient
         lr = self.optimizer.param_groups[0]["lr"]

@@ -20,11 +20,16 @@ from edgeadapt.sdk import Conv4, InnerLoop, save_checkpoint  # noqa: E402
 TOLERANCE = 1e-5
 
 
-@pytest.fixture(scope="module", params=["relu", "elu"])
+@pytest.fixture(scope="module", params=["relu", "elu", "elu-batch"])
 def exported(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp(f"executorch-{request.param}")
     torch.manual_seed(0)
-    model = Conv4(ways=4, hidden=8, activation=request.param)
+    activation, _, norm = request.param.partition("-")
+    model = Conv4(ways=4, hidden=8, activation=activation, norm=norm or "group")
+    for name, buffer in model.named_buffers():  # batch norm: running statistics far from 0 and 1
+        if name.endswith(("running_mean", "running_var")):
+            buffer.copy_(torch.rand(buffer.shape) + 0.5 * name.endswith("running_var"))
+    model.eval()
     training = {"algorithm": "fomaml", "inner_lr": 0.5, "inner_steps": 2, "scope": "all", "loss": "cross_entropy"}
     save_checkpoint(folder / "ckpt", model, {"training": training})
     export_artifact(folder / "ckpt", folder / "model", max_shots=3, executorch=True)
@@ -68,10 +73,12 @@ def test_artifact_without_a_program_is_refused_clearly(tmp_path):
 HEAVY_OPERATORS = ("convolution", "mm", "addmm", "elu", "sum", "mean", "mul.Scalar", "native_group_norm")
 
 
-@pytest.mark.parametrize("activation, scope", [("relu", "all"), ("elu", "all"), ("elu", "head")])
-def test_adaptation_leaves_no_heavy_operator_to_portable_kernels(activation, scope, tmp_path):
+@pytest.mark.parametrize("activation, scope, norm", [("relu", "all", "group"), ("elu", "all", "group"),
+                                                     ("elu", "head", "group"), ("elu", "all", "batch")])
+def test_adaptation_leaves_no_heavy_operator_to_portable_kernels(activation, scope, norm, tmp_path):
     torch.manual_seed(0)
-    inner = InnerLoop(Conv4(ways=3, hidden=4, activation=activation), 0.5, 1, "cross_entropy", scope)
+    model = Conv4(ways=3, hidden=4, activation=activation, norm=norm).eval()
+    inner = InnerLoop(model, 0.5, 1, "cross_entropy", scope)
     spec = GraphSpec(input_shape=(1, 28, 28), max_ways=3, max_shots=2)
     edge = lower_to_xnnpack(inner, spec, [6], predict_batch=None)
     nodes = [n for n in edge.exported_program("adapt_6").graph.nodes if n.op == "call_function"]

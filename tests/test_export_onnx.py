@@ -21,13 +21,21 @@ PROTOTYPE_CONV_TOLERANCE = 1e-4
                                         ("all", "elu", "learned", None), ("last_block", "elu", "prototypes", None),
                                         ("head", "elu", "prototypes", None), ("all", "elu", "zeros", None),
                                         ("last_block", "elu", "prototypes", 10.0), ("head", "elu", "prototypes", 10.0),
-                                        ("last_block", "elu", "prototypes", None, "per-parameter rates")])
+                                        ("last_block", "elu", "prototypes", None, "per-parameter rates"),
+                                        ("last_block", "elu", "prototypes", 10.0, "batch norm")])
 def exported(request, tmp_path_factory):
-    scope, activation, head_init, feature_norm, *rates = request.param
+    scope, activation, head_init, feature_norm, *variant = request.param
+    rates, batch_norm = variant == ["per-parameter rates"], variant == ["batch norm"]
     torch.manual_seed(0)
     # a replaced head serves any number of ways
     ways = SPEC.max_ways if head_init == "learned" else 3
-    model = Conv4(ways=ways, hidden=8, activation=activation, feature_norm=feature_norm)
+    model = Conv4(ways=ways, hidden=8, activation=activation, feature_norm=feature_norm,
+                  norm="batch" if batch_norm else "group")
+    if batch_norm:  # running statistics far from 0 and 1, so that a graph that ignored them would differ
+        for name, buffer in model.named_buffers():
+            if name.endswith(("running_mean", "running_var")):
+                buffer.copy_(torch.rand(buffer.shape) + 0.5 * name.endswith("running_var"))
+        model.eval()
     # elementwise rates in 0.5..1.5 for the last block, one for the head: constants of the exported graph
     lr_scales = {name: 0.5 + torch.rand(p.shape) for name, p in model.named_parameters()
                  if name.startswith("features.3.")} | {"head.weight": torch.tensor(2.0)} if rates else None
@@ -35,7 +43,7 @@ def exported(request, tmp_path_factory):
     inner = InnerLoop(model, inner_lr=0.5, inner_steps=3, scope=scope, head_init=head_init, ways=SPEC.max_ways,
                       head_scale=1.0 if feature_norm is None else 0.1, lr_scales=lr_scales)
     tolerance = PROTOTYPE_CONV_TOLERANCE if head_init == "prototypes" and scope != "head" else TOLERANCE
-    folder = tmp_path_factory.mktemp(f"{scope}-{activation}-{head_init}-{feature_norm}-{bool(rates)}")
+    folder = tmp_path_factory.mktemp(f"{scope}-{activation}-{head_init}-{feature_norm}-{variant}")
     export_adapt(inner, SPEC, folder / "adapt.onnx")
     export_predict(inner, SPEC, folder / "predict.onnx")
     sessions = [ort.InferenceSession(str(folder / f), providers=["CPUExecutionProvider"])

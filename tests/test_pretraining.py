@@ -1,22 +1,25 @@
 """Supervised pretraining: it learns, its checkpoints round-trip, and a resumed run equals an uninterrupted one."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from edgeadapt.sdk import Conv4, load_checkpoint
+from edgeadapt.sdk import Conv4, InnerLoop, load_checkpoint
+from edgeadapt.sdk.errors import ConfigError
 from edgeadapt.sdk.augment import augment
 from edgeadapt.sdk.checkpoint import CheckpointError, initialise_from
 from edgeadapt.sdk.datasets import ClassDataset
-from edgeadapt.sdk.pretraining import PretrainConfig, Pretrainer, pretrain
+from edgeadapt.sdk.pretraining import CosineClassifier, PretrainConfig, Pretrainer, pretrain
 
 from helpers import labelled_dataset
 
 CONFIG = PretrainConfig(epochs=2, batch_size=16, max_lr=0.01, augmentation="affine")
 
 
-def _model(classes: int, feature_norm: float | None = None) -> Conv4:
+def _model(classes: int, feature_norm: float | None = None, norm: str = "group") -> Conv4:
     torch.manual_seed(0)
-    return Conv4(ways=classes, hidden=4, activation="elu", feature_norm=feature_norm)
+    return Conv4(ways=classes, hidden=4, activation="elu", feature_norm=feature_norm, norm=norm)
 
 
 def _patterns(n_classes: int, n_drawings: int) -> ClassDataset:
@@ -37,21 +40,46 @@ def test_pretraining_learns_the_classes():
     assert accuracy > 0.9 and history[-1]["loss"] < history[0]["loss"]
 
 
-def test_resumed_pretraining_equals_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("norm", ["group", "batch"])
+def test_resumed_pretraining_equals_an_uninterrupted_run(tmp_path, norm):
     classes = labelled_dataset(n_classes=5, n_drawings=6)
-    straight, _ = pretrain(_model(5), classes, CONFIG, progress=False)
-    run = Pretrainer(_model(5), classes, CONFIG)
+    straight, _ = pretrain(_model(5, norm=norm), classes, CONFIG, progress=False)
+    run = Pretrainer(_model(5, norm=norm), classes, CONFIG)
     for _ in range(3):  # stop mid-epoch (2 steps per epoch)
         run.step()
     run.save(tmp_path / "checkpoint")
-    resumed, history = pretrain(_model(5), classes, CONFIG, checkpoint_dir=tmp_path / "checkpoint", resume=True,
-                                progress=False)
+    resumed, history = pretrain(_model(5, norm=norm), classes, CONFIG, checkpoint_dir=tmp_path / "checkpoint",
+                                resume=True, progress=False)
     assert len(history) == 4
     for name, value in straight.state_dict().items():
         assert torch.equal(resumed.state_dict()[name], value), name
     reloaded, config = load_checkpoint(tmp_path / "checkpoint")
     assert config["pretraining"]["augmentation"] == "affine"
     assert all(torch.equal(reloaded.state_dict()[k], v) for k, v in resumed.state_dict().items())
+
+
+def test_batch_norm_pretraining_keeps_running_statistics_that_the_inner_loop_uses():
+    classes = _patterns(n_classes=6, n_drawings=8)
+    config = PretrainConfig(epochs=6, batch_size=16, max_lr=0.02, augmentation="none")
+    model, _ = pretrain(_model(6, norm="batch"), classes, config, progress=False)
+    assert not model.training  # pretrain hands the model back in eval mode: running statistics from now on
+    statistics = model.features[0][1]
+    assert not torch.allclose(statistics.running_mean, torch.zeros_like(statistics.running_mean))
+    x = classes.images.flatten(0, 1)
+    assert (model(x).argmax(1) == torch.arange(6).repeat_interleave(8)).float().mean() > 0.9
+    # one example's output does not depend on the others it is batched with (non-transductive)
+    assert torch.allclose(model(x[:1]), model(x)[:1], atol=1e-5)
+    inner = InnerLoop(model, inner_lr=0.1, inner_steps=1, scope="head")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    inner.adapt_batch(inner.params(), x[None, :12], torch.arange(6).repeat_interleave(8)[None, :12])
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())  # statistics untouched
+    with pytest.raises(ConfigError, match="eval"):
+        InnerLoop(model.train(), inner_lr=0.1, inner_steps=1)
+
+
+def test_conv4_rejects_an_unknown_normalisation():
+    with pytest.raises(ConfigError, match="norm"):
+        Conv4(norm="layer")
 
 
 COSINE = PretrainConfig(epochs=2, batch_size=16, max_lr=0.01, augmentation="affine", classifier="cosine")
@@ -130,6 +158,33 @@ def test_augmentation_is_reproducible_and_keeps_shape(kind):
 
 def test_pretrain_config_rejects_bad_values():
     for bad in ({"epochs": 0}, {"max_lr": 0.0}, {"augmentation": "flip"}, {"label_smoothing": 1.0},
-                {"classifier": "arcface"}):
+                {"classifier": "arcface"}, {"margin": 0.1}, {"classifier": "cosine", "margin": -0.1}):
         with pytest.raises(ValueError):
             PretrainConfig(**bad)
+
+
+def test_a_margin_lowers_only_the_targets_logit_by_its_scaled_cosine():
+    classifier = CosineClassifier(features=4, classes=3)
+    logits, labels = torch.randn(5, 3), torch.tensor([0, 2, 1, 1, 0])
+    lowered = classifier.with_margin(logits, labels, 0.25)
+    drop = (logits - lowered).detach()
+    assert torch.allclose(drop.gather(1, labels[:, None]), torch.full((5, 1), 2.5), atol=1e-5)  # scale 10 x 0.25
+    assert drop.sum() == pytest.approx(5 * 2.5, abs=1e-4)  # and no other logit
+
+
+def test_margin_pretraining_learns_and_resumes_exactly(tmp_path):
+    classes = _patterns(n_classes=6, n_drawings=8)
+    config = PretrainConfig(epochs=6, batch_size=16, max_lr=0.02, augmentation="none", classifier="cosine",
+                            margin=0.2)
+    model, history = pretrain(_model(6, 10.0, "batch"), classes, config, progress=False)
+    x = classes.images.flatten(0, 1)
+    assert (model(x).argmax(1) == torch.arange(6).repeat_interleave(8)).float().mean() > 0.9
+    plain = Pretrainer(_model(6, 10.0, "batch"), classes, replace(config, margin=0.0))
+    assert plain.step()["loss"] < history[0]["loss"]  # the margin makes the same first batch's loss larger
+    run = Pretrainer(_model(6, 10.0, "batch"), classes, config)
+    for _ in range(5):
+        run.step()
+    run.save(tmp_path / "checkpoint")
+    resumed, _ = pretrain(_model(6, 10.0, "batch"), classes, config, checkpoint_dir=tmp_path / "checkpoint",
+                          resume=True, progress=False)
+    assert all(torch.equal(resumed.state_dict()[k], v) for k, v in model.state_dict().items())
