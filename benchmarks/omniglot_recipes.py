@@ -4,8 +4,9 @@
 
 Needs the validation twin's runs from ``bash models/reproduce_omniglot_conv4.sh train``: the pretraining run
 ``runs/omniglot-pretrain-train`` and the FOMAML meta-fine-tuned run ``runs/omniglot-conv4-train``; the Reptile and
-MAML rows the runs of ``bash benchmarks/finetune_ablation.sh``, the linear rows the previous recipe's runs in
-``runs/linear/`` (see ``LINEAR_PRETRAINED``). Each row
+MAML rows the runs of ``bash benchmarks/finetune_ablation.sh``, the group-norm and linear rows the earlier
+recipes' runs in ``runs/cosine/`` and ``runs/linear/`` (see ``GROUP`` and ``LINEAR_PRETRAINED``); rows without
+their run are left out. Each row
 adapts with the inner loop it names (in PyTorch; ``benchmarks/runtime_accuracy.py`` measures through the
 runtime), on the same tasks, non-transductive, mean ± 95% CI over ``--tasks`` tasks per cell. Results are
 cached per row in the run folders; the section of docs/benchmarks.md is rewritten after every row, and the
@@ -28,17 +29,22 @@ from edgeadapt.sdk.recipes import make_sampler
 from edgeadapt.sdk.scopes import adapted_predicate
 from report import markdown_table, write_section
 
-# the shipped recipe's validation twin (bash models/reproduce_omniglot_conv4.sh train): cosine-classifier pretraining
-# (--classifier cosine --feature-norm 10, 24 epochs), then FOMAML meta-fine-tuning at head scale 0.35
+# the shipped recipe's validation twin (bash models/reproduce_omniglot_conv4.sh train): batch-norm Conv4 pretrained
+# as a cosine classifier with a margin of 0.25 (24 epochs), then FOMAML meta-fine-tuning at head scale 0.35
 PRETRAINED = ROOT / "runs" / "omniglot-pretrain-train"
 FINE_TUNED = ROOT / "runs" / "omniglot-conv4-train"
-# the same meta-fine-tuning with Reptile (trained on 5 shots) and MAML: runs/finetune_ablation.sh
+# the same meta-fine-tuning with Reptile (trained on 5 shots) and MAML: benchmarks/finetune_ablation.sh
 REPTILE = ROOT / "runs" / "omniglot-reptile-train"
 MAML = ROOT / "runs" / "omniglot-maml-train"
-# the previous recipe: a linear classifier, 30 epochs, FOMAML at head scale 0.05 (the raw features' norm is ~27)
+# the previous recipe: group norm, cosine classifier without a margin, and the same fine-tuning runs from it
+GROUP = ROOT / "runs" / "cosine"
+GROUP_PRETRAINED, GROUP_FINE_TUNED = GROUP / "omniglot-pretrain-train", GROUP / "omniglot-conv4-train"
+GROUP_REPTILE, GROUP_MAML = GROUP / "omniglot-reptile-train", GROUP / "omniglot-maml-train"
+# the recipe before: a linear classifier, 30 epochs, FOMAML at head scale 0.05 (the raw features' norm is ~27)
 LINEAR_PRETRAINED = ROOT / "runs" / "linear" / "omniglot-pretrain-train"
 LINEAR_FINE_TUNED = ROOT / "runs" / "linear" / "omniglot-conv4-train"
-PRETRAINING_OF = {FINE_TUNED: PRETRAINED, REPTILE: PRETRAINED, MAML: PRETRAINED, LINEAR_FINE_TUNED: LINEAR_PRETRAINED}
+PRETRAINING_OF = {FINE_TUNED: PRETRAINED, REPTILE: PRETRAINED, MAML: PRETRAINED, LINEAR_FINE_TUNED: LINEAR_PRETRAINED,
+                  GROUP_FINE_TUNED: GROUP_PRETRAINED, GROUP_REPTILE: GROUP_PRETRAINED, GROUP_MAML: GROUP_PRETRAINED}
 PLOT = ROOT / "docs" / "images" / "omniglot-time-to-accuracy.png"
 CELLS = [(ways, shots, False) for ways, shots in TASKS] + [(20, 1, True)]
 # name, run, scope, inner steps, inner lr, head scale, per-parameter rates (None: plain SGD; "element" or
@@ -48,15 +54,23 @@ ROWS = [  # the two that matter most first: the section is rewritten after every
     ("pretrained + FOMAML meta-fine-tuning, 3 steps, head (shipped)", FINE_TUNED, "head", 3, 0.1, 0.35, None),
     ("pretrained + 5 SGD steps, last block + head", PRETRAINED, "last_block", 5, 0.1, 0.35, None),
     ("pretrained + FOMAML, 3 steps, last block + head", FINE_TUNED, "last_block", 3, 0.1, 0.35, None),
-    ("pretrained + FOMAML, 3 steps, last block + head, Adam-preconditioned rates per element",
-     FINE_TUNED, "last_block", 3, 0.1, 0.35, "element"),
-    ("pretrained + FOMAML, 3 steps, last block + head, Adam-preconditioned rates per tensor",
-     FINE_TUNED, "last_block", 3, 0.1, 0.35, "tensor"),
     ("pretrained + Reptile meta-fine-tuning (5-shot training), 3 steps, head", REPTILE, "head", 3, 0.1, 0.35, None),
-    ("pretrained + Reptile meta-fine-tuning, 10 steps at evaluation, head", REPTILE, "head", 10, 0.1, 0.35, None),
     ("pretrained + MAML meta-fine-tuning, 3 steps, head", MAML, "head", 3, 0.1, 0.35, None),
+    ("group-norm pretraining, no margin, prototype head, no step", GROUP_PRETRAINED, "head", 0, 0.1, 1.0, None),
+    ("group norm + FOMAML, 3 steps, head (previous shipped)", GROUP_FINE_TUNED, "head", 3, 0.1, 0.35, None),
+    ("group norm + 5 SGD steps, last block + head", GROUP_PRETRAINED, "last_block", 5, 0.1, 0.35, None),
+    ("group norm + FOMAML, 3 steps, last block + head", GROUP_FINE_TUNED, "last_block", 3, 0.1, 0.35, None),
+    ("group norm + FOMAML, 3 steps, last block + head, Adam-preconditioned rates per element",
+     GROUP_FINE_TUNED, "last_block", 3, 0.1, 0.35, "element"),
+    ("group norm + FOMAML, 3 steps, last block + head, Adam-preconditioned rates per tensor",
+     GROUP_FINE_TUNED, "last_block", 3, 0.1, 0.35, "tensor"),
+    ("group norm + Reptile meta-fine-tuning (5-shot training), 3 steps, head", GROUP_REPTILE, "head", 3, 0.1, 0.35,
+     None),
+    ("group norm + Reptile meta-fine-tuning, 10 steps at evaluation, head", GROUP_REPTILE, "head", 10, 0.1, 0.35,
+     None),
+    ("group norm + MAML meta-fine-tuning, 3 steps, head", GROUP_MAML, "head", 3, 0.1, 0.35, None),
     ("linear-classifier pretraining, prototype head, no step", LINEAR_PRETRAINED, "head", 0, 0.1, 1.0, None),
-    ("linear pretraining + FOMAML, 3 steps, head (previous shipped)", LINEAR_FINE_TUNED, "head", 3, 0.1, 0.05, None),
+    ("linear pretraining + FOMAML, 3 steps, head", LINEAR_FINE_TUNED, "head", 3, 0.1, 0.05, None),
     ("linear pretraining + 5 SGD steps, head", LINEAR_PRETRAINED, "head", 5, 0.1, 0.05, None),
     ("linear pretraining + 5 SGD steps, last block + head", LINEAR_PRETRAINED, "last_block", 5, 0.1, 0.05, None),
     ("linear pretraining + FOMAML, 3 steps, last block + head", LINEAR_FINE_TUNED, "last_block", 3, 0.1, 0.05, None),
@@ -102,10 +116,14 @@ def plot() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    history = load_training_state(PRETRAINED / "checkpoint")[1]["history"]
-    points = [(r["elapsed"] / 60, 100 * r["validation_5way1shot"]) for r in history if "validation_5way1shot" in r]
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(*zip(*points), marker="o", label="pretraining (prototype head, no step)")
+    for run, label in ((PRETRAINED, "pretraining, batch norm + margin (shipped)"),
+                       (GROUP_PRETRAINED, "pretraining, group norm (previous)")):
+        if (run / "checkpoint").exists():
+            history = load_training_state(run / "checkpoint")[1]["history"]
+            points = [(r["elapsed"] / 60, 100 * r["validation_5way1shot"]) for r in history
+                      if "validation_5way1shot" in r]
+            ax.plot(*zip(*points), marker="o", label=f"{label}; prototype head, no step")
     ax.axhline(95, color="gray", linestyle=":", label="95%")
     ax.axhline(53.82, color="tab:red", linestyle="--", label="previous Reptile, 2,000 meta-iterations (~50 min)")
     ax.set_xlabel("training minutes (2 CPU cores, shared)")
@@ -138,10 +156,14 @@ def main() -> None:
                  f"alphabets in PyTorch, {args.tasks} tasks per cell, 5 queries per class, mean ± 95% CI. "
                  "Training minutes are wall-clock on 2 CPU cores shared with other jobs.", "",
                  *markdown_table(header, rows), "",
-                 "The shipped recipe (`models/reproduce_omniglot_conv4.sh`) pretrains a cosine classifier "
-                 "(`--classifier cosine --feature-norm 10`, 24 epochs) and meta-fine-tunes it with FOMAML at head "
-                 "scale 0.35; the linear rows are the previous recipe (a linear classifier for 30 epochs, head "
-                 "scale 0.05, which keeps the prototype softmax as saturated on raw features of norm ~27). "
+                 "The shipped recipe (`models/reproduce_omniglot_conv4.sh`) pretrains a batch-norm Conv4 as a "
+                 "cosine classifier with an additive margin (`--norm batch --classifier cosine --margin 0.25 "
+                 "--feature-norm 10`, 24 epochs) and meta-fine-tunes it with FOMAML at head scale 0.35. The "
+                 "group-norm rows are the previous recipe (group norm, no margin; \"Pretraining variants\" "
+                 "compares the two choices in short runs), the linear rows the one before (a linear classifier for "
+                 "30 epochs, head scale 0.05, which keeps the prototype softmax as saturated on raw features of "
+                 "norm ~27). Rows whose runs are absent (`bash benchmarks/finetune_ablation.sh` makes the Reptile "
+                 "and MAML runs of the current pretraining) are left out. "
                  "Reptile meta-fine-tunes on 5-shot tasks: at 1 shot each support example is its class's "
                  "prototype, the support loss is ~0 and Reptile's direction vanishes. Adam-preconditioned rows "
                  "give each element (or tensor) of the last block the rate 1 / (sqrt(v) + eps) of the pretraining "
