@@ -94,7 +94,9 @@ class MetaTrainer:
             raise ConfigError(f"a meta-batch of {config.meta_batch_size} tasks cannot be shared by "
                              f"{self.world.size} processes")
         self.device = distributed.device_for(device)
-        self.model = model.to(self.device)
+        # eval mode: tasks are adapted and scored through the inner loop, which normalises by batch-norm layers'
+        # running statistics; meta-training never changes them
+        self.model = model.to(self.device).eval()
         distributed.broadcast_parameters(self.model)
         self.sampler = sampler
         self.config = config

@@ -128,3 +128,22 @@ def test_per_task_heads_serve_any_number_of_ways(head_init, per_task):
     adapted = inner.inner_update(inner.params(), x, y)
     # a per-task head has the inner loop's ways; the learned one keeps the model's and is a meta-parameter
     assert adapted["head.weight"].shape[0] == (5 if per_task else 2)
+
+
+@pytest.mark.parametrize("algorithm", ["fomaml", "maml"])
+def test_meta_training_a_batch_norm_model_keeps_its_running_statistics(algorithm):
+    """Meta-training adapts through the inner loop, which normalises by batch norm's running statistics: a model
+    handed over in training mode is switched to eval mode, and the statistics never move."""
+    torch.manual_seed(0)
+    model = Conv4(ways=3, hidden=8, activation="elu", norm="batch")
+    model(torch.rand(16, 1, 28, 28))  # one training-mode pass gives the statistics values of their own
+    statistics = {k: v.clone() for k, v in model.named_buffers()}
+    sampler = EpisodeSampler(labelled_dataset(), 3, 2, 2, seed=0, min_ways=2, min_shots=1)
+    trainer = MetaTrainer(model, sampler, MetaConfig(algorithm, 0.1, 0.01, 2, 2, 2, scope="last_block",
+                                                     head_init="prototypes"))
+    weights = {k: v.clone() for k, v in trainer.model.named_parameters()}
+    trainer.step()
+    trainer.step()
+    assert not trainer.model.training
+    assert all(torch.equal(v, statistics[k]) for k, v in trainer.model.named_buffers())
+    assert any(not torch.equal(weights[k], v) for k, v in trainer.model.named_parameters())
