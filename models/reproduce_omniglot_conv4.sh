@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Rebuild models/omniglot-conv4 from the Omniglot background set:
-#   1. pretrain Conv4 (64 filters, ELU, features L2-normalised to norm 10) as a cosine classifier over every
-#      class x 4 rotations (24 epochs, affine distortions);
+#   1. pretrain Conv4 (64 filters, batch norm, ELU, features L2-normalised to norm 10) as a cosine classifier
+#      with an additive margin of 0.25 over every class x 4 rotations (24 epochs, affine distortions);
 #   2. meta-fine-tune it with FOMAML on 5..20-way 1-shot tasks through the inner loop the device runs
 #      (prototype head, scale 0.35, last block + head adapt, 3 SGD steps at 0.1), 500 meta-iterations;
 #   3. export the artifact (head-only adaptation, 2..20 ways, 1..10 shots; ONNX, .ort and, with executorch
 #      installed, .pte) and keep the checkpoint beside it.
 #   bash models/reproduce_omniglot_conv4.sh [SPLIT] [--device cuda]   # SPLIT=train: the validation twin (24 alphabets)
 # Data: $EDGEADAPT_DATA (a folder holding omniglot/images_background.zip). On a 2-core CPU the validation twin
-# trains in about 36 minutes (pretraining 31, fine-tuning 5; docs/benchmarks.md), all 30 alphabets in about 45
-# (27% more pretraining steps); the export takes a few minutes more, and up to 19 with the ExecuTorch program.
+# trained in 31 minutes (pretraining 26, fine-tuning 5; docs/benchmarks.md) and all 30 alphabets in 45 (pretraining
+# 40, fine-tuning 5), the two side by side on one thread each; the export, ExecuTorch program included, took 5 more.
 set -euo pipefail
 split="${1:-all}"
 shift || true
@@ -17,7 +17,7 @@ pretrained="runs/omniglot-pretrain-$split"
 run="runs/omniglot-conv4-$split"
 resume() { [ -e "$1/checkpoint/state.json" ] && echo --resume || true; }
 edgeadapt pretrain --dataset omniglot --split "$split" --epochs 24 --augmentation affine --hidden 64 \
-    --activation elu --classifier cosine --feature-norm 10 --seed 0 --eval-every 237 --eval-tasks 1000 \
+    --norm batch --activation elu --classifier cosine --margin 0.25 --feature-norm 10 --seed 0 --eval-every 237 --eval-tasks 1000 \
     --out "$pretrained" $(resume "$pretrained") "$@"
 edgeadapt train --dataset omniglot --split "$split" --init "$pretrained/checkpoint" --algorithm fomaml \
     --head-init prototypes --head-scale 0.35 --scope last_block --ways 20 --min-ways 5 --shots 1 --query-shots 5 \
