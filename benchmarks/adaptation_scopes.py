@@ -77,8 +77,9 @@ def write_report(args: argparse.Namespace, learners: dict[str, rt.Learner], scor
         rows.append([SCOPES[scope], f"{parameters:,}", *accuracy_cells, *latency_cells,
                      f"{times[scope]['20-5'] / times['head']['20-5']:.1f}x" if "head" in times else "-"])
     run = args.run.relative_to(ROOT) if args.run.is_relative_to(ROOT) else args.run
+    model = json.loads((args.run / "checkpoint" / "config.json").read_text())["model"]["config"]
     lines = ["## Adaptation scope: accuracy and latency (validation alphabets)", "",
-             f"`{run}` (the validation twin) exported once per scope, prototype head, its 3 SGD steps at lr 0.1, "
+             f"`{run}` (a validation twin; {model.get('norm', 'group')} norm) exported once per scope, prototype head, its 3 SGD steps at lr 0.1, "
              f"up to 20 ways x 10 shots. Accuracy through `edgeadapt.runtime` (onnxruntime), {args.tasks} tasks "
              "per cell (the tasks of the runtime-accuracy section), 5 queries per class, non-transductive, "
              "mean ± 95% CI. Latency: median of one `adapt` call (onnxruntime, one thread) over "

@@ -81,8 +81,8 @@ def main() -> None:
         "## Pretraining variants: normalisation and margin (validation alphabets)", "",
         f"Conv4 pretrained as a cosine classifier for {args.epochs} epochs on the 24 training alphabets (affine "
         "distortions, seed 0), then read out with a prototype head and no step on the 6 validation alphabets, "
-        f"{args.tasks} tasks per cell, mean ± 95% CI. Minutes are wall-clock of one process on one thread, "
-        "two variants sharing the 2 cores.", "",
+        f"{args.tasks} tasks per cell, mean ± 95% CI. Minutes are the pretraining wall-clock of one process on "
+        "one thread, on 2 cores shared with other jobs.", "",
         *markdown_table(header, rows), "",
         "Batch norm normalises by its running statistics once pretraining ends, so a query's features depend on "
         "that query alone; the margin is CosFace's additive cosine margin, in the loss only. " + gains +
