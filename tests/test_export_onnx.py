@@ -22,7 +22,7 @@ PROTOTYPE_CONV_TOLERANCE = 1e-4
                                         ("head", "elu", "prototypes", None), ("all", "elu", "zeros", None),
                                         ("last_block", "elu", "prototypes", 10.0), ("head", "elu", "prototypes", 10.0),
                                         ("last_block", "elu", "prototypes", None, "per-parameter rates"),
-                                        ("last_block", "elu", "prototypes", 10.0, "batch norm")])
+                                        ("all", "elu", "learned", None, "batch norm")])
 def exported(request, tmp_path_factory):
     scope, activation, head_init, feature_norm, *variant = request.param
     rates, batch_norm = variant == ["per-parameter rates"], variant == ["batch norm"]
