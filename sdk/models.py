@@ -51,7 +51,7 @@ def _check_activation(name: str) -> None:
 # BatchNorm, which normalises by batch statistics while pretraining and by the running statistics it kept
 # afterwards (in eval mode, which the inner loop requires): a fixed per-channel affine map, so each example's
 # features still depend on that example alone (non-transductive). On Omniglot, batch norm's features are
-# markedly better (docs/benchmarks.md, "Omniglot recipes").
+# markedly better (docs/benchmarks.md, "Pretraining variants").
 NORMS: dict[str, Callable[[int], nn.Module]] = {"group": lambda channels: nn.GroupNorm(1, channels),
                                                 "batch": nn.BatchNorm2d}
 
