@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--meta-batch", type=_positive_int, default=5, help="tasks per meta-batch (default: %(default)s)")
     train.add_argument("--inner-steps", type=_positive_int, default=None, help="SGD steps on the support set")
     train.add_argument("--inner-lr", type=_positive_float, default=None, help="inner SGD learning rate")
+    train.add_argument("--inner-batch", type=_positive_int, default=None,
+                       help="support examples per inner SGD step while meta-training, drawn without replacement "
+                            "(the Reptile paper's mini-batches; default: the whole support set, as deployed)")
     train.add_argument("--outer-lr", type=_positive_float, default=None,
                        help="Reptile's initial meta step size, or MAML/FOMAML's Adam learning rate")
     train.add_argument("--scope", choices=SCOPES, default="all",
@@ -244,7 +247,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     model, history = train_maml(
         model, train_sampler, pick["inner_lr"], pick["outer_lr"], pick["inner_steps"], args.algorithm,
         args.meta_batch, pick["iterations"], scope=args.scope, head_init=args.head_init, head_scale=args.head_scale,
-        device=args.device,
+        inner_batch=args.inner_batch, device=args.device,
         checkpoint_dir=args.out / "checkpoint", checkpoint_every=args.checkpoint_every, resume=args.resume,
         metrics_path=args.out / "metrics.jsonl", data=data, seed=args.seed, progress=not args.no_progress,
         timeout=args.rendezvous_timeout,

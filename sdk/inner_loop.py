@@ -136,6 +136,7 @@ class InnerLoop:
         example_mask: torch.Tensor | None = None,
         class_mask: torch.Tensor | None = None,
         first_order: bool = False,
+        step_masks: torch.Tensor | None = None,
     ) -> Params:
         """Parameters after the head initialisation and ``steps`` (default ``inner_steps``) SGD steps on one task.
 
@@ -145,17 +146,22 @@ class InnerLoop:
         (see :meth:`task_class_mask`). Padding has no effect. Differentiable with respect to ``params``
         (second order) under ``torch.func`` and ``torch.autograd``; with ``first_order=True`` each step's gradient
         is taken by plain autograd instead, recording no graph of it: the same steps, for callers that never
-        differentiate through them, outside ``vmap``.
+        differentiate through them, outside ``vmap``. ``step_masks`` (steps, examples) makes step ``k`` descend
+        the loss of the examples ``step_masks[k]`` selects (mini-batch steps, see :mod:`~edgeadapt.sdk.minibatches`);
+        the head is still initialised from the whole support set.
         """
         steps = self.inner_steps if steps is None else steps
+        if step_masks is not None and tuple(step_masks.shape) != (steps, support_x.shape[0]):
+            raise ConfigError(f"step_masks must have shape (steps, examples) = ({steps}, {support_x.shape[0]}), "
+                              f"got {tuple(step_masks.shape)}")
         example_mask, class_mask = self._masks(support_y, example_mask, class_mask)
         fast = {k: v for k, v in params.items() if self.adapts(k)}
         frozen = {k: v for k, v in params.items() if not self.adapts(k)}
         inputs = self._frozen_forward(frozen, support_x)
         fast = self._initial_head(fast, inputs, support_y, example_mask)
         gradient = self._first_order_gradient if first_order else grad(self._support_loss)
-        for _ in range(steps):
-            g = gradient(fast, inputs, support_y, example_mask, class_mask)
+        for step in range(steps):
+            g = gradient(fast, inputs, support_y, _step_mask(example_mask, step_masks, step), class_mask)
             fast = {k: fast[k] - self._rate(k) * g[k] for k in fast}
         return {**frozen, **fast}
 
@@ -166,26 +172,30 @@ class InnerLoop:
         return self.inner_lr * self.lr_scales[name]
 
     def adapt_batch(self, params: Params, support_x: torch.Tensor, support_y: torch.Tensor,
-                    example_mask: torch.Tensor | None = None, class_mask: torch.Tensor | None = None) -> Params:
+                    example_mask: torch.Tensor | None = None, class_mask: torch.Tensor | None = None,
+                    step_masks: torch.Tensor | None = None) -> Params:
         """:meth:`inner_update` for a meta-batch of tasks at once (leading task dimension), with ``vmap``.
 
-        With ``vectorise=False`` and no graph being recorded (first-order callers, under ``torch.no_grad``), task
+        Masks have the task dimension too: ``step_masks`` is (tasks, steps, examples). With ``vectorise=False`` and no graph being recorded (first-order callers, under ``torch.no_grad``), task
         by task instead, first order and channels-last: on a CPU ``vmap`` turns each convolution into a grouped
         one, slower per operation than one task's convolutions (see docs/benchmarks.md).
         """
         if not (self.vectorise or torch.is_grad_enabled()):
-            return self._adapt_each(params, support_x, support_y, example_mask, class_mask)
-        dims = (None, 0, 0, None, None if example_mask is None else 0, None if class_mask is None else 0)
+            return self._adapt_each(params, support_x, support_y, example_mask, class_mask, step_masks)
+        dims = (None, 0, 0, None, *(None if m is None else 0 for m in (example_mask, class_mask)), None,
+                None if step_masks is None else 0)
         update = vmap(self.inner_update, in_dims=dims, randomness="error")
-        return update(params, support_x, support_y, None, example_mask, class_mask)
+        return update(params, support_x, support_y, None, example_mask, class_mask, False, step_masks)
 
     def _adapt_each(self, params: Params, support_x: torch.Tensor, support_y: torch.Tensor,
-                    example_mask: torch.Tensor | None, class_mask: torch.Tensor | None) -> Params:
+                    example_mask: torch.Tensor | None, class_mask: torch.Tensor | None,
+                    step_masks: torch.Tensor | None) -> Params:
         """:meth:`adapt_batch` one task at a time, first order, images and kernels laid out channels-last."""
         params = {k: _channels_last(v) for k, v in params.items()}
         adapted = [self.inner_update(params, _channels_last(support_x[i]), support_y[i], None,
                                      None if example_mask is None else example_mask[i],
-                                     None if class_mask is None else class_mask[i], first_order=True)
+                                     None if class_mask is None else class_mask[i], first_order=True,
+                                     step_masks=None if step_masks is None else step_masks[i])
                    for i in range(len(support_x))]
         return {k: torch.stack([task[k] for task in adapted]).contiguous() for k in adapted[0]}
 
@@ -299,6 +309,14 @@ def inner_loop_from_config(model: nn.Module, training: dict, **overrides: object
     if settings["inner_lr"] is None or settings["inner_steps"] is None:
         raise ConfigError("the checkpoint has no inner-loop settings (inner_lr, inner_steps)")
     return InnerLoop(model, **settings)  # type: ignore[arg-type]
+
+
+def _step_mask(example_mask: torch.Tensor | None, step_masks: torch.Tensor | None,
+               step: int) -> torch.Tensor | None:
+    """The examples step ``step`` descends: the real ones (``example_mask``), within its mini-batch if any."""
+    if step_masks is None:
+        return example_mask
+    return step_masks[step] if example_mask is None else example_mask * step_masks[step]
 
 
 def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:

@@ -22,7 +22,9 @@ from .algorithms.base import query_count
 from .checkpoint import CheckpointError, load_training_state, save_checkpoint
 from .errors import ConfigError
 from .heads import is_per_task
-from .inner_loop import InnerLoop, Params
+from .datasets.base import task_generator
+from .inner_loop import PAD_LABEL, InnerLoop, Params
+from .minibatches import batch_minibatch_masks
 from .run_loop import RunOptions, drive
 from .run_state import load_optimizer_tensors, load_weights, optimizer_tensors
 from .tasks import TaskBatch
@@ -35,6 +37,7 @@ class TaskSampler(Protocol):
     """Anything that draws the tasks of a meta-batch by position (see ``EpisodeSampler.tasks``)."""
 
     loss: str
+    seed: int
 
     def tasks(self, iteration: int, indices: range) -> TaskBatch: ...
     def describe(self) -> dict[str, Any]: ...
@@ -56,6 +59,7 @@ class MetaConfig:
     grad_clip: float = 10.0
     head_init: str = "learned"
     head_scale: float = 1.0
+    inner_batch: int | None = None
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -66,6 +70,8 @@ class MetaConfig:
             raise ConfigError(f"outer_lr must be > 0, got {self.outer_lr}")
         if not 0 <= self.outer_lr_final <= self.outer_lr:
             raise ConfigError(f"outer_lr_final must be in [0, outer_lr], got {self.outer_lr_final}")
+        if self.inner_batch is not None and self.inner_batch < 1:
+            raise ConfigError(f"inner_batch must be >= 1, got {self.inner_batch}")
 
     @property
     def outer(self) -> OuterSettings:
@@ -129,11 +135,25 @@ class MetaTrainer:
         return MetaStep(gradient, None if result.query_loss is None else loss / count,
                         None if result.query_accuracy is None else accuracy / count)
 
+    def step_masks(self, batch: TaskBatch, share: range) -> torch.Tensor | None:
+        """Each task's inner mini-batches (``inner_batch`` examples per step), or None for full-batch steps.
+
+        Like its tasks, an iteration's mini-batches follow from the seed, the iteration and the task's position.
+        """
+        if self.config.inner_batch is None:
+            return None
+        real = torch.ones(batch.support_x.shape[:2]) if batch.support_y.is_floating_point() \
+            else (batch.support_y != PAD_LABEL).float().cpu()
+        generators = [task_generator(self.sampler.seed, self.iteration, i, "inner-batches") for i in share]
+        masks = batch_minibatch_masks(real, self.config.inner_batch, self.config.inner_steps, generators)
+        return masks.to(self.device)
+
     def step(self) -> dict[str, Any]:
         """One meta-iteration; returns (and records) its metrics."""
         share = distributed.shard(self.config.meta_batch_size, self.world)
         batch = TaskBatch(*(t.to(self.device) for t in self.sampler.tasks(self.iteration, share)))
-        result = self.reduce(self.algorithm.meta_gradient(self.inner, self.inner.params(), batch), batch)
+        gradient = self.algorithm.meta_gradient(self.inner, self.inner.params(), batch, self.step_masks(batch, share))
+        result = self.reduce(gradient, batch)
         lr = self.optimizer.param_groups[0]["lr"]
         for name, p in self.model.named_parameters():
             p.grad = result.gradient[name].detach().clone()
@@ -184,6 +204,7 @@ def meta_train(
     scope: str = "all",
     head_init: str = "learned",
     head_scale: float = 1.0,
+    inner_batch: int | None = None,
     outer_lr_final: float = 0.0,
     grad_clip: float = 10.0,
     device: str | torch.device | None = None,
@@ -198,13 +219,15 @@ def meta_train(
     ``loss`` ("cross_entropy" or "mse"). ``options`` (:class:`~edgeadapt.sdk.run_loop.RunOptions`): with
     ``checkpoint_dir`` the run is saved every ``checkpoint_every`` iterations (0: only at the end), and
     ``resume=True`` continues from it exactly; ``metrics_path`` receives one JSON line per iteration;
-    ``progress`` shows a bar.
+    ``progress`` shows a bar. ``inner_batch`` makes each inner step of meta-training descend a mini-batch of
+    that many support examples (the Reptile paper's recipe; see :mod:`~edgeadapt.sdk.minibatches`).
 
     Under ``torchrun`` the processes share each meta-batch (``timeout``: seconds for them to meet); rank 0
     alone writes, and a process restarted by ``torchrun --max-restarts`` resumes from the checkpoint.
     """
     config = MetaConfig(algorithm, inner_lr, outer_lr, inner_steps, meta_batch_size, num_iterations,
-                        scope, task_sampler.loss, outer_lr_final, grad_clip, head_init, head_scale)
+                        scope, task_sampler.loss, outer_lr_final, grad_clip, head_init, head_scale,
+                        inner_batch)
     trainer = MetaTrainer(model, task_sampler, config, device, timeout)
     drive(trainer, num_iterations, desc=algorithm, save=lambda path: trainer.save(path, data, seed), **options)
     return trainer.model, trainer.history

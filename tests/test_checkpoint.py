@@ -99,11 +99,12 @@ def _without_time(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "elapsed"} for r in history]
 
 
-@pytest.mark.parametrize("algorithm", ["reptile", "fomaml", "maml"])
-def test_interrupted_run_resumes_bit_identically(tmp_path, algorithm):
+@pytest.mark.parametrize(("algorithm", "inner_batch"),
+                         [("reptile", None), ("fomaml", None), ("maml", None), ("reptile", 2)])
+def test_interrupted_run_resumes_bit_identically(tmp_path, algorithm, inner_batch):
     lr = 0.5 if algorithm == "reptile" else 0.01
     settings = dict(inner_lr=0.1, outer_lr=lr, inner_steps=2, algorithm=algorithm, meta_batch_size=2,
-                    num_iterations=4, progress=False)
+                    num_iterations=4, inner_batch=inner_batch, progress=False)
     straight, history = train_maml(_model(), _CrashingSampler(0), **settings)
 
     run = tmp_path / "run"

@@ -40,8 +40,10 @@ class MetaAlgorithm:
 
     name: str = ""
 
-    def meta_gradient(self, inner: InnerLoop, params: Params, batch: TaskBatch) -> MetaStep:
-        """The meta-gradient of one meta-batch, from the inner loop applied to each of its tasks."""
+    def meta_gradient(self, inner: InnerLoop, params: Params, batch: TaskBatch,
+                      step_masks: torch.Tensor | None = None) -> MetaStep:
+        """The meta-gradient of one meta-batch, from the inner loop applied to each of its tasks (each inner step
+        on the support examples ``step_masks`` selects, if given: see :mod:`~edgeadapt.sdk.minibatches`)."""
         raise NotImplementedError
 
     def weight(self, batch: TaskBatch) -> int:

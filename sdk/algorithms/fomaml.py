@@ -14,9 +14,10 @@ class FOMAML(MetaAlgorithm):
 
     name = "fomaml"
 
-    def meta_gradient(self, inner: InnerLoop, params: Params, batch: TaskBatch) -> MetaStep:
+    def meta_gradient(self, inner: InnerLoop, params: Params, batch: TaskBatch,
+                      step_masks: torch.Tensor | None = None) -> MetaStep:
         with torch.no_grad():
-            adapted = inner.adapt_batch(params, batch.support_x, batch.support_y)
+            adapted = inner.adapt_batch(params, batch.support_x, batch.support_y, step_masks=step_masks)
         adapted = {k: v.detach().requires_grad_() for k, v in adapted.items()}
         with torch.enable_grad():
             outputs = inner.query_outputs(adapted, batch.query_x, batch.support_y)

@@ -14,10 +14,11 @@ class MAML(MetaAlgorithm):
 
     name = "maml"
 
-    def meta_gradient(self, inner: InnerLoop, params: Params, batch: TaskBatch) -> MetaStep:
+    def meta_gradient(self, inner: InnerLoop, params: Params, batch: TaskBatch,
+                      step_masks: torch.Tensor | None = None) -> MetaStep:
         leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
         with torch.enable_grad():
-            adapted = inner.adapt_batch(leaves, batch.support_x, batch.support_y)
+            adapted = inner.adapt_batch(leaves, batch.support_x, batch.support_y, step_masks=step_masks)
             outputs = inner.query_outputs(adapted, batch.query_x, batch.support_y)
             loss = query_metrics(inner, outputs, batch.query_y)[0]
             gradient = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)

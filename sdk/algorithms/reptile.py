@@ -16,9 +16,10 @@ class Reptile(MetaAlgorithm):
 
     name = "reptile"
 
-    def meta_gradient(self, inner: InnerLoop, params: Params, batch: TaskBatch) -> MetaStep:
+    def meta_gradient(self, inner: InnerLoop, params: Params, batch: TaskBatch,
+                      step_masks: torch.Tensor | None = None) -> MetaStep:
         with torch.no_grad():
-            adapted = inner.adapt_batch(params, batch.support_x, batch.support_y)
+            adapted = inner.adapt_batch(params, batch.support_x, batch.support_y, step_masks=step_masks)
             direction = {k: params[k] - adapted[k].mean(0) if is_meta_parameter(inner, k)
                          else torch.zeros_like(params[k]) for k in params}
             if not batch.query_x.shape[1]:

@@ -125,7 +125,9 @@ class SeededSampler:
         self.generator.set_state(state["generator"])
 
 
-def task_generator(seed: int, iteration: int, index: int) -> torch.Generator:
-    """A generator that depends on nothing but ``(seed, iteration, index)`` (a 63-bit BLAKE2 hash of them)."""
-    digest = hashlib.blake2b(f"{seed}/{iteration}/{index}".encode(), digest_size=8).digest()
+def task_generator(seed: int, iteration: int, index: int, stream: str = "") -> torch.Generator:
+    """A generator that depends on nothing but ``(seed, iteration, index)`` (a 63-bit BLAKE2 hash of them);
+    another ``stream`` name gives an independent generator for the same task (e.g. its inner mini-batches)."""
+    key = f"{seed}/{iteration}/{index}" + (f"/{stream}" if stream else "")
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
