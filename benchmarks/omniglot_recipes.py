@@ -24,9 +24,8 @@ from edgeadapt.runtime.format.files import sha256_file
 from edgeadapt.sdk import evaluate, load_checkpoint
 from edgeadapt.sdk.checkpoint import load_training_state
 from edgeadapt.sdk.datasets import find_data_dir
-from edgeadapt.sdk.preconditioner import adam_lr_scales
+from edgeadapt.sdk.preconditioner import adam_lr_scales, preconditioned_parameters
 from edgeadapt.sdk.recipes import make_sampler
-from edgeadapt.sdk.scopes import adapted_predicate
 from report import markdown_table, write_section
 
 # the shipped recipe's validation twin (bash models/reproduce_omniglot_conv4.sh train): batch-norm Conv4 pretrained
@@ -94,9 +93,10 @@ def row_scores(row: tuple, tasks: int) -> dict[str, list[float]]:
     key = f"{checkpoint}-{scope}-{steps}-{lr}-{scale}-{tasks}" + (f"-{rates}" if rates else "")
     if key not in saved:
         model, _ = load_checkpoint(run / "checkpoint")
-        adapts = adapted_predicate(model, scope)  # the adapted layers below the head, which each task re-initialises
-        adapted = [n for n, _ in model.named_parameters() if adapts(n) and not n.startswith("head.")]
-        lr_scales = adam_lr_scales(PRETRAINING_OF[run] / "checkpoint", adapted, rates) if rates else None
+        lr_scales = None
+        if rates:
+            adapted = preconditioned_parameters(model, scope)
+            lr_scales = adam_lr_scales(PRETRAINING_OF[run] / "checkpoint", adapted, rates)
         saved[key] = {}
         for ways, shots, within in CELLS:
             sampler, _ = make_sampler("omniglot", find_data_dir(), "validation", ways, shots, 5, seed=11,

@@ -19,7 +19,7 @@ from edgeadapt.runtime.format.files import atomic_folder, sha256_file
 from edgeadapt.runtime.format.manifest import FORMAT_VERSION, canonical_bytes, manifest_text, sealed
 from edgeadapt.runtime.format.names import ADAPT_INPUTS, ADAPT_ONNX, MANIFEST, PREDICT_ONNX, PTE, SELFCHECK, SIGNATURE
 from edgeadapt.runtime.format.signing import sign
-from edgeadapt.sdk.checkpoint import load_checkpoint
+from edgeadapt.sdk.checkpoint import load_checkpoint, load_lr_scales
 from edgeadapt.sdk.errors import ConfigError, ExportError
 from edgeadapt.sdk.heads import is_per_task
 from edgeadapt.sdk.inner_loop import InnerLoop, inner_loop_from_config
@@ -86,8 +86,8 @@ def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_w
                      max_ways, max_shots)
     if not is_per_task(head_init):
         narrow_head(model, max_ways)
-    inner = inner_loop_from_config(model, training, scope=scope, head_init=head_init, head_scale=head_scale,
-                                   inner_steps=inner_steps, inner_lr=inner_lr,
+    inner = inner_loop_from_config(model, training, load_lr_scales(checkpoint), scope=scope, head_init=head_init,
+                                   head_scale=head_scale, inner_steps=inner_steps, inner_lr=inner_lr,
                                    ways=max_ways if is_per_task(head_init) else None)
 
     with atomic_folder(target) as staging:
@@ -160,6 +160,8 @@ def _manifest(config: dict[str, Any], inner: InnerLoop, spec: GraphSpec, adapt: 
         "scope": inner.scope,
         "head_init": inner.head_init,
         "head_scale": inner.head_scale,
+        # parameters whose inner rate is inner_lr times a constant of their own, held in the adapt graph
+        "per_parameter_rates": sorted(inner.lr_scales or {}),
         "model": config["model"],
         "training": config.get("training", {}),
         "data": config.get("data", {}),

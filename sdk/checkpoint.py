@@ -6,6 +6,7 @@ Layout of a checkpoint folder::
     config.json            model spec, algorithm, hyperparameters, data, seed
     state.safetensors      (optional) optimiser and sampler tensors, for exact resumption
     state.json             (optional) iteration, history, optimiser scalars
+    lr_scales.safetensors  (optional) per-parameter inner learning rates, as the inner loop multiplies them
     manifest.json          format version and the sha256 of every file above
 
 Nothing is ever unpickled: tensors come from safetensors, everything else from JSON.
@@ -32,6 +33,7 @@ from .models import build_model, model_spec
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+LR_SCALES = "lr_scales.safetensors"
 
 
 def save_checkpoint(
@@ -40,8 +42,10 @@ def save_checkpoint(
     config: dict[str, Any] | None = None,
     state_tensors: dict[str, torch.Tensor] | None = None,
     state: dict[str, Any] | None = None,
+    lr_scales: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write ``model`` (and optionally training state) to the folder ``path``, atomically.
+    """Write ``model`` (and optionally training state and per-parameter inner rates) to the folder ``path``,
+    atomically.
 
     The folder is assembled beside ``path`` and swapped in by rename, so an interrupted save
     leaves the previous checkpoint intact. ``config`` must be JSON-serialisable.
@@ -54,6 +58,8 @@ def save_checkpoint(
             save_file({k: v.detach().cpu().contiguous() for k, v in (state_tensors or {}).items()},
                       staging / "state.safetensors")
             _write_json(staging / "state.json", state or {})
+        if lr_scales is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in lr_scales.items()}, staging / LR_SCALES)
         files = {f.name: sha256_bytes(f.read_bytes()) for f in sorted(staging.iterdir())}
         _write_json(staging / MANIFEST, {"format_version": FORMAT_VERSION, "files": files})
     return Path(path)
@@ -97,6 +103,16 @@ def load_training_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor
     if not (folder / "state.json").exists():
         raise CheckpointError(f"{folder} holds weights only, no training state to resume from")
     return _load_tensors(folder / "state.safetensors"), _read_json(folder / "state.json")
+
+
+def load_lr_scales(path: str | os.PathLike) -> dict[str, torch.Tensor] | None:
+    """The per-parameter inner learning rates the run at ``path`` adapted with, or None if it used one rate."""
+    folder = verify_checkpoint(path)
+    if LR_SCALES not in _read_json(folder / MANIFEST)["files"]:
+        if (folder / LR_SCALES).exists():
+            raise CheckpointError(f"{folder / LR_SCALES} is not listed in the manifest: added after the save")
+        return None
+    return _load_tensors(folder / LR_SCALES)
 
 
 def verify_checkpoint(path: str | os.PathLike) -> Path:

@@ -19,19 +19,22 @@ import torch
 from edgeadapt.runtime.errors import EdgeAdaptError
 
 from . import distributed
-from .checkpoint import CheckpointError, initialise_from, load_checkpoint
+from .checkpoint import CheckpointError, initialise_from, load_checkpoint, load_lr_scales
 from .continual.cli import add_continual_parser, run_continual
 from .distributed import add_distributed_arguments
 from .errors import ConfigError, SDKError
 from .evaluation import EvalResult, evaluate
 from .heads import HEAD_INITS, is_per_task
+from .inner_loop import lr_scales_within
 from .models import ACTIVATIONS, build_model, model_spec
+from .preconditioner import adam_lr_scales, preconditioned_parameters
 from .pretrain_cli import add_pretrain_parser, run_pretrain
 from .recipes import DATASETS, SPLITS, build_default_model, make_sampler, recipe_defaults
 from .scopes import SCOPES
 from .training import train_maml
 
 log = logging.getLogger("edgeadapt")
+INNER_RATES = ("uniform", "adam", "adam-tensor")
 DESCRIPTION = "Meta-train few-shot models (train, eval) and export them for on-device adaptation (export)."
 RUN_FILES = ("checkpoint", "metrics.jsonl", "summary.json")  # what marks a folder as a training run
 
@@ -120,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--inner-batch", type=_positive_int, default=None,
                        help="support examples per inner SGD step while meta-training, drawn without replacement "
                             "(the Reptile paper's mini-batches; default: the whole support set, as deployed)")
+    train.add_argument("--inner-rates", choices=INNER_RATES, default=None,
+                       help="inner learning rate per parameter: uniform (inner-lr everywhere), or inner-lr times "
+                            "Adam's frozen preconditioner from the --init pretraining run, per element or per tensor "
+                            "(saved with the run and exported with it; default: the resumed run's, else uniform)")
     train.add_argument("--outer-lr", type=_positive_float, default=None,
                        help="Reptile's initial meta step size, or MAML/FOMAML's Adam learning rate")
     train.add_argument("--scope", choices=SCOPES, default="all",
@@ -244,10 +251,11 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         model = _initial_model(args, pick["hidden"])
     args.out.mkdir(parents=True, exist_ok=True)
     log.info("training %s with %s on %s (%s)", type(model).__name__, args.algorithm, args.dataset, data)
+    lr_scales = _inner_rates(args, model)
     model, history = train_maml(
         model, train_sampler, pick["inner_lr"], pick["outer_lr"], pick["inner_steps"], args.algorithm,
         args.meta_batch, pick["iterations"], scope=args.scope, head_init=args.head_init, head_scale=args.head_scale,
-        inner_batch=args.inner_batch, device=args.device,
+        inner_batch=args.inner_batch, lr_scales=lr_scales, device=args.device,
         checkpoint_dir=args.out / "checkpoint", checkpoint_every=args.checkpoint_every, resume=args.resume,
         metrics_path=args.out / "metrics.jsonl", data=data, seed=args.seed, progress=not args.no_progress,
         timeout=args.rendezvous_timeout,
@@ -259,7 +267,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     if not world.is_main:
         return summary
     if args.eval_tasks > 0:
-        summary["validation"] = _before_after(args, model, pick)
+        summary["validation"] = _before_after(args, model, pick, lr_scales)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -276,19 +284,33 @@ def _initial_model(args: argparse.Namespace, hidden: int) -> torch.nn.Module:
     return model
 
 
-def _before_after(args: argparse.Namespace, model: torch.nn.Module, pick: dict[str, Any]) -> dict[str, Any]:
+def _inner_rates(args: argparse.Namespace, model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+    """The per-parameter inner rates ``--inner-rates`` asks for (a resumed run keeps its own by default)."""
+    rates = args.inner_rates
+    if rates is None:
+        return load_lr_scales(args.out / "checkpoint") if args.resume else None
+    if rates == "uniform":
+        return None
+    if args.init is None:
+        raise ConfigError(f"--inner-rates {rates} reads Adam's state from a pretraining run: pass it with --init")
+    granularity = "element" if rates == "adam" else "tensor"
+    return adam_lr_scales(args.init, preconditioned_parameters(model, args.scope), granularity)
+
+
+def _before_after(args: argparse.Namespace, model: torch.nn.Module, pick: dict[str, Any],
+                  lr_scales: dict[str, torch.Tensor] | None) -> dict[str, Any]:
     """Held-out scores of the meta-trained model before and after adaptation, and of a random init adapted."""
-    def score(m: torch.nn.Module, steps: int) -> EvalResult:
+    def score(m: torch.nn.Module, steps: int, rates: dict[str, torch.Tensor] | None = lr_scales) -> EvalResult:
         sampler, _ = make_sampler(args.dataset, args.data, "validation", args.ways, args.shots,
                                   args.query_shots, args.seed + 1, training=False)
         return evaluate(m, sampler, pick["inner_lr"], steps, args.eval_tasks, scope=args.scope,
-                        head_init=args.head_init, head_scale=args.head_scale, device=args.device)
+                        head_init=args.head_init, head_scale=args.head_scale, lr_scales=rates, device=args.device)
 
     torch.manual_seed(args.seed)
     spec = model_spec(model)  # a fresh network of the trained one's shape (a resumed or initialised run's own)
     untrained = build_model(spec["name"], spec["config"]).to(args.device)
     results = {
-        "untrained_adapted": score(untrained, pick["inner_steps"]),
+        "untrained_adapted": score(untrained, pick["inner_steps"], None),
         "meta_trained_before_adaptation": score(model, 0),
         "meta_trained_after_adaptation": score(model, pick["inner_steps"]),
     }
@@ -316,8 +338,9 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     _warn_if_trained_on(config.get("data", {}), args.dataset, args.split)
     sampler, data = make_sampler(args.dataset, args.data, args.split, args.ways, args.shots,
                                  args.query_shots, args.seed, training=False, within_alphabet=args.within_alphabet)
+    lr_scales = lr_scales_within(model, scope, load_lr_scales(args.checkpoint))  # the run's own rates
     result = evaluate(model, sampler, inner_lr, inner_steps, args.tasks, scope=scope, head_init=head_init,
-                      head_scale=head_scale, device=args.device)
+                      head_scale=head_scale, lr_scales=lr_scales, device=args.device)
     print(f"{args.ways}-way {args.shots}-shot {args.dataset} {args.split}: {result}")
     out = {"checkpoint": str(args.checkpoint), "data": data, "inner_steps": inner_steps, "inner_lr": inner_lr,
            "scope": scope, "head_init": head_init, "head_scale": head_scale,

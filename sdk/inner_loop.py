@@ -299,16 +299,27 @@ class InnerLoop:
         return self.loss_value(mask_classes(outputs, class_mask), support_y, example_mask)
 
 
-def inner_loop_from_config(model: nn.Module, training: dict, **overrides: object) -> InnerLoop:
-    """The inner loop a checkpoint's ``training`` config describes, with any field in ``overrides`` replaced
-    (``None`` values are ignored)."""
+def inner_loop_from_config(model: nn.Module, training: dict, lr_scales: Params | None = None,
+                           **overrides: object) -> InnerLoop:
+    """The inner loop a checkpoint's ``training`` config (and ``lr_scales``, its per-parameter rates) describes,
+    with any field in ``overrides`` replaced (``None`` values are ignored). Under a narrower ``scope`` than the
+    run's, the rates of parameters that no longer adapt are dropped."""
     settings = {"inner_lr": training.get("inner_lr"), "inner_steps": training.get("inner_steps"),
                 "loss": training.get("loss", "cross_entropy"), "scope": training.get("scope", "all"),
                 "head_init": training.get("head_init", "learned"), "head_scale": training.get("head_scale", 1.0)}
     settings.update({k: v for k, v in overrides.items() if v is not None})
     if settings["inner_lr"] is None or settings["inner_steps"] is None:
         raise ConfigError("the checkpoint has no inner-loop settings (inner_lr, inner_steps)")
-    return InnerLoop(model, **settings)  # type: ignore[arg-type]
+    rates = lr_scales_within(model, str(settings["scope"]), lr_scales)
+    return InnerLoop(model, **settings, lr_scales=rates)  # type: ignore[arg-type]
+
+
+def lr_scales_within(model: nn.Module, scope: str, lr_scales: Params | None) -> Params | None:
+    """The entries of ``lr_scales`` for parameters that ``scope`` adapts (None if there are none)."""
+    if lr_scales is None:
+        return None
+    adapts = adapted_predicate(model, scope)
+    return {k: v for k, v in lr_scales.items() if adapts(k)} or None
 
 
 def _step_mask(example_mask: torch.Tensor | None, step_masks: torch.Tensor | None,

@@ -12,10 +12,20 @@ from typing import Iterable
 
 import torch
 
+from torch import nn
+
 from .checkpoint import load_checkpoint, load_training_state
 from .errors import CheckpointError, ConfigError
+from .scopes import adapted_predicate
 
 GRANULARITIES = ("element", "tensor")
+
+
+def preconditioned_parameters(model: nn.Module, scope: str) -> list[str]:
+    """The parameters a pretraining run's Adam state can precondition: those ``scope`` adapts, below the head
+    (a head is new after pretraining, or rebuilt for each task)."""
+    adapts = adapted_predicate(model, scope)
+    return [n for n, _ in model.named_parameters() if adapts(n) and not n.startswith("head.")]
 
 
 def adam_lr_scales(pretrained: str | os.PathLike, names: Iterable[str], granularity: str = "element"

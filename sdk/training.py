@@ -19,7 +19,7 @@ from torch import nn
 from . import distributed
 from .algorithms import ALGORITHMS, MetaStep, OuterSettings, get_algorithm
 from .algorithms.base import query_count
-from .checkpoint import CheckpointError, load_training_state, save_checkpoint
+from .checkpoint import CheckpointError, load_lr_scales, load_training_state, save_checkpoint
 from .errors import ConfigError
 from .heads import is_per_task
 from .datasets.base import task_generator
@@ -90,11 +90,13 @@ class MetaTrainer:
     ``vectorise`` chooses how first-order algorithms (Reptile, FOMAML) adapt a meta-batch (see
     :meth:`InnerLoop.adapt_batch`): all tasks at once with ``vmap``, or task by task; by default vmap on
     accelerators and task by task on a CPU, where it is faster. MAML always uses vmap.
+
+    ``lr_scales``: per-parameter inner rates (see :class:`InnerLoop`), kept constant and saved with the run.
     """
 
     def __init__(self, model: nn.Module, sampler: TaskSampler, config: MetaConfig,
                  device: str | torch.device | None = None, timeout: float = distributed.DEFAULT_TIMEOUT,
-                 vectorise: bool | None = None):
+                 vectorise: bool | None = None, lr_scales: Params | None = None):
         self.world = distributed.join(device, timeout)
         if config.meta_batch_size < self.world.size:
             raise ConfigError(f"a meta-batch of {config.meta_batch_size} tasks cannot be shared by "
@@ -110,7 +112,9 @@ class MetaTrainer:
         ways = getattr(sampler, "ways", None) if is_per_task(config.head_init) else None
         self.inner = InnerLoop(model, config.inner_lr, config.inner_steps, config.loss, config.scope,
                                config.head_init, ways, head_scale=config.head_scale,
-                               vectorise=self.device.type != "cpu" if vectorise is None else vectorise)
+                               vectorise=self.device.type != "cpu" if vectorise is None else vectorise,
+                               lr_scales=None if lr_scales is None else
+                               {k: v.to(self.device) for k, v in lr_scales.items()})
         self.optimizer = self.algorithm.optimizer(model.parameters(), config.outer)
         self.scheduler = self.algorithm.scheduler(self.optimizer, config.outer)
         self.iteration = 0
@@ -177,7 +181,8 @@ class MetaTrainer:
         tensors, param_groups = optimizer_tensors(self.optimizer)
         state = {"iteration": self.iteration, "history": self.history, "optimizer_param_groups": param_groups,
                  "scheduler": self.scheduler.state_dict()}
-        return save_checkpoint(path, self.model, self.checkpoint_config(data, seed), tensors, state)
+        return save_checkpoint(path, self.model, self.checkpoint_config(data, seed), tensors, state,
+                               self.inner.lr_scales)
 
     def restore(self, path: str | os.PathLike) -> None:
         """Continue from :meth:`save`'s checkpoint: weights, optimiser, schedule, iteration and history."""
@@ -187,6 +192,8 @@ class MetaTrainer:
         if "scheduler" not in state:
             raise CheckpointError(f"{path}: no learning-rate schedule state (saved by an older edgeadapt)")
         self.scheduler.load_state_dict(state["scheduler"])
+        if not _same_tensors(load_lr_scales(path), self.inner.lr_scales):
+            raise ConfigError(f"{path} was trained with other per-parameter inner rates (lr_scales) than this run's")
         self.iteration = int(state["iteration"])
         self.history = list(state["history"])
 
@@ -205,6 +212,7 @@ def meta_train(
     head_init: str = "learned",
     head_scale: float = 1.0,
     inner_batch: int | None = None,
+    lr_scales: Params | None = None,
     outer_lr_final: float = 0.0,
     grad_clip: float = 10.0,
     device: str | torch.device | None = None,
@@ -220,7 +228,9 @@ def meta_train(
     ``checkpoint_dir`` the run is saved every ``checkpoint_every`` iterations (0: only at the end), and
     ``resume=True`` continues from it exactly; ``metrics_path`` receives one JSON line per iteration;
     ``progress`` shows a bar. ``inner_batch`` makes each inner step of meta-training descend a mini-batch of
-    that many support examples (the Reptile paper's recipe; see :mod:`~edgeadapt.sdk.minibatches`).
+    that many support examples (the Reptile paper's recipe; see :mod:`~edgeadapt.sdk.minibatches`);
+    ``lr_scales`` gives parameters their own constant inner rates (e.g.
+    :func:`~edgeadapt.sdk.preconditioner.adam_lr_scales`), saved in the checkpoint and carried into exports.
 
     Under ``torchrun`` the processes share each meta-batch (``timeout``: seconds for them to meet); rank 0
     alone writes, and a process restarted by ``torchrun --max-restarts`` resumes from the checkpoint.
@@ -228,9 +238,16 @@ def meta_train(
     config = MetaConfig(algorithm, inner_lr, outer_lr, inner_steps, meta_batch_size, num_iterations,
                         scope, task_sampler.loss, outer_lr_final, grad_clip, head_init, head_scale,
                         inner_batch)
-    trainer = MetaTrainer(model, task_sampler, config, device, timeout)
+    trainer = MetaTrainer(model, task_sampler, config, device, timeout, lr_scales=lr_scales)
     drive(trainer, num_iterations, desc=algorithm, save=lambda path: trainer.save(path, data, seed), **options)
     return trainer.model, trainer.history
+
+
+def _same_tensors(a: Params | None, b: Params | None) -> bool:
+    """Whether two optional tensor dictionaries hold the same names and values."""
+    if a is None or b is None:
+        return a is b
+    return a.keys() == b.keys() and all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
 
 
 train_maml = meta_train  # the seeds' name, kept: it trains all three algorithms

@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from edgeadapt.sdk import evaluate, load_checkpoint
+from edgeadapt.sdk.checkpoint import load_lr_scales
 from edgeadapt.sdk.cli import build_parser, main
 from edgeadapt.sdk.inner_loop import inner_loop_from_config
+from edgeadapt.sdk.preconditioner import adam_lr_scales, preconditioned_parameters
 from edgeadapt.sdk.recipes import make_sampler
 
 
@@ -122,3 +124,27 @@ def test_bad_arguments_are_rejected_by_the_parser(argv):
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args(argv)
     assert exit_.value.code == 2
+
+
+def test_pretrain_then_meta_train_with_adam_rates_and_minibatches(tmp_path):
+    """``train --init --inner-rates adam --inner-batch``: the run keeps Adam's frozen rates, and eval uses them."""
+    pretrained = tmp_path / "pretrain"
+    assert main(["pretrain", "--dataset", "glyphs", "--epochs", "1", "--batch-size", "32", "--hidden", "8",
+                 "--eval-tasks", "0", "--out", str(pretrained), "--no-progress"]) == 0
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "glyphs", "--init", str(pretrained / "checkpoint"), "--iterations", "2",
+                 "--scope", "last_block", "--head-init", "prototypes", "--shots", "2", "--inner-batch", "3",
+                 "--inner-rates", "adam", "--eval-tasks", "0", "--out", str(out), "--no-progress"]) == 0
+    model, config = load_checkpoint(out / "checkpoint")
+    assert config["training"]["inner_batch"] == 3
+    expected = adam_lr_scales(pretrained / "checkpoint", preconditioned_parameters(model, "last_block"))
+    saved = load_lr_scales(out / "checkpoint")
+    assert saved.keys() == expected.keys() and all(torch.equal(saved[k], expected[k]) for k in expected)
+
+    assert main(["eval", str(out / "checkpoint"), "--dataset", "glyphs", "--tasks", "10",
+                 "--json", str(tmp_path / "e.json")]) == 0
+    sampler, _ = make_sampler("glyphs", None, "validation", 5, 1, 5, 0, training=False)
+    training = config["training"]
+    rated = evaluate(model, sampler, training["inner_lr"], training["inner_steps"], 10, scope="last_block",
+                     head_init="prototypes", lr_scales=saved)
+    assert json.loads((tmp_path / "e.json").read_text())["mean"] == pytest.approx(rated.mean, abs=1e-6)

@@ -260,6 +260,7 @@ _SCHEMA: dict[str, Check] = {
     "scope": _choice(SCOPES),
     "head_init": _choice(HEAD_INITS),
     "head_scale": _number(0.0, 1e6, low_open=True),
+    "per_parameter_rates": _list_of(_text, 0, 1 << 12),
     "model": _object,
     "training": _object,
     "data": _object,
@@ -272,4 +273,4 @@ _SCHEMA: dict[str, Check] = {
     "files": _files,
     CHECKSUM_KEY: _checksum,
 }
-_OPTIONAL = ("head_init", "head_scale", "executorch")
+_OPTIONAL = ("head_init", "head_scale", "per_parameter_rates", "executorch")
