@@ -1,9 +1,11 @@
 #!/bin/bash
 # Needs the validation twin's pretraining run: bash models/reproduce_omniglot_conv4.sh train. Then:
 #   bash benchmarks/finetune_ablation.sh && python benchmarks/omniglot_recipes.py
-# Ablation rows: Reptile and MAML meta-fine-tuning of the cosine validation twin, as FOMAML's (last block + head,
-# prototype head at scale 0.35, 3 steps of 0.1, meta-batch 4, 500 iterations). Reptile trains on 5 shots: at
-# 1 shot the support set is its own prototypes, the support loss is ~0 and Reptile's direction vanishes.
+# Ablation rows: Reptile and FOMAML meta-fine-tuning of the validation twin's pretraining, as the shipped MAML's
+# (last block + head, prototype head at scale 0.35, 3 steps of 0.1, meta-batch 4, 500 iterations). Reptile trains on 5 shots: at
+# 1 shot the support set is its own prototypes, the support loss is ~0 and Reptile's direction vanishes. Then the
+# Reptile paper's mini-batch inner steps (5 steps of 20 examples; also at head scales 0.1 and 0.03, see
+# benchmarks/reptile_direction.py) and FOMAML with Adam-preconditioned inner rates.
 set -e
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
@@ -14,6 +16,15 @@ common="--dataset omniglot --split train --init $p --head-init prototypes --head
     --checkpoint-every 50 --seed 0 --eval-tasks 0 --no-progress"
 r=runs/omniglot-reptile-train
 edgeadapt train $common --algorithm reptile --shots 5 --outer-lr 1.0 --out $r $(resume $r)
-r=runs/omniglot-maml-train
-edgeadapt train $common --algorithm maml --shots 1 --outer-lr 0.0001 --out $r $(resume $r)
+r=runs/omniglot-fomaml-train
+edgeadapt train $common --algorithm fomaml --shots 1 --outer-lr 0.0001 --out $r $(resume $r)
+r=runs/omniglot-reptile-minibatch-train
+edgeadapt train $common --algorithm reptile --shots 5 --inner-steps 5 --inner-batch 20 --outer-lr 1.0 --out $r $(resume $r)
+for scale in 01 003; do  # lower head scales: a larger support loss, a longer direction
+    r=runs/omniglot-reptile-minibatch-s$scale-train
+    edgeadapt train $common --algorithm reptile --shots 5 --inner-steps 5 --inner-batch 20 --head-scale 0.${scale#0} \
+        --outer-lr 1.0 --out $r $(resume $r)
+done
+r=runs/omniglot-fomaml-adam-train
+edgeadapt train $common --algorithm fomaml --shots 1 --inner-rates adam --outer-lr 0.0001 --out $r $(resume $r)
 

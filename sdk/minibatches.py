@@ -11,7 +11,9 @@ from typing import Sequence
 
 import torch
 
+from .datasets.base import task_generator
 from .errors import ConfigError
+from .inner_loop import PAD_LABEL
 
 
 def minibatch_masks(example_mask: torch.Tensor, batch_size: int, steps: int,
@@ -44,3 +46,13 @@ def batch_minibatch_masks(example_mask: torch.Tensor, batch_size: int, steps: in
     """(tasks, steps, examples): :func:`minibatch_masks` of each task of a meta-batch, task ``i`` drawn from
     ``generators[i]``."""
     return torch.stack([minibatch_masks(mask, batch_size, steps, g) for mask, g in zip(example_mask, generators)])
+
+
+def iteration_minibatch_masks(support_y: torch.Tensor, batch_size: int, steps: int, seed: int, iteration: int,
+                              indices: Sequence[int]) -> torch.Tensor:
+    """(tasks, steps, examples) mini-batches of tasks ``indices`` of meta-batch ``iteration``, each drawn from a
+    generator of ``(seed, iteration, task)`` alone, so that a resumed run, or any number of processes sharing the
+    meta-batch, draws the same ones. Padding (labels ``PAD_LABEL``) is never drawn; regression targets have none."""
+    real = torch.ones(support_y.shape[:2]) if support_y.is_floating_point() else (support_y != PAD_LABEL).float()
+    generators = [task_generator(seed, iteration, i, "inner-batches") for i in indices]
+    return batch_minibatch_masks(real.cpu(), batch_size, steps, generators)

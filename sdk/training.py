@@ -22,9 +22,8 @@ from .algorithms.base import query_count
 from .checkpoint import CheckpointError, load_lr_scales, load_training_state, save_checkpoint
 from .errors import ConfigError
 from .heads import is_per_task
-from .datasets.base import task_generator
-from .inner_loop import PAD_LABEL, InnerLoop, Params
-from .minibatches import batch_minibatch_masks
+from .inner_loop import InnerLoop, Params
+from .minibatches import iteration_minibatch_masks
 from .run_loop import RunOptions, drive
 from .run_state import load_optimizer_tensors, load_weights, optimizer_tensors
 from .tasks import TaskBatch
@@ -146,10 +145,8 @@ class MetaTrainer:
         """
         if self.config.inner_batch is None:
             return None
-        real = torch.ones(batch.support_x.shape[:2]) if batch.support_y.is_floating_point() \
-            else (batch.support_y != PAD_LABEL).float().cpu()
-        generators = [task_generator(self.sampler.seed, self.iteration, i, "inner-batches") for i in share]
-        masks = batch_minibatch_masks(real, self.config.inner_batch, self.config.inner_steps, generators)
+        masks = iteration_minibatch_masks(batch.support_y, self.config.inner_batch, self.config.inner_steps,
+                                          self.sampler.seed, self.iteration, share)
         return masks.to(self.device)
 
     def step(self) -> dict[str, Any]:
