@@ -4,7 +4,8 @@
 - ``algorithms/``: the meta-learning algorithms, one per module; ``continual/``: learning a stream of tasks;
 - ``tasks``: episodic task sampling; ``models``: networks and their registry; ``inner_loop``, ``scopes`` and
   ``heads``: the one adaptation routine, what it adapts and where its head starts; ``preconditioner``:
-  per-parameter inner learning rates from a pretraining run's Adam state;
+  per-parameter inner learning rates from a pretraining run's Adam state; ``minibatches``: which support
+  examples each inner step of training sees;
 - ``training``, ``pretraining`` (with ``augment``), ``run_loop``, ``run_state``, ``distributed``: training
   runs, resumable, on one or several processes; ``evaluation``: mean and 95% CI over tasks; ``checkpoint``:
   verified checkpoints;
