@@ -198,7 +198,7 @@ def main() -> None:
                  "Reptile meta-fine-tunes on 5-shot tasks (at 1 shot each support example is its class's prototype "
                  "and the support loss is ~0), with the paper's meta step of 1.0 annealed to 0, on the whole "
                  "support set or the paper's mini-batches (`--inner-batch 20`, 5 steps), and at lower head scales; "
-                 "\"Why Reptile adds little after pretraining\" measures how far its direction moves the weights: "
+                 "\"How far Reptile moves a pretrained network\" measures how far its direction moves the weights: "
                  "at the shipped head scale the prototype head already fits the support set and Reptile adds "
                  "nothing, with or without mini-batches or 10 steps at evaluation; at head scale 0.03 the support "
                  "loss is larger, the direction ten times longer, and Reptile does learn (compare the row of 5 SGD "

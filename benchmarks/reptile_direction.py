@@ -78,7 +78,7 @@ def main() -> None:
             print(rows[-1], flush=True)
     header = ["head scale", "inner steps on", "direction / last block (per meta-iteration)",
               "500 iterations at outer lr 1 -> 0 (bound)", "support loss at the start", "query accuracy after, %"]
-    lines = ["## Why Reptile adds little after pretraining", "", " ".join(__doc__.split("\n\n")[1].split()), "",
+    lines = ["## How far Reptile moves a pretrained network", "", " ".join(__doc__.split("\n\n")[1].split()), "",
              *markdown_table(header, rows), "",
              "The bound adds up every meta-step as if all pointed the same way: 500 iterations with the outer rate "
              "annealed linearly from 1 to 0 move the block by at most 250 times the per-iteration ratio. Where the "

@@ -176,14 +176,14 @@ class InnerLoop:
                     step_masks: torch.Tensor | None = None) -> Params:
         """:meth:`inner_update` for a meta-batch of tasks at once (leading task dimension), with ``vmap``.
 
-        Masks have the task dimension too: ``step_masks`` is (tasks, steps, examples). With ``vectorise=False`` and no graph being recorded (first-order callers, under ``torch.no_grad``), task
-        by task instead, first order and channels-last: on a CPU ``vmap`` turns each convolution into a grouped
-        one, slower per operation than one task's convolutions (see docs/benchmarks.md).
+        Masks have the task dimension too: ``step_masks`` is (tasks, steps, examples). With ``vectorise=False``
+        and no graph being recorded (first-order callers, under ``torch.no_grad``), task by task instead, first
+        order and channels-last: on a CPU ``vmap`` turns each convolution into a grouped one, slower per operation
+        than one task's convolutions (see docs/benchmarks.md).
         """
         if not (self.vectorise or torch.is_grad_enabled()):
             return self._adapt_each(params, support_x, support_y, example_mask, class_mask, step_masks)
-        dims = (None, 0, 0, None, *(None if m is None else 0 for m in (example_mask, class_mask)), None,
-                None if step_masks is None else 0)
+        dims = (None, 0, 0, None, _task_dim(example_mask), _task_dim(class_mask), None, _task_dim(step_masks))
         update = vmap(self.inner_update, in_dims=dims, randomness="error")
         return update(params, support_x, support_y, None, example_mask, class_mask, False, step_masks)
 
@@ -320,6 +320,11 @@ def lr_scales_within(model: nn.Module, scope: str, lr_scales: Params | None) -> 
         return None
     adapts = adapted_predicate(model, scope)
     return {k: v for k, v in lr_scales.items() if adapts(k)} or None
+
+
+def _task_dim(mask: torch.Tensor | None) -> int | None:
+    """``vmap``'s ``in_dims`` entry for an optional per-task mask: mapped over dimension 0, or absent."""
+    return None if mask is None else 0
 
 
 def _step_mask(example_mask: torch.Tensor | None, step_masks: torch.Tensor | None,

@@ -11,7 +11,6 @@ import os
 from typing import Iterable
 
 import torch
-
 from torch import nn
 
 from .checkpoint import load_checkpoint, load_training_state
