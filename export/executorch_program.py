@@ -47,15 +47,11 @@ def executorch_available() -> bool:
 def lower_to_xnnpack(inner: InnerLoop, spec: GraphSpec, adapt_sizes: list[int],
                      predict_batch: int | None = PREDICT_BATCH) -> EdgeProgramManager:
     """``adapt_<n>`` for each of ``adapt_sizes`` (and ``predict``, unless ``predict_batch`` is None) traced with
-    :func:`matmul_decompositions` and lowered to ExecuTorch, XNNPACK taking every operator it can.
-
-    Matrix products with weights that are inputs need ``force_non_static_weights_for_f32_linear``. A frozen
-    backbone (head-only adaptation) keeps its convolutions with constant weights, which must go to XNNPACK's
-    default partitioner first: through the forcing one they lower, but the program then fails to load
-    ("Failed to create convolution node ... xnn_status_invalid_parameter").
-    """
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    :func:`matmul_decompositions` and lowered to ExecuTorch, XNNPACK taking every operator it can
+    (:func:`~edgeadapt.export.xnnpack_partitioners.xnnpack_partitioners`)."""
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+
+    from .xnnpack_partitioners import xnnpack_partitioners
 
     # the backbone's convolutions have constant weights when only the head adapts
     frozen_backbone = not any(inner.is_adapted(name) for name in inner.params() if not name.startswith("head."))
@@ -63,10 +59,7 @@ def lower_to_xnnpack(inner: InnerLoop, spec: GraphSpec, adapt_sizes: list[int],
     programs = {adapt_method(n): adapt_program(inner, spec, table, fixed_support=n) for n in adapt_sizes}
     if predict_batch is not None:
         programs[PREDICT_METHOD] = predict_program(inner, spec, predict_batch, table)
-    partitioners = [XnnpackPartitioner(force_non_static_weights_for_f32_linear=True)]
-    if frozen_backbone:
-        partitioners.insert(0, XnnpackPartitioner())
-    return to_edge_transform_and_lower(programs, partitioner=partitioners,
+    return to_edge_transform_and_lower(programs, partitioner=xnnpack_partitioners(frozen_backbone),
                                        compile_config=EdgeCompileConfig(_check_ir_validity=False))
 
 

@@ -4,8 +4,9 @@ Convolutions whose weights are graph inputs (everything the inner loop adapts) w
 ExecuTorch's portable reference kernels, since XNNPACK only delegates convolutions with constant
 weights. :func:`matmul_decompositions` therefore rewrites every convolution and its gradients as
 im2col (a depthwise convolution with constant one-hot kernels) plus one matrix product, both of
-which XNNPACK runs, and col2im (padding and sums of stride phases); group normalisation, ELU, sums,
-means and scalar products get the forms XNNPACK delegates.
+which XNNPACK runs, and col2im (padding and sums of stride phases); group normalisation, ELU's
+gradient, sums, means and scalar products get the forms XNNPACK delegates (ELU itself is delegated as
+it is: :mod:`~edgeadapt.export.xnnpack_partitioners`).
 """
 
 from __future__ import annotations
@@ -191,14 +192,6 @@ def elu_backward_as_clamp(grad_output: torch.Tensor, alpha: float, scale: float,
     return grad_output * slope
 
 
-def elu_as_clamp(self: torch.Tensor, alpha: float = 1, scale: float = 1, input_scale: float = 1) -> torch.Tensor:
-    """``aten.elu`` for the plain ELU as ``max(x, 0) + exp(min(x, 0)) - 1``, from operators XNNPACK runs (ExecuTorch
-    1.5's partitioner leaves ``elu`` to a portable kernel). Other coefficients are left as they are."""
-    if (alpha, scale, input_scale) != (1, 1, 1):
-        return NotImplemented
-    return torch.clamp(self, min=0.0) + (torch.exp(torch.clamp(self, max=0.0)) - 1.0)
-
-
 def _reduced_dims(x: torch.Tensor, dim: list[int] | None) -> list[int]:
     return sorted({d % x.dim() for d in dim}) if dim else list(range(x.dim()))
 
@@ -237,7 +230,7 @@ def mul_scalar_as_tensor(self: torch.Tensor, other: float) -> torch.Tensor:
 
 
 def matmul_decompositions(convolution_weights_are_inputs: bool = True) -> Decompositions:
-    """:func:`export_decompositions` for ExecuTorch: group normalisation in two passes, and ELU, its gradient, sums,
+    """:func:`export_decompositions` for ExecuTorch: group normalisation in two passes, and ELU's gradient, sums,
     means and scalar products in the forms XNNPACK delegates; every convolution and its gradients as im2col +
     matrix products when ``convolution_weights_are_inputs`` (they adapt). Otherwise (head-only adaptation) the
     convolutions keep their constant weights, which XNNPACK's own, faster convolution takes."""
@@ -248,7 +241,6 @@ def matmul_decompositions(convolution_weights_are_inputs: bool = True) -> Decomp
     table[aten.native_group_norm.default] = group_norm_two_pass
     table[aten.threshold_backward.default] = relu_backward_as_clamp
     table[aten.elu_backward.default] = elu_backward_as_clamp
-    table[aten.elu.default] = elu_as_clamp
     table[aten.mean.dim] = mean_as_pooling
     table[aten.sum.dim_IntList] = sum_as_pooling
     table[aten.sum.default] = sum_as_pooling

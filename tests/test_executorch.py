@@ -88,3 +88,28 @@ def test_adaptation_leaves_no_heavy_operator_to_portable_kernels(activation, sco
     path = tmp_path / "adapt.pte"
     path.write_bytes(edge.to_executorch().buffer)
     Runtime.get().load_program(str(path)).load_method("adapt_6")  # XNNPACK builds every delegated operator
+
+
+class _ScaledElu(torch.nn.Module):
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x):
+        return torch.ops.aten.elu.default(x, 1.0, self.scale, 1.0) + 1.0
+
+
+@pytest.mark.parametrize("scale, delegated", [(1.0, True), (2.0, False)])
+def test_xnnpack_takes_the_plain_elu_and_leaves_scaled_ones(scale, delegated):
+    from executorch.exir import to_edge_transform_and_lower
+
+    from edgeadapt.export.xnnpack_partitioners import xnnpack_partitioners
+
+    x = torch.linspace(-6, 3, 4 * 32).reshape(4, 32)
+    program = torch.export.export(_ScaledElu(scale), (x,))
+    edge = to_edge_transform_and_lower(program, partitioner=xnnpack_partitioners(frozen_backbone=False))
+    targets = [str(n.target) for n in edge.exported_program().graph.nodes if n.op == "call_function"]
+    assert any("elu" in t for t in targets) is not delegated
+    method = Runtime.get().load_program(edge.to_executorch().buffer).load_method("forward")
+    torch.testing.assert_close(method.execute([x])[0], torch.ops.aten.elu.default(x, 1.0, scale, 1.0) + 1.0,
+                               rtol=0, atol=TOLERANCE)
