@@ -21,8 +21,8 @@ class PlainEluConfig(EluConfig):
     (SELU-like variants stay on portable kernels rather than run with the wrong ones)."""
 
     def check_constraints(self, node: torch.fx.Node, ep: ExportedProgram) -> bool:
-        scale, input_scale = (list(node.args[2:4]) + [1, 1])[:2]
-        return scale == 1 and input_scale == 1 and super().check_constraints(node, ep)
+        scale_and_input_scale = node.args[2:4]  # absent when they have their default, 1
+        return all(c == 1 for c in scale_and_input_scale) and super().check_constraints(node, ep)
 
 
 CONFIGS = [*ALL_PARTITIONER_CONFIGS, PlainEluConfig]
