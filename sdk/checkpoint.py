@@ -140,7 +140,12 @@ def verify_checkpoint(path: str | os.PathLike) -> Path:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    """Strict JSON (no NaN or infinity, which the loader refuses), or CheckpointError naming the file."""
+    try:
+        text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False)
+    except ValueError as e:  # a non-finite number: a diverged run, or a setting that is not a number
+        raise CheckpointError(f"cannot save {path.name}: {e} (did training diverge?)") from None
+    path.write_text(text + "\n")
 
 
 def _read_bytes(folder: Path, name: str, limit: int = 1 << 32) -> bytes:

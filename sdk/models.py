@@ -20,10 +20,14 @@ def register_model(cls: type[nn.Module]) -> type[nn.Module]:
     return cls
 
 def build_model(name: str, config: dict[str, Any]) -> nn.Module:
-    """Instantiate the registered model ``name`` with keyword arguments ``config``."""
+    """Instantiate the registered model ``name`` with keyword arguments ``config``, in eval mode.
+
+    Eval mode is the mode the inner loop, meta-training and evaluation need (batch norm normalises by its
+    running statistics); :func:`~edgeadapt.sdk.pretraining.pretrain` switches to training mode itself.
+    """
     if name not in _REGISTRY:
         raise ConfigError(f"unknown model {name!r}; registered models: {sorted(_REGISTRY)}")
-    return _REGISTRY[name](**config)
+    return _REGISTRY[name](**config).eval()
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
     """``{"name": ..., "config": ...}`` describing how to rebuild ``model``."""

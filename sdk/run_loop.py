@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from typing import Any, Callable, Protocol, TypedDict
@@ -11,7 +12,7 @@ from typing import Any, Callable, Protocol, TypedDict
 from tqdm.auto import tqdm
 
 from . import distributed
-from .errors import ConfigError
+from .errors import ConfigError, DivergedError
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ def drive(run: Run, total: int, *, desc: str, save: Callable[[str | os.PathLike]
             record = run.step()
             elapsed += time.perf_counter() - started
             record["elapsed"] = round(elapsed, 3)
+            _check_finite(record, run.iteration, desc)
             if evaluate and ((evaluate_every and run.iteration % evaluate_every == 0) or run.iteration == total):
                 record.update(evaluate())
             bar.update(1)
@@ -89,3 +91,12 @@ def drive(run: Run, total: int, *, desc: str, save: Callable[[str | os.PathLike]
             metrics.close()
     if checkpoint_dir:
         save(checkpoint_dir)
+
+
+def _check_finite(record: dict[str, Any], step: int, desc: str) -> None:
+    """Stop a run whose loss is no longer finite, before a NaN reaches its checkpoint or metrics."""
+    loss = record.get("loss")
+    if loss is not None and not math.isfinite(loss):
+        raise DivergedError(f"{desc} diverged at step {step} (loss {loss}): lower the learning rates (inner and "
+                            "outer); from a pretrained checkpoint, start each task's head at the class prototypes "
+                            "(--head-init prototypes with a --head-scale below 1)")
