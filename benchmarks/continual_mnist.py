@@ -13,6 +13,7 @@ The last line printed is JSON: {"methods": {NAME: {"matrix": [[...]], "average":
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import time
@@ -32,6 +33,7 @@ from edgeadapt.sdk.continual import (
     forgetting,
     rotated_mnist,
 )
+from edgeadapt.sdk.continual.recipes import CNN_INNER_LR, HYPERPARAMETERS, STREAMS, hyperparameters
 from edgeadapt.runtime.format.files import atomic_write
 
 from report import REPORT, markdown_table, write_section
@@ -45,19 +47,9 @@ SEEDS = {"full": {"mlp": 3, "cnn": 3}, "quick": {"mlp": 1}}
 # One JSON per finished run, reused when its settings match.
 RUNS = Path(__file__).resolve().parent.parent / "runs" / "continual-mnist"
 SETTINGS = {
-    "full": {"mlp": {"hidden": 100, "train_size": 20000, "eval_size": 10000, "steps": 2000, "batch": 64},
-             "cnn": {"hidden": 32, "train_size": 10000, "eval_size": 1000, "steps": 150, "batch": 32}},
+    "full": {arch: dataclasses.asdict(stream) for arch, stream in STREAMS.items()},  # the CLI's defaults too
     "quick": {"mlp": {"hidden": 100, "train_size": 5000, "eval_size": 2000, "steps": 300, "batch": 32}},
 }
-# Hyperparameters (alpha_f = inner lr, alpha_m = meta lr, K = inner steps, EWC lambda): the best values of
-# `--search 12` (docs/benchmarks.md, "hyperparameter search"), rounded, except that K = 5 for Reptile as published.
-HYPERPARAMETERS = {
-    "sgd": {"inner_lr": 0.19},
-    "sgd-ewc": {"inner_lr": 0.26, "ewc_lambda": 14.1},
-    "reptile": {"inner_lr": 0.12, "meta_lr": 0.88, "inner_steps": 5},
-    "reptile-ewc": {"inner_lr": 0.047, "meta_lr": 0.73, "inner_steps": 5, "ewc_lambda": 20.5},
-}
-CNN_INNER_LR = 0.05  # the CNN is not searched: it takes the MLP's values with this alpha_f (stable with EWC)
 FEW_SHOT = 5
 IMAGE = Path(__file__).resolve().parent.parent / "docs" / "images" / "continual_mnist.png"
 
@@ -67,11 +59,6 @@ def config_for(method: str, setting: dict, hyper: dict) -> ContinualConfig:
     base = ContinualConfig(method=method, steps_per_task=setting["steps"], batch_size=setting["batch"],
                            controller=ControllerConfig(), eval_every=max(setting["steps"] // 4, 1))
     return base.replace(**hyper)
-
-
-def hyperparameters(method: str, arch: str) -> dict:
-    """The values ``method`` runs with on ``arch``."""
-    return HYPERPARAMETERS[method] if arch == "mlp" else {**HYPERPARAMETERS[method], "inner_lr": CNN_INNER_LR}
 
 
 def cached_run(method: str, arch: str, setting: dict, hyper: dict, seed: int, data: str | None,

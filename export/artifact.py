@@ -22,7 +22,8 @@ from edgeadapt.runtime.format.signing import sign
 from edgeadapt.sdk.checkpoint import load_checkpoint, load_lr_scales
 from edgeadapt.sdk.errors import ConfigError, ExportError
 from edgeadapt.sdk.heads import is_per_task
-from edgeadapt.sdk.inner_loop import InnerLoop, inner_loop_from_config
+from edgeadapt.sdk.inner_loop import InnerLoop, adaptation_settings, inner_loop_from_config
+from edgeadapt.sdk.sanity import describe
 
 from .executorch_program import PREDICT_BATCH, executorch_available, export_executorch, support_sizes
 from .onnx_graphs import OPSET, GraphSpec, adapted_names, example_adapted, export_adapt, export_predict
@@ -48,7 +49,8 @@ def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_w
     exceed, the model's outputs (a smaller value keeps the first ``max_ways``); with a zeros or prototype head
     (``head_init``) any number is possible (default 20). ``max_shots`` defaults to 10. ``scope``,
     ``head_init``, ``head_scale``, ``inner_steps`` and ``inner_lr`` override the checkpoint's (a pretraining
-    checkpoint has none: give them here). ``executorch`` adds ``model.pte`` (default: when the executorch
+    checkpoint has none of its own: it adapts as its readout, a prototype head and no step, unless
+    overridden). ``executorch`` adds ``model.pte`` (default: when the executorch
     package is installed; lowering takes minutes). ``sign_key``: an Ed25519 PEM private key that signs the
     manifest (``manifest.sig``). An existing artifact at ``out`` is replaced only with ``overwrite``; anything
     else there is never replaced.
@@ -71,7 +73,7 @@ def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_w
     training = config.get("training", {})
     if training.get("loss", "cross_entropy") != "cross_entropy":
         raise ConfigError("only classification models can be exported")
-    head_init = head_init or training.get("head_init", "learned")
+    head_init = adaptation_settings(training, head_init=head_init)["head_init"]
     outputs = model.head.out_features
     if max_ways is None:
         max_ways = DEFAULT_MAX_WAYS if is_per_task(head_init) else outputs
@@ -164,7 +166,7 @@ def _manifest(config: dict[str, Any], inner: InnerLoop, spec: GraphSpec, adapt: 
         "per_parameter_rates": sorted(inner.lr_scales or {}),
         "model": config["model"],
         "training": config.get("training", {}),
-        "data": config.get("data", {}),
+        "data": describe(config.get("data", {})),  # the class hashes stay in the checkpoint
         "adapt_inputs": list(ADAPT_INPUTS),
         # In the order of adapt's outputs and predict's parameter inputs (a list: the manifest's keys are sorted).
         "adapted_parameters": [{"name": name, "shape": list(params[name].shape)} for name in adapted_names(inner)],

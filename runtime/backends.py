@@ -13,6 +13,7 @@ import numpy as np
 from packaging.version import Version
 
 from .errors import ArtifactError, EngineError, InputError
+from .format.extras import require
 from .format.manifest import VerifiedArtifact
 from .format.names import ADAPT_INPUTS, ADAPT_ONNX, PREDICT_INPUTS, PREDICT_METHOD, PREDICT_ONNX, PTE, adapt_method
 
@@ -37,7 +38,7 @@ class OnnxRuntimeBackend:
     """``adapt.onnx`` and ``predict.onnx`` in onnxruntime sessions (CPU), built from the verified bytes."""
 
     def __init__(self, artifact: VerifiedArtifact, threads: int | None):
-        import onnxruntime as ort
+        ort = require("onnxruntime", "runtime", "running an artifact")
 
         folder, minimum = artifact.folder, artifact.manifest["onnx"]["min_onnxruntime"]
         if Version(ort.__version__) < Version(minimum):

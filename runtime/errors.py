@@ -35,3 +35,7 @@ class PredictionError(EdgeAdaptError):
 
 class InputWarning(UserWarning):
     """Inputs that are valid but look wrong for this model: inverted polarity, or uint8 images holding only 0 and 1."""
+
+
+class MissingExtraError(EdgeAdaptError, ImportError):
+    """An optional dependency is not installed; the message names the extra that installs it."""

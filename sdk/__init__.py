@@ -8,7 +8,8 @@
   examples each inner step of training sees;
 - ``training``, ``pretraining`` (with ``augment``), ``run_loop``, ``run_state``, ``distributed``: training
   runs, resumable, on one or several processes; ``evaluation``: mean and 95% CI over tasks; ``checkpoint``:
-  verified checkpoints;
+  verified checkpoints; ``sanity``: warnings about results that are not what they seem (training classes met
+  again in evaluation, accuracy at chance);
 - ``recipes``, ``cli``, ``pretrain_cli``: the ``edgeadapt`` command line; ``errors``: :class:`SDKError` and
   its subclasses, raised for every failure.
 """

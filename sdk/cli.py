@@ -25,11 +25,12 @@ from .distributed import add_distributed_arguments
 from .errors import ConfigError, SDKError
 from .evaluation import EvalResult, evaluate
 from .heads import HEAD_INITS, is_per_task
-from .inner_loop import lr_scales_within
+from .inner_loop import adaptation_settings, lr_scales_within
 from .models import ACTIVATIONS, build_model, model_spec
 from .preconditioner import adam_lr_scales, preconditioned_parameters
 from .pretrain_cli import add_pretrain_parser, run_pretrain
 from .recipes import DATASETS, SPLITS, build_default_model, make_sampler, recipe_defaults
+from .sanity import describe, warn_if_chance, warn_if_trained_on
 from .scopes import SCOPES
 from .training import train_maml
 
@@ -102,8 +103,9 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="edgeadapt", description=DESCRIPTION)
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="log debug messages, and the ONNX exporter's own messages")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="-v: edgeadapt's debug messages; -vv: also those of torch, the ONNX exporter and "
+                             "ExecuTorch (thousands of lines for an export)")
     parser.add_argument("--version", action="version", version=f"edgeadapt {importlib.metadata.version('edgeadapt')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -250,7 +252,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     if model is None:
         model = _initial_model(args, pick["hidden"])
     args.out.mkdir(parents=True, exist_ok=True)
-    log.info("training %s with %s on %s (%s)", type(model).__name__, args.algorithm, args.dataset, data)
+    log.info("training %s with %s on %s (%s)", type(model).__name__, args.algorithm, args.dataset, describe(data))
     lr_scales = _inner_rates(args, model)
     model, history = train_maml(
         model, train_sampler, pick["inner_lr"], pick["outer_lr"], pick["inner_steps"], args.algorithm,
@@ -317,6 +319,7 @@ def _before_after(args: argparse.Namespace, model: torch.nn.Module, pick: dict[s
     print(f"Held-out {args.ways}-way {args.shots}-shot {args.dataset} ({args.eval_tasks} tasks):")
     for name, r in results.items():
         print(f"  {name.replace('_', ' '):32s} {r}")
+    warn_if_chance(results["meta_trained_after_adaptation"], args.ways, "the meta-trained model, adapted,")
     return {name: {"metric": r.metric, "mean": r.mean, "ci95": r.ci95, "tasks": r.num_tasks}
             for name, r in results.items()}
 
@@ -324,45 +327,41 @@ def _before_after(args: argparse.Namespace, model: torch.nn.Module, pick: dict[s
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     model, config = load_checkpoint(args.checkpoint, device=args.device)
     training = config.get("training", {})
-    inner_steps = args.inner_steps if args.inner_steps is not None else training.get("inner_steps")
-    inner_lr = args.inner_lr if args.inner_lr is not None else training.get("inner_lr")
-    if inner_steps is None or inner_lr is None:
-        raise CheckpointError(f"{args.checkpoint} has no inner-loop settings; pass --inner-steps and --inner-lr")
-    scope = args.scope or training.get("scope", "all")
-    head_init = args.head_init or training.get("head_init", "learned")
-    head_scale = args.head_scale or training.get("head_scale", 1.0)
+    settings = adaptation_settings(training, inner_steps=args.inner_steps, inner_lr=args.inner_lr, scope=args.scope,
+                                   head_init=args.head_init, head_scale=args.head_scale)
+    if not training:
+        log.info("%s has no inner loop of its own (a pretraining run): adapting as its readout, a prototype head "
+                 "with %s steps (override with --inner-steps, --inner-lr, --scope, --head-init, --head-scale)",
+                 args.checkpoint, settings["inner_steps"])
     outputs = getattr(getattr(model, "head", None), "out_features", None)
-    if not is_per_task(head_init) and outputs is not None and args.ways > outputs:
+    if not is_per_task(settings["head_init"]) and outputs is not None and args.ways > outputs:
         raise ConfigError(f"--ways {args.ways} exceeds the {outputs} outputs of {args.checkpoint}'s meta-learned head "
                          "(a prototype or zeros head, --head-init, serves any number)")
-    _warn_if_trained_on(config.get("data", {}), args.dataset, args.split)
     sampler, data = make_sampler(args.dataset, args.data, args.split, args.ways, args.shots,
                                  args.query_shots, args.seed, training=False, within_alphabet=args.within_alphabet)
-    lr_scales = lr_scales_within(model, scope, load_lr_scales(args.checkpoint))  # the run's own rates
-    result = evaluate(model, sampler, inner_lr, inner_steps, args.tasks, scope=scope, head_init=head_init,
-                      head_scale=head_scale, lr_scales=lr_scales, device=args.device)
+    warn_if_trained_on(config.get("data", {}), data)
+    lr_scales = lr_scales_within(model, settings["scope"], load_lr_scales(args.checkpoint))  # the run's own rates
+    result = evaluate(model, sampler, settings["inner_lr"], settings["inner_steps"], args.tasks,
+                      scope=settings["scope"], head_init=settings["head_init"], head_scale=settings["head_scale"],
+                      lr_scales=lr_scales, device=args.device)
     print(f"{args.ways}-way {args.shots}-shot {args.dataset} {args.split}: {result}")
-    out = {"checkpoint": str(args.checkpoint), "data": data, "inner_steps": inner_steps, "inner_lr": inner_lr,
-           "scope": scope, "head_init": head_init, "head_scale": head_scale,
+    warn_if_chance(result, args.ways)
+    data.pop("class_hashes", None)
+    out = {"checkpoint": str(args.checkpoint), "data": data,
+           **{k: settings[k] for k in ("inner_steps", "inner_lr", "scope", "head_init", "head_scale")},
            "metric": result.metric, "mean": result.mean, "ci95": result.ci95, "tasks": result.num_tasks}
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
     return out
 
 
-def _warn_if_trained_on(trained: dict[str, Any], dataset: str, split: str) -> None:
-    """Warn when the evaluation classes overlap the classes the checkpoint was trained on."""
-    if trained.get("dataset") != dataset or "split" not in trained:
-        return
-    if trained["split"] == "all" or split == "all" or trained["split"] == split:
-        message = (f"this checkpoint was trained on the {trained['split']!r} split of {dataset}, which overlaps the "
-                   f"{split!r} classes evaluated here: the accuracy is not on unseen classes")
-        log.warning(message)
-
-
-def _quiet_exporters(verbose: bool) -> None:
-    """Keep the ONNX exporter's logs and torch's deprecation notices out of the output unless --verbose."""
-    if not verbose:
+def configure_logging(verbosity: int) -> None:
+    """INFO from edgeadapt; ``-v`` its DEBUG; ``-vv`` everyone's DEBUG. Other libraries' INFO and DEBUG messages
+    (the ONNX exporter's, torch's) and torch's deprecation notices stay out of the output below ``-vv``."""
+    everyone = logging.DEBUG if verbosity >= 2 else logging.WARNING
+    logging.basicConfig(level=everyone, format="%(levelname)s %(message)s")
+    logging.getLogger("edgeadapt").setLevel(logging.DEBUG if verbosity >= 1 else logging.INFO)
+    if verbosity < 2:
         for name in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir", "torch._dynamo", "torch._export"):
             logging.getLogger(name).setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", category=FutureWarning, module="copyreg")
@@ -371,8 +370,7 @@ def _quiet_exporters(verbose: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
-    _quiet_exporters(args.verbose)
+    configure_logging(args.verbose)
     try:
         {"pretrain": run_pretrain, "train": run_train, "eval": run_eval, "export": run_export,
          "continual": run_continual}[args.command](args)

@@ -299,19 +299,38 @@ class InnerLoop:
         return self.loss_value(mask_classes(outputs, class_mask), support_y, example_mask)
 
 
+# How a checkpoint with no inner loop of its own (a pretraining run) adapts: its validation readout, a prototype
+# head and no step (any inner_lr; override inner_steps to take steps).
+PRETRAINED_READOUT = {"inner_lr": 0.1, "inner_steps": 0, "loss": "cross_entropy", "scope": "head",
+                      "head_init": "prototypes", "head_scale": 1.0}
+
+
+def adaptation_settings(training: dict, **overrides: object) -> dict[str, object]:
+    """The inner-loop settings of a checkpoint's ``training`` config, with any non-None ``overrides`` applied.
+
+    A checkpoint that has none (``training`` empty: a pretraining run) adapts as its readout,
+    :data:`PRETRAINED_READOUT`. The one resolver behind ``edgeadapt eval``, ``export`` and
+    :func:`inner_loop_from_config`.
+    """
+    base = PRETRAINED_READOUT if not training else {
+        "inner_lr": training.get("inner_lr"), "inner_steps": training.get("inner_steps"),
+        "loss": training.get("loss", "cross_entropy"), "scope": training.get("scope", "all"),
+        "head_init": training.get("head_init", "learned"), "head_scale": training.get("head_scale", 1.0)}
+    settings = {**base, **{k: v for k, v in overrides.items() if v is not None}}
+    if settings["inner_lr"] is None or settings["inner_steps"] is None:
+        raise ConfigError("the checkpoint has no inner-loop settings (inner_lr, inner_steps)")
+    return settings
+
+
 def inner_loop_from_config(model: nn.Module, training: dict, lr_scales: Params | None = None,
                            **overrides: object) -> InnerLoop:
     """The inner loop a checkpoint's ``training`` config (and ``lr_scales``, its per-parameter rates) describes,
-    with any field in ``overrides`` replaced (``None`` values are ignored). Under a narrower ``scope`` than the
-    run's, the rates of parameters that no longer adapt are dropped."""
-    settings = {"inner_lr": training.get("inner_lr"), "inner_steps": training.get("inner_steps"),
-                "loss": training.get("loss", "cross_entropy"), "scope": training.get("scope", "all"),
-                "head_init": training.get("head_init", "learned"), "head_scale": training.get("head_scale", 1.0)}
-    settings.update({k: v for k, v in overrides.items() if v is not None})
-    if settings["inner_lr"] is None or settings["inner_steps"] is None:
-        raise ConfigError("the checkpoint has no inner-loop settings (inner_lr, inner_steps)")
+    with any field in ``overrides`` replaced (``None`` values are ignored; see :func:`adaptation_settings`).
+    Under a narrower ``scope`` than the run's, the rates of parameters that no longer adapt are dropped."""
+    ways = overrides.pop("ways", None)
+    settings = adaptation_settings(training, **overrides)
     rates = lr_scales_within(model, str(settings["scope"]), lr_scales)
-    return InnerLoop(model, **settings, lr_scales=rates)  # type: ignore[arg-type]
+    return InnerLoop(model, **settings, ways=ways, lr_scales=rates)  # type: ignore[arg-type]
 
 
 def lr_scales_within(model: nn.Module, scope: str, lr_scales: Params | None) -> Params | None:

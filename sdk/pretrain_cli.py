@@ -17,6 +17,7 @@ from .pretraining import CLASSIFIERS, PretrainConfig, pretrain
 from .augment import AUGMENTATIONS
 from .models import ACTIVATIONS, NORMS, Conv4
 from .recipes import SPLITS, dataset_classes, make_sampler
+from .sanity import class_hashes
 
 log = logging.getLogger("edgeadapt")
 
@@ -71,13 +72,15 @@ def add_pretrain_parser(commands: argparse._SubParsersAction) -> None:
 def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     """Pretrain (or resume), write summary.json with the prototype readout on validation classes."""
     args.device = str(distributed.device_for(args.device))
-    classes = dataset_classes(args.dataset, args.data, args.split).with_rotations()
+    unrotated = dataset_classes(args.dataset, args.data, args.split)
+    classes = unrotated.with_rotations()
     config = PretrainConfig(args.epochs, args.batch_size, args.max_lr, args.weight_decay, args.augmentation,
                             classifier=args.classifier, margin=args.margin)
     torch.manual_seed(args.seed)
     model = Conv4(ways=classes.n_classes, hidden=args.hidden, activation=args.activation,
                   feature_norm=args.feature_norm, norm=args.norm)
-    data = {"dataset": args.dataset, "split": args.split, "classes": classes.n_classes, "rotations": 4}
+    data = {"dataset": args.dataset, "split": args.split, "classes": classes.n_classes, "rotations": 4,
+            "class_hashes": class_hashes(unrotated)}
     args.out.mkdir(parents=True, exist_ok=True)
     log.info("pretraining Conv4 on %d classes of %s (%s)", classes.n_classes, args.dataset, config)
     validating = args.split != "all"

@@ -21,6 +21,7 @@ from .datasets import (
     omniglot_splits,
 )
 from .models import MLP, Conv4
+from .sanity import class_hashes
 from .tasks import EpisodeSampler
 from .training import TaskSampler
 
@@ -64,6 +65,7 @@ def make_sampler(dataset: str, data: Path | None, split: str, ways: int, shots: 
     if dataset == "sine":
         return SineTaskSampler(shots=shots, query=query_shots, seed=seed), description
     classes = dataset_classes(dataset, data, split)
+    description["class_hashes"] = class_hashes(classes)  # which classes: eval warns when it meets them again
     if training:
         classes = classes.with_rotations()
     if dataset == "omniglot":

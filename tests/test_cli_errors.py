@@ -12,6 +12,7 @@ import torch
 import edgeadapt.runtime as rt
 from edgeadapt.sdk import Conv4, save_checkpoint
 from edgeadapt.sdk.cli import main
+from edgeadapt.sdk.recipes import make_sampler
 
 TRAINING = {"algorithm": "reptile", "inner_lr": 0.5, "inner_steps": 1, "scope": "all", "loss": "cross_entropy"}
 
@@ -91,11 +92,27 @@ def test_version_and_a_help_without_internal_docstrings(capsys):
     assert "SDK module" not in capsys.readouterr().out
 
 
-def test_eval_warns_when_its_classes_overlap_the_training_split(checkpoint, caplog):
-    with caplog.at_level(logging.WARNING, logger="edgeadapt"):
-        assert main(["eval", str(checkpoint), "--dataset", "glyphs", "--split", "validation", "--ways", "3",
+@pytest.mark.parametrize("trained_on, evaluated_on, warned", [
+    ("all", "validation", "200 of the 200 classes evaluated here were in this checkpoint's training data"),
+    ("train", "validation", None),  # other classes, whatever the splits are called
+    ("train", "train", "600 of the 600 classes"),
+])
+def test_eval_warns_when_it_meets_the_classes_it_was_trained_on(tmp_path, caplog, trained_on, evaluated_on, warned):
+    torch.manual_seed(0)
+    _, data = make_sampler("glyphs", None, trained_on, 4, 1, 1, 0, training=True)
+    path = save_checkpoint(tmp_path / "checkpoint", Conv4(ways=4, hidden=4), {"training": TRAINING, "data": data})
+    with caplog.at_level(logging.INFO, logger="edgeadapt"):
+        assert main(["eval", str(path), "--dataset", "glyphs", "--split", evaluated_on, "--ways", "3",
                      "--tasks", "2"]) == 0
-    assert "overlaps the 'validation' classes" in caplog.text
+    overlaps = [r.message for r in caplog.records if "training data" in r.message]
+    assert overlaps == ([] if warned is None else [overlaps[0]]) and (warned is None or warned in overlaps[0])
+
+
+def test_eval_of_a_checkpoint_without_class_hashes_says_it_cannot_tell(checkpoint, caplog):
+    with caplog.at_level(logging.INFO, logger="edgeadapt"):
+        assert main(["eval", str(checkpoint), "--dataset", "glyphs", "--ways", "3", "--tasks", "2"]) == 0
+    assert "cannot check that the evaluated classes are unseen" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "training data" in r.message]
 
 
 def test_folders_get_the_usual_permissions(checkpoint):

@@ -3,5 +3,6 @@
 - :mod:`.names`: file names, graph input/output names and ExecuTorch method names;
 - :mod:`.files`: sha256, bounded reads of regular files inside a folder, atomic file and folder writes;
 - :mod:`.manifest`: the format version, the manifest's schema, canonical form and self-checksum, and its reader;
-- :mod:`.signing`: optional Ed25519 signatures over the manifest (the ``sign`` extra).
+- :mod:`.signing`: optional Ed25519 signatures over the manifest (the ``sign`` extra);
+- :mod:`.extras`: optional dependencies imported on first use, with an error naming the extra to install.
 """

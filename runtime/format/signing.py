@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from ..errors import ArtifactError, InputError
+from .extras import require
 
 PublicKey = Union[str, os.PathLike, bytes, Any]  # a PEM path, PEM bytes, 32 raw bytes or an Ed25519PublicKey
 
@@ -60,10 +61,8 @@ def _public_key(public_key: PublicKey) -> Any:
 
 
 def _crypto() -> tuple[Any, Any, type[Exception]]:
-    try:
-        from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ed25519
-    except ImportError as e:
-        raise InputError("signed artifacts need the cryptography package: pip install './[sign]'") from e
-    return serialization, ed25519, InvalidSignature
+    purpose = "a signed artifact"
+    exceptions = require("cryptography.exceptions", "sign", purpose)
+    serialization = require("cryptography.hazmat.primitives.serialization", "sign", purpose)
+    ed25519 = require("cryptography.hazmat.primitives.asymmetric.ed25519", "sign", purpose)
+    return serialization, ed25519, exceptions.InvalidSignature

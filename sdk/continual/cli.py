@@ -13,21 +13,24 @@ import torch
 
 from edgeadapt.runtime.format.files import atomic_write
 from ..errors import ConfigError
+from ..sanity import warn_if_never_learned
 from .architectures import ARCHITECTURES, continual_model
 from .ewc import FISHERS
 from .meta_controller import INNER_OPTIMIZERS, ControllerConfig
+from .recipes import STREAMS, hyperparameters
 from .metrics import average_accuracy, few_shot_accuracy, forgetting
 from .runner import METHODS, ContinualConfig, ContinualRun
 from .streams import ROTATIONS, Task, rotated_mnist
 
 log = logging.getLogger("edgeadapt")
-DEFAULT_HIDDEN = {"mlp": 100, "cnn": 32}
 FEW_SHOT = 5  # examples per class in the few-shot view
+MNIST_CLASSES = 10
 
 
 def add_continual_parser(commands: Any) -> argparse.ArgumentParser:
     """Add the ``continual`` subcommand to ``commands`` (the CLI's subparsers)."""
     defaults, inner = ContinualConfig(), ControllerConfig()
+    tuned = "default: the method's tuned value on --arch (edgeadapt.sdk.continual.recipes)"
     p = commands.add_parser(
         "continual", help="train through a stream of tasks (rotated MNIST) without forgetting",
         description="Train one model through MNIST rotated by 0, 90, 180 and 270 degrees with SGD, SGD + EWC, "
@@ -37,29 +40,31 @@ def add_continual_parser(commands: Any) -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=None,
                    help="folder holding the four MNIST IDX .gz files, or a data folder with mnist/ "
                         "(default: $EDGEADAPT_DATA)")
-    p.add_argument("--method", choices=METHODS, default="sgd")
+    p.add_argument("--method", choices=METHODS, default="sgd", help="(default: %(default)s)")
     p.add_argument("--arch", choices=ARCHITECTURES, default="mlp", help="mlp (784-h-h-10) or cnn (Conv4)")
     p.add_argument("--hidden", type=int, default=None, help="MLP width / CNN filters (default: mlp 100, cnn 32)")
     p.add_argument("--rotations", type=int, nargs="+", default=list(ROTATIONS), help="degrees, one task each")
-    p.add_argument("--train-size", type=int, default=10000, help="training images per task (default: %(default)s)")
-    p.add_argument("--eval-size", type=int, default=None, help="test images scored per task (default: all)")
+    p.add_argument("--train-size", type=int, default=None, help="training images per task (default: mlp 20000, "
+                                                                  "cnn 10000)")
+    p.add_argument("--eval-size", type=int, default=None, help="test images scored per task (default: mlp 10000, "
+                                                                "cnn 1000)")
     p.add_argument("--validation-size", type=int, default=5000,
                    help="last training images held out: never trained on, scored by --search (default: %(default)s)")
-    p.add_argument("--steps-per-task", type=int, default=defaults.steps_per_task,
-                   help="gradient steps on each task (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--steps-per-task", type=int, default=None,
+                   help="gradient steps on each task (default: mlp 2000, cnn 150)")
+    p.add_argument("--batch-size", type=int, default=None, help="(default: mlp 64, cnn 32)")
     p.add_argument("--inner-optimizer", choices=sorted(INNER_OPTIMIZERS), default=inner.inner_optimizer,
                    help="Reptile's inner optimiser (the SGD methods use plain SGD)")
-    p.add_argument("--inner-lr", type=float, default=inner.inner_lr, help="alpha_f, also SGD's learning rate")
-    p.add_argument("--meta-lr", type=float, default=inner.meta_lr, help="alpha_m, Reptile's slow-weight step")
-    p.add_argument("--inner-steps", type=int, default=inner.inner_steps, help="K, Reptile's inner steps")
+    p.add_argument("--inner-lr", type=float, default=None, help=f"alpha_f, also SGD's learning rate ({tuned})")
+    p.add_argument("--meta-lr", type=float, default=None, help=f"alpha_m, Reptile's slow-weight step ({tuned})")
+    p.add_argument("--inner-steps", type=int, default=None, help=f"K, Reptile's inner steps ({tuned})")
     p.add_argument("--momentum", type=float, default=inner.momentum,
                    help="momentum on the slow update, v = m v + delta (0: off; 0.9 is usual)")
     p.add_argument("--meta-batch", type=int, default=inner.meta_batch,
                    help="inner runs whose deltas are averaged per slow update")
     p.add_argument("--meta-lr-policy", action="store_true",
                    help="choose alpha_m per outer step with the logistic policy trained on a replay batch")
-    p.add_argument("--ewc-lambda", type=float, default=defaults.ewc_lambda, help="EWC's lambda")
+    p.add_argument("--ewc-lambda", type=float, default=None, help=f"EWC's lambda ({tuned})")
     p.add_argument("--fisher", choices=FISHERS, default=defaults.fisher, help="EWC's Fisher estimate")
     p.add_argument("--fisher-samples", type=int, default=defaults.fisher_samples,
                    help="training examples the Fisher is estimated on")
@@ -83,7 +88,7 @@ def run_continual(args: argparse.Namespace) -> dict[str, Any]:
     flatten = args.arch == "mlp"
     tasks = _tasks(args, flatten, "test")
     search = None
-    data = {"dataset": args.dataset, "arch": args.arch, "hidden": args.hidden or DEFAULT_HIDDEN[args.arch],
+    data = {"dataset": args.dataset, "arch": args.arch, "hidden": args.hidden or STREAMS[args.arch].hidden,
             "rotations": list(args.rotations), "train_size": args.train_size, "eval_size": args.eval_size,
             "validation_size": args.validation_size, "tasks": [t.name for t in tasks]}
     if args.resume:
@@ -113,22 +118,32 @@ def run_continual(args: argparse.Namespace) -> dict[str, Any]:
     if search is not None:
         summary["search"] = search
     atomic_write(args.out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+    warn_if_never_learned(matrix, summary["tasks"], MNIST_CLASSES)
     print(f"{run.config.method}: final average accuracy {100 * summary['average']:.1f}%, "
           f"forgetting {100 * summary['forgetting']:.1f} points")
     return summary
 
 
 def _config(args: argparse.Namespace) -> ContinualConfig:
-    inner = ControllerConfig(args.inner_optimizer, args.inner_lr, args.meta_lr, args.inner_steps, args.momentum,
-                             args.meta_batch)
-    return ContinualConfig(
-        method=args.method, steps_per_task=args.steps_per_task, batch_size=args.batch_size, controller=inner,
-        meta_lr_policy=args.meta_lr_policy, ewc_lambda=args.ewc_lambda, fisher=args.fisher,
-        fisher_samples=args.fisher_samples, online_gamma=args.online_gamma, eval_every=args.eval_every)
+    """The run's settings: the command line's, else the method's tuned recipe (:mod:`.recipes`)."""
+    stream = STREAMS[args.arch]
+    for name, value in (("train_size", stream.train_size), ("eval_size", stream.eval_size),
+                        ("steps_per_task", stream.steps), ("batch_size", stream.batch)):
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    tuned = hyperparameters(args.method, args.arch)
+    given = {name: getattr(args, name) for name in ("inner_lr", "meta_lr", "inner_steps", "ewc_lambda")}
+    base = ContinualConfig(
+        method=args.method, steps_per_task=args.steps_per_task, batch_size=args.batch_size,
+        controller=ControllerConfig(inner_optimizer=args.inner_optimizer, momentum=args.momentum,
+                                    meta_batch=args.meta_batch),
+        meta_lr_policy=args.meta_lr_policy, fisher=args.fisher, fisher_samples=args.fisher_samples,
+        online_gamma=args.online_gamma, eval_every=args.eval_every)
+    return base.replace(**{**tuned, **{k: v for k, v in given.items() if v is not None}})
 
 
 def _model(args: argparse.Namespace) -> torch.nn.Module:
-    return continual_model(args.arch, args.hidden or DEFAULT_HIDDEN[args.arch])[0]
+    return continual_model(args.arch, args.hidden or STREAMS[args.arch].hidden)[0]
 
 
 def _tasks(args: argparse.Namespace, flatten: bool, evaluate_on: str) -> list[Task]:

@@ -13,7 +13,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..errors import ConfigError, DivergedError
+from edgeadapt.runtime.format.extras import require
+
+from ..errors import DivergedError
 from .metrics import average_accuracy
 from .runner import ContinualConfig, ContinualRun
 from .streams import Task
@@ -29,10 +31,7 @@ def search_hyperparameters(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Tune ``base`` (inner lr; Reptile: meta lr, K; EWC: lambda) by ``trials`` Optuna trials; the best and all."""
-    try:
-        import optuna
-    except ImportError as e:  # an SDK error, so the CLI reports it in one line
-        raise ConfigError("hyperparameter search needs Optuna: pip install 'edgeadapt[search]'") from e
+    optuna = require("optuna", "search", "hyperparameter search")
 
     def objective(trial: optuna.Trial) -> float:
         values: dict[str, Any] = {"inner_lr": trial.suggest_float("inner_lr", 0.005, 0.3, log=True)}
