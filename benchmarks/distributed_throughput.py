@@ -49,7 +49,8 @@ def tasks(shots: int) -> TaskBatch:
 def trainer(batch: TaskBatch, vectorise: bool) -> MetaTrainer:
     """edgeadapt's Reptile on ``batch`` (a process takes its share of it), vmap or task by task."""
     torch.manual_seed(0)
-    config = MetaConfig("reptile", INNER_LR, META_LR, INNER_STEPS, META_BATCH, num_iterations=10**9)
+    config = MetaConfig("reptile", inner_lr=INNER_LR, outer_lr=META_LR, inner_steps=INNER_STEPS, meta_batch_size=META_BATCH,
+                        num_iterations=10**9)
     return MetaTrainer(Conv4(ways=5), FixedBatch(batch), config, vectorise=vectorise)
 
 

@@ -39,8 +39,8 @@ def measure(algorithm: str, iterations: int, shots: int, meta_batch: int) -> dic
     sampler, _ = make_sampler("omniglot", None, "train", 5, shots, 5, seed=0, training=True)
     torch.manual_seed(0)
     defaults = recipe_defaults("omniglot", algorithm)
-    config = MetaConfig(algorithm, defaults["inner_lr"], defaults["outer_lr"], defaults["inner_steps"],
-                        meta_batch, iterations)
+    config = MetaConfig(algorithm, inner_lr=defaults["inner_lr"], outer_lr=defaults["outer_lr"],
+                        inner_steps=defaults["inner_steps"], meta_batch_size=meta_batch, num_iterations=iterations)
     trainer = MetaTrainer(Conv4(ways=5), sampler, config)
     for _ in range(3):
         trainer.step()

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgeadapt.sdk import EvalResult, evaluate, load_checkpoint
 from edgeadapt.sdk.checkpoint import load_training_state
-from edgeadapt.sdk.cli import main as cli
+from edgeadapt.cli import main as cli
 from edgeadapt.sdk.recipes import make_sampler
 
 from report import markdown_table, write_section

@@ -62,7 +62,8 @@ def compare(shots: int, rounds: int, per_round: int) -> dict:
     torch.manual_seed(0)
     ours_model = Conv4(ways=5)
     loop_model = copy.deepcopy(ours_model)
-    config = MetaConfig("reptile", INNER_LR, META_LR, INNER_STEPS, META_BATCH, num_iterations=10**9)
+    config = MetaConfig("reptile", inner_lr=INNER_LR, outer_lr=META_LR, inner_steps=INNER_STEPS, meta_batch_size=META_BATCH,
+                        num_iterations=10**9)
     trainer = MetaTrainer(ours_model, FixedBatch(batch), config)
 
     trainer.step()

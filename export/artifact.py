@@ -19,20 +19,20 @@ from edgeadapt.runtime.format.files import atomic_folder, sha256_file
 from edgeadapt.runtime.format.manifest import FORMAT_VERSION, canonical_bytes, manifest_text, sealed
 from edgeadapt.runtime.format.names import ADAPT_INPUTS, ADAPT_ONNX, MANIFEST, PREDICT_ONNX, PTE, SELFCHECK, SIGNATURE
 from edgeadapt.runtime.format.signing import sign
-from edgeadapt.sdk.checkpoint import load_checkpoint, load_lr_scales
-from edgeadapt.sdk.errors import ConfigError, ExportError
+from edgeadapt.sdk.checkpoint import checkpoint_input, load_checkpoint, load_lr_scales
+from edgeadapt.sdk.contract import check_backbone
+from edgeadapt.sdk.errors import ConfigError
 from edgeadapt.sdk.heads import is_per_task
 from edgeadapt.sdk.inner_loop import InnerLoop, adaptation_settings, inner_loop_from_config
 from edgeadapt.sdk.sanity import describe
 
+from .errors import ExportError
 from .executorch_program import PREDICT_BATCH, executorch_available, export_executorch, support_sizes
 from .onnx_graphs import OPSET, GraphSpec, adapted_names, example_adapted, export_adapt, export_predict
 
 DEFAULT_MAX_WAYS = 20  # with a zeros or prototype head, which has no trained number of outputs
 DEFAULT_MAX_SHOTS = 10
 MIN_ONNXRUNTIME = "1.18"  # first release that reads IR version 10 (1.17.3 refuses it); tested in .ci/run
-# What the SDK's image datasets hold, and so what the model expects (edgeadapt.runtime.preprocess reads this).
-INPUT_CONVENTIONS = {"range": [0.0, 1.0], "polarity": "ink_high", "resize": "lanczos"}
 
 log = logging.getLogger("edgeadapt.export")
 
@@ -56,13 +56,7 @@ def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_w
     else there is never replaced.
     """
     target = Path(out)
-    if target.exists() and not target.is_dir():
-        raise ConfigError(f"{target} exists and is not an artifact folder; choose another output path")
-    if target.is_dir() and any(target.iterdir()):
-        if not (target / MANIFEST).is_file():
-            raise ConfigError(f"{target} is a folder that holds no artifact; not replacing it")
-        if not overwrite:
-            raise ConfigError(f"{target} already holds an artifact; pass --force (overwrite=True in Python) to replace it")
+    _check_target(target, overwrite)
     if executorch is None:
         executorch = executorch_available()
     elif executorch and not executorch_available():
@@ -74,23 +68,13 @@ def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_w
     if training.get("loss", "cross_entropy") != "cross_entropy":
         raise ConfigError("only classification models can be exported")
     head_init = adaptation_settings(training, head_init=head_init)["head_init"]
-    outputs = model.head.out_features
-    if max_ways is None:
-        max_ways = DEFAULT_MAX_WAYS if is_per_task(head_init) else outputs
-    if max_ways < 2 or (not is_per_task(head_init) and max_ways > outputs):
-        limit = "at least 2" if is_per_task(head_init) else f"between 2 and the model's {outputs} outputs"
-        raise ConfigError(f"max_ways must be {limit}, got {max_ways}")
-    max_shots = DEFAULT_MAX_SHOTS if max_shots is None else max_shots
-    if max_shots < 1:
-        raise ConfigError(f"max_shots must be >= 1, got {max_shots}")
-    model_config = config["model"]["config"]
-    spec = GraphSpec((model_config.get("in_channels", 1), model_config["image_size"], model_config["image_size"]),
-                     max_ways, max_shots)
+    spec = _graph_spec(model, config, head_init, max_ways, max_shots)
+    check_backbone(model, spec.input_shape)
     if not is_per_task(head_init):
-        narrow_head(model, max_ways)
+        narrow_head(model, spec.max_ways)
     inner = inner_loop_from_config(model, training, load_lr_scales(checkpoint), scope=scope, head_init=head_init,
                                    head_scale=head_scale, inner_steps=inner_steps, inner_lr=inner_lr,
-                                   ways=max_ways if is_per_task(head_init) else None)
+                                   ways=spec.max_ways if is_per_task(head_init) else None)
 
     with atomic_folder(target) as staging:
         adapt = export_adapt(inner, spec, staging / ADAPT_ONNX)
@@ -105,6 +89,32 @@ def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_w
         if sign_key is not None:
             (staging / SIGNATURE).write_bytes(sign(canonical_bytes(manifest), sign_key))
     return target
+
+
+def _check_target(target: Path, overwrite: bool) -> None:
+    """Refuse an output path that is a file, a folder holding something else, or (without ``overwrite``) an artifact."""
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{target} exists and is not an artifact folder; choose another output path")
+    if target.is_dir() and any(target.iterdir()):
+        if not (target / MANIFEST).is_file():
+            raise ConfigError(f"{target} is a folder that holds no artifact; not replacing it")
+        if not overwrite:
+            raise ConfigError(f"{target} already holds an artifact; pass --force (overwrite=True in Python) to replace it")
+
+
+def _graph_spec(model: torch.nn.Module, config: dict, head_init: str, max_ways: int | None,
+                max_shots: int | None) -> GraphSpec:
+    """The input shape and task sizes the graphs serve (defaults and limits as :func:`export_artifact` says)."""
+    outputs = model.head.out_features
+    if max_ways is None:
+        max_ways = DEFAULT_MAX_WAYS if is_per_task(head_init) else outputs
+    if max_ways < 2 or (not is_per_task(head_init) and max_ways > outputs):
+        limit = "at least 2" if is_per_task(head_init) else f"between 2 and the model's {outputs} outputs"
+        raise ConfigError(f"max_ways must be {limit}, got {max_ways}")
+    max_shots = DEFAULT_MAX_SHOTS if max_shots is None else max_shots
+    if max_shots < 1:
+        raise ConfigError(f"max_shots must be >= 1, got {max_shots}")
+    return GraphSpec(checkpoint_input(config).shape, max_ways, max_shots)
 
 
 def narrow_head(model: torch.nn.Module, ways: int) -> None:
@@ -153,7 +163,7 @@ def _manifest(config: dict[str, Any], inner: InnerLoop, spec: GraphSpec, adapt: 
         "format_version": FORMAT_VERSION,
         "input_shape": list(spec.input_shape),
         "input_dtype": "float32",
-        "input": INPUT_CONVENTIONS,
+        "input": checkpoint_input(config).manifest_entry(),  # what the input is, as the dataset described it
         "uint8_scale": 1.0 / 255.0,
         "max_ways": spec.max_ways,
         "max_shots": spec.max_shots,

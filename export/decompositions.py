@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch._decomp import core_aten_decompositions
 
-from edgeadapt.sdk.errors import UnsupportedExportError
+from .errors import UnsupportedExportError
 
 aten = torch.ops.aten
 Decompositions = dict[torch._ops.OperatorBase, Callable]

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch._decomp import core_aten_decompositions
 
-from edgeadapt.sdk.errors import UnsupportedExportError
+from .errors import UnsupportedExportError
 
 from .decompositions import Decompositions, check_plain_conv, export_decompositions
 

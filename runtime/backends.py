@@ -17,7 +17,6 @@ from .format.extras import require
 from .format.manifest import VerifiedArtifact
 from .format.names import ADAPT_INPUTS, ADAPT_ONNX, PREDICT_INPUTS, PREDICT_METHOD, PREDICT_ONNX, PTE, adapt_method
 
-BACKENDS = ("onnxruntime", "executorch")
 T = TypeVar("T")
 
 
@@ -121,6 +120,18 @@ class ExecuTorchBackend:
         return _engine_call("predict", lambda: np.concatenate([
             self._predict.execute([self._torch.from_numpy(x[i: i + self._predict_batch]), mask, *weights])[0].numpy()
             for i in range(0, len(x), self._predict_batch)]))
+
+
+BackendFactory = Callable[[VerifiedArtifact, "int | None"], Backend]  # (verified artifact, threads) -> engine
+BACKENDS: dict[str, BackendFactory] = {"onnxruntime": OnnxRuntimeBackend, "executorch": ExecuTorchBackend}
+
+
+def register_backend(name: str, factory: BackendFactory) -> None:
+    """Make ``load(path, backend=name)`` run artifacts with ``factory(artifact, threads)``, an object with
+    :class:`Backend`'s ``parameter_names``, ``adapt`` and ``predict`` (e.g. another engine of the same ONNX files)."""
+    if name in BACKENDS and BACKENDS[name] is not factory:
+        raise InputError(f"a backend called {name!r} is already registered")
+    BACKENDS[name] = factory
 
 
 def _engine_call(program: str, call: Callable[[], T]) -> T:

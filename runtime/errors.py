@@ -1,41 +1,28 @@
-"""The runtime's exceptions: one base class, and input errors that are also ValueError / TypeError."""
+"""The runtime's exceptions (defined in the format layer, :mod:`edgeadapt.runtime.format.errors`, so that the
+manifest reader and the atomic writers raise them without importing the runtime)."""
 
+from .format.errors import (
+    EdgeAdaptError,
+    InputError,
+    InputTypeError,
+    ArtifactError,
+    AdaptationError,
+    SelfTestError,
+    EngineError,
+    PredictionError,
+    InputWarning,
+    MissingExtraError,
+)
 
-class EdgeAdaptError(Exception):
-    """Base of every error raised by edgeadapt.runtime."""
-
-
-class InputError(EdgeAdaptError, ValueError):
-    """An input has the wrong shape, non-finite values, too few or too many classes or examples."""
-
-
-class InputTypeError(EdgeAdaptError, TypeError):
-    """An input has the wrong type or dtype."""
-
-
-class ArtifactError(EdgeAdaptError):
-    """An artifact or saved state is missing, corrupt, tampered with, or of an unknown format."""
-
-
-class AdaptationError(EdgeAdaptError):
-    """Adaptation diverged: the adapted parameters are not finite (lower the learning rate or check the data)."""
-
-
-class SelfTestError(EdgeAdaptError):
-    """This device's adaptation differs from what PyTorch computed at export time by more than the tolerance."""
-
-
-class EngineError(EdgeAdaptError):
-    """onnxruntime or ExecuTorch failed while running a program (the engine's own error is chained)."""
-
-
-class PredictionError(EdgeAdaptError):
-    """The model produced probabilities that are not finite (NaN or infinite): no prediction is made from them."""
-
-
-class InputWarning(UserWarning):
-    """Inputs that are valid but look wrong for this model: inverted polarity, or uint8 images holding only 0 and 1."""
-
-
-class MissingExtraError(EdgeAdaptError, ImportError):
-    """An optional dependency is not installed; the message names the extra that installs it."""
+__all__ = [
+    "EdgeAdaptError",
+    "InputError",
+    "InputTypeError",
+    "ArtifactError",
+    "AdaptationError",
+    "SelfTestError",
+    "EngineError",
+    "PredictionError",
+    "InputWarning",
+    "MissingExtraError",
+]

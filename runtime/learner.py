@@ -12,9 +12,10 @@ from typing import Any, Hashable, Sequence
 
 import numpy as np
 
-from .backends import BACKENDS, Backend, ExecuTorchBackend, OnnxRuntimeBackend
+from .backends import BACKENDS, Backend
 from .errors import (AdaptationError, ArtifactError, InputError, InputTypeError, InputWarning, PredictionError,
                      SelfTestError)
+from .format.inputs import InputSpec
 from .format.manifest import read_artifact
 from .format.names import ADAPT_ONNX, SELFCHECK
 from .format.signing import PublicKey
@@ -34,8 +35,7 @@ class Learner:
         artifact = read_artifact(self.path, public_key)
         self.manifest = artifact.manifest
         self.backend = backend
-        self._engine: Backend = (OnnxRuntimeBackend if backend == "onnxruntime" else ExecuTorchBackend)(artifact,
-                                                                                                       threads)
+        self._engine: Backend = BACKENDS[backend](artifact, threads)
         self._parameters = self._engine.parameter_names
         self._shapes = {p["name"]: tuple(p["shape"]) for p in self.manifest["adapted_parameters"]}
         self._identity = self.manifest["files"][ADAPT_ONNX]
@@ -142,15 +142,16 @@ class Learner:
         return x
 
     def _check_conventions(self, x: np.ndarray, name: str) -> None:
-        """Refuse values outside the manifest's input range; warn where ink_high inputs look inverted."""
-        conventions = self.manifest["input"]
-        low, high = conventions["range"]
+        """Refuse values outside the range the input description allows; warn where drawings whose ink is high
+        look inverted (only strokes have an ink polarity)."""
+        spec = InputSpec.from_manifest(self.manifest)
+        low, high = spec.bounds()
         slack = RANGE_TOLERANCE * (high - low)
         smallest, largest = float(x.min()), float(x.max())
         if smallest < low - slack or largest > high + slack:
             raise InputError(f"{name} holds values in [{smallest:.4g}, {largest:.4g}]; this model takes values in "
-                             f"[{low}, {high}] (see edgeadapt.runtime.preprocess)")
-        if conventions.get("polarity") == "ink_high" and float(x.mean()) > low + INVERTED_MEAN * (high - low):
+                             f"[{round(low, 6)}, {round(high, 6)}] (see edgeadapt.runtime.preprocess)")
+        if spec.polarity == "ink_high" and float(x.mean()) > low + INVERTED_MEAN * (high - low):
             warnings.warn(f"{name} looks inverted (mean {float(x.mean()):.2f}): this model expects ink = {high} on a "
                           f"background of {low}; for dark ink on light paper use "
                           "edgeadapt.runtime.preprocess.prepare(..., ink='dark')", InputWarning, stacklevel=3)
@@ -223,13 +224,15 @@ def load(path: str | os.PathLike, backend: str = "onnxruntime", threads: int | N
          public_key: PublicKey | None = None) -> Learner:
     """Load the artifact folder at ``path`` (verifying its manifest and every file) for adaptation on this device.
 
-    ``backend`` is "onnxruntime" or "executorch" (needs the optional executorch package); ``threads``
+    ``backend`` is "onnxruntime", "executorch" (needs the optional executorch package) or a name given to
+    :func:`~edgeadapt.runtime.backends.register_backend`; ``threads``
     caps the engine's intra-op threads (default: the engine's own choice). With ``public_key`` (an Ed25519
     key: PEM file path, PEM bytes or 32 raw bytes; needs the ``sign`` extra) the artifact must carry a valid
     signature by that key.
     """
     if backend not in BACKENDS:
-        raise InputError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+        raise InputError(f"unknown backend {backend!r}; choose from {sorted(BACKENDS)} (edgeadapt.runtime.backends."
+                         "register_backend adds one)")
     if threads is not None and (type(threads) is not int or threads < 1):
         raise InputError(f"threads must be a positive integer or None, got {threads!r}")
     return Learner(path, backend, threads, public_key)

@@ -1,9 +1,11 @@
-"""Raw images to what an artifact expects (numpy only): size, polarity and value range from its manifest.
+"""Raw pictures to what an artifact expects (numpy only), by its input description
+(:class:`~edgeadapt.runtime.format.inputs.InputSpec`, from the manifest): size, channels, value range,
+per-channel normalisation, and for drawings the ink polarity.
 
-An exported model records in ``manifest["input"]`` the range of its inputs (``[0, 1]``), their polarity
-(``ink_high``: strokes 1.0 on a 0.0 background, as the SDK's datasets are made) and the resampling used in
-training (``lanczos``: Lanczos-3 with antialiasing, the filter of PIL's ``Image.LANCZOS``). Scanned drawings
-and PNGs are usually the other way round (dark ink on white paper): say so with ``ink="dark"``.
+The resampling is training's (``lanczos``: Lanczos-3 with antialiasing, the filter of PIL's ``Image.LANCZOS``).
+Only drawings (modality ``strokes``) have an ink: the SDK's drawings hold strokes 1.0 on 0.0 (``ink_high``),
+while scans and PNGs are dark ink on white paper (``ink="dark"``, the default for drawings). A photo (modality
+``image``) is never inverted, and ``ink`` is refused for it.
 """
 
 from __future__ import annotations
@@ -13,23 +15,24 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import InputError, InputTypeError
+from .format.inputs import RASTER, InputSpec
 
 INKS = ("dark", "light")
 
 
-def prepare(images: np.ndarray | Sequence[np.ndarray], manifest: dict[str, Any], ink: str = "dark") -> np.ndarray:
-    """``(n, *input_shape)`` float32 model inputs from raw images.
+def prepare(images: np.ndarray | Sequence[np.ndarray], manifest: dict[str, Any], ink: str | None = None) -> np.ndarray:
+    """``(n, *input_shape)`` float32 model inputs from raw pictures.
 
-    ``images``: one array ``(n, H, W)`` or ``(n, H, W, C)``, or a sequence of ``(H, W)`` / ``(H, W, C)`` arrays
-    of any size; uint8 (0..255), bool, or float in [0, 1]. ``ink``: "dark" for dark strokes on light paper
-    (PNG scans), "light" for light strokes on a dark background. ``manifest``: ``learner.manifest``.
+    Args:
+        images: one array ``(n, H, W)`` or ``(n, H, W, C)``, or a sequence of ``(H, W)`` / ``(H, W, C)`` arrays of
+            any size; uint8 (0..255), bool, or float in [0, 1].
+        manifest: ``learner.manifest`` (its input description says what the model takes).
+        ink: drawings only: "dark" for dark strokes on light paper (scans, PNGs; the default), "light" for light
+            strokes on a dark background.
     """
-    if ink not in INKS:
-        raise InputError(f"ink must be one of {INKS}, got {ink!r}")
-    channels, height, width = _input_size(manifest["input_shape"])
-    conventions = manifest["input"]
-    low, high = conventions["range"]
-    stored_ink_high = conventions.get("polarity", "ink_high") == "ink_high"
+    spec = InputSpec.from_manifest(manifest)
+    invert = _inverts(spec, ink)
+    channels, height, width = _input_size(spec)
     if isinstance(images, np.ndarray) and images.ndim in (3, 4):
         images = list(images)
     if isinstance(images, np.ndarray) or not isinstance(images, Sequence) or len(images) == 0:
@@ -38,10 +41,24 @@ def prepare(images: np.ndarray | Sequence[np.ndarray], manifest: dict[str, Any],
     out = np.empty((len(images), channels, height, width), np.float32)
     for i, image in enumerate(images):
         unit, eight_bit = _unit_range(image, f"images[{i}]", channels)
-        if (ink == "dark") == stored_ink_high:
-            unit = 1.0 - unit
-        out[i] = [resize(plane, height, width, eight_bit) for plane in unit]
-    return (low + out * (high - low)).astype(np.float32)
+        out[i] = [resize(plane, height, width, eight_bit) for plane in (1.0 - unit if invert else unit)]
+    low, high = spec.value_range
+    out = low + out * (high - low)
+    if spec.mean is not None:
+        out = (out - np.reshape(spec.mean, (-1, 1, 1))) / np.reshape(spec.std, (-1, 1, 1))
+    return out.astype(np.float32)
+
+
+def _inverts(spec: InputSpec, ink: str | None) -> bool:
+    """Whether raw pictures of this ``ink`` are inverted for the model: only drawings whose ink is the other way."""
+    if spec.modality != "strokes":
+        if ink is not None:
+            raise InputError(f"ink applies to drawings; this model takes {spec.modality} inputs, which are never "
+                             "inverted: leave ink out")
+        return False
+    if (ink or "dark") not in INKS:
+        raise InputError(f"ink must be one of {INKS}, got {ink!r}")
+    return ((ink or "dark") == "dark") == (spec.polarity != "ink_low")
 
 
 def resize(image: np.ndarray, height: int, width: int, eight_bit: bool = False) -> np.ndarray:
@@ -70,10 +87,11 @@ def _weights(out_size: int, in_size: int) -> np.ndarray:
     return weights / weights.sum(axis=1, keepdims=True)
 
 
-def _input_size(shape: list[int]) -> tuple[int, int, int]:
-    if len(shape) != 3:
-        raise InputError(f"preprocess handles images of shape (channels, height, width); this model takes {shape}")
-    return shape[0], shape[1], shape[2]
+def _input_size(spec: InputSpec) -> tuple[int, int, int]:
+    if spec.modality not in RASTER or spec.layout != "CHW":
+        raise InputError(f"prepare makes pictures (channels, height, width); this model takes {spec.modality} "
+                         f"inputs of shape {spec.shape} (spoken clips: edgeadapt.runtime.audio.log_mel)")
+    return spec.shape[0], spec.shape[1], spec.shape[2]
 
 
 def _unit_range(image: Any, name: str, channels: int) -> tuple[np.ndarray, bool]:

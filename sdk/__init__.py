@@ -10,23 +10,27 @@
   runs, resumable, on one or several processes; ``evaluation``: mean and 95% CI over tasks; ``checkpoint``:
   verified checkpoints; ``sanity``: warnings about results that are not what they seem (training classes met
   again in evaluation, accuracy at chance);
-- ``recipes``, ``cli``, ``pretrain_cli``: the ``edgeadapt`` command line; ``errors``: :class:`SDKError` and
-  its subclasses, raised for every failure.
+- ``recipes``: the registry of named datasets (``register_dataset``) with their default models and settings;
+  ``contract``: the model convention (``features`` + linear ``head``) and its check; ``aliases``: the seeds'
+  names (``train_maml``, ``reptile_train``, ``reptile_adapt``); ``errors``: :class:`SDKError` and its
+  subclasses, raised for every failure. The command line, ``edgeadapt.cli``, sits above this package.
 """
 
 from .algorithms import ALGORITHMS, FOMAML, MAML, MetaAlgorithm, Reptile, fomaml_gradient, get_algorithm, maml_gradient, reptile_gradient
+from .aliases import reptile_adapt, reptile_train, train_maml
 from .checkpoint import load_checkpoint, save_checkpoint
+from .contract import Backbone, check_backbone
 from .errors import CheckpointError, ConfigError, DatasetError, SDKError
-from .evaluation import EvalResult, evaluate, reptile_adapt
+from .evaluation import EvalResult, adapted_copy, evaluate
 from .inner_loop import InnerLoop
 from .models import MLP, Conv4, build_model, register_model
 from .tasks import EpisodeSampler, TaskBatch
-from .training import MetaConfig, MetaTrainer, meta_train, reptile_train, train_maml
+from .training import MetaConfig, MetaTrainer, meta_train
 
 __all__ = [
     "ALGORITHMS", "FOMAML", "MAML", "MLP", "CheckpointError", "ConfigError", "Conv4", "DatasetError",
     "EpisodeSampler", "EvalResult", "InnerLoop", "MetaAlgorithm", "MetaConfig", "MetaTrainer", "Reptile",
     "SDKError", "TaskBatch", "build_model", "evaluate", "fomaml_gradient", "get_algorithm", "load_checkpoint",
-    "maml_gradient", "meta_train", "register_model", "reptile_adapt", "reptile_gradient", "reptile_train",
+    "maml_gradient", "meta_train", "register_model", "reptile_adapt", "adapted_copy", "Backbone", "check_backbone", "reptile_gradient", "reptile_train",
     "save_checkpoint", "train_maml",
 ]

@@ -24,8 +24,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from edgeadapt.runtime.errors import ArtifactError
+from edgeadapt.runtime.errors import ArtifactError, InputError
 from edgeadapt.runtime.format.files import atomic_folder, read_regular_file, sha256_bytes
+from edgeadapt.runtime.format.inputs import LEGACY, InputSpec
 from edgeadapt.runtime.format.manifest import MAX_MANIFEST_BYTES, parse_json
 
 from .errors import CheckpointError
@@ -168,3 +169,21 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(path)
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{path} is not a readable safetensors file: {e}") from e
+
+
+def checkpoint_input(config: dict[str, Any]) -> InputSpec:
+    """The input description a checkpoint's model was trained on (``config["data"]["input"]``, as its dataset
+    made it); for a checkpoint written before input descriptions, strokes of the model's ``image_size`` and
+    ``in_channels``, as the built-in datasets were. CheckpointError when neither is there."""
+    described = config.get("data", {}).get("input")
+    if described is not None:
+        try:
+            return InputSpec.from_json(described)
+        except InputError as e:
+            raise CheckpointError(f"the checkpoint's input description is not valid: {e}") from None
+    model = config.get("model", {}).get("config", {})
+    if "image_size" not in model:
+        raise CheckpointError("the checkpoint describes no input (data.input) and its model no image_size: "
+                              "train it with a dataset that describes its inputs")
+    size = model["image_size"]
+    return InputSpec((model.get("in_channels", 1), size, size), **LEGACY)

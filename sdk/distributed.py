@@ -7,7 +7,6 @@ joins nothing, so every helper here is the identity for it.
 
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -130,10 +129,3 @@ def broadcast_parameters(module: torch.nn.Module) -> None:
     if world().size > 1:
         for tensor in (*module.parameters(), *module.buffers()):
             dist.broadcast(tensor.data, src=0)
-
-
-def add_distributed_arguments(parser: argparse.ArgumentParser) -> None:
-    """The command-line options of a run that ``torchrun`` may launch as several processes."""
-    parser.add_argument("--rendezvous-timeout", type=float, default=DEFAULT_TIMEOUT,
-                        help="under torchrun: seconds for all processes to join before giving up with an error "
-                             "(default: %(default)s)")

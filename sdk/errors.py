@@ -1,4 +1,5 @@
-"""The SDK's exceptions: every failure of ``edgeadapt.sdk`` and ``edgeadapt.export`` is an :class:`SDKError`.
+"""The SDK's exceptions: every failure of ``edgeadapt.sdk`` (and of ``edgeadapt.export``, whose
+:mod:`edgeadapt.export.errors` refines it) is an :class:`SDKError`.
 
 Each class is also the built-in exception it refines (``ValueError``, ``TypeError``, ``RuntimeError``), so
 code that caught those keeps working; the CLI turns any of them into one line on stderr and exit status 2.
@@ -33,11 +34,3 @@ class DistributedError(SDKError, RuntimeError):
 
 class DivergedError(SDKError, ValueError):
     """Training diverged: the loss is no longer finite."""
-
-
-class ExportError(SDKError, RuntimeError):
-    """Exporting failed: a converter or lowering step did not produce a valid program."""
-
-
-class UnsupportedExportError(ExportError, NotImplementedError):
-    """The model uses an operation that cannot be exported with its gradient."""

@@ -98,7 +98,7 @@ def evaluate(
     return EvalResult("accuracy" if inner.classifies else "mse", torch.cat(scores).numpy())
 
 
-def reptile_adapt(
+def adapted_copy(
     model: nn.Module,
     support_x: torch.Tensor,
     support_y: torch.Tensor,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-HEAD_INITS = ("learned", "zeros", "prototypes")
+from edgeadapt.runtime.format.vocab import HEAD_INITS
 
 
 def is_per_task(head_init: str) -> bool:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from .contract import check_backbone
 from .errors import ConfigError
 from .heads import HEAD_INITS, is_per_task, prototype_head, zero_head
 from .models import batch_statistics_in_use
@@ -22,7 +23,7 @@ from .scopes import adapted_predicate, first_adapted_layer, is_layered
 
 Params = dict[str, torch.Tensor]
 
-LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
+LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}  # the functions of vocab.LOSSES
 MASKED_LOGIT = -1e9
 PAD_LABEL = -100  # label of a padding example: ignored by the loss (PyTorch's ignore_index)
 
@@ -55,6 +56,7 @@ class InnerLoop:
     _buffers: Params = field(init=False, repr=False, compare=False)
     _first: int = field(init=False, repr=False, compare=False)
     adapts: Callable[[str], bool] = field(init=False, repr=False, compare=False)
+    _verified: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -111,7 +113,10 @@ class InnerLoop:
         return self.adapts(name)
 
     def forward_with_weights(self, x: torch.Tensor, params: Params) -> torch.Tensor:
-        """The model's output for ``x`` with ``params`` in place of its own parameters."""
+        """The model's output for ``x`` with ``params`` in place of its own parameters: ``head(features(x))``
+        for a model in the convention (:mod:`~edgeadapt.sdk.contract`), the path support examples take."""
+        if is_layered(self.model):
+            return self._head(params, self._layers(params, x, 0, len(self.model.features)))
         return functional_call(self.model, {**self._buffers, **params}, (x,))
 
     def loss_value(
@@ -181,11 +186,17 @@ class InnerLoop:
         order and channels-last: on a CPU ``vmap`` turns each convolution into a grouped one, slower per operation
         than one task's convolutions (see docs/benchmarks.md).
         """
+        if not self._verified:  # the model convention, once, on inputs shaped as the tasks'
+            check_backbone(self.model, tuple(support_x.shape[2:]))
+            object.__setattr__(self, "_verified", True)
         if not (self.vectorise or torch.is_grad_enabled()):
             return self._adapt_each(params, support_x, support_y, example_mask, class_mask, step_masks)
-        dims = (None, 0, 0, None, _task_dim(example_mask), _task_dim(class_mask), None, _task_dim(step_masks))
-        update = vmap(self.inner_update, in_dims=dims, randomness="error")
-        return update(params, support_x, support_y, None, example_mask, class_mask, False, step_masks)
+        masks = {"example_mask": example_mask, "class_mask": class_mask, "step_masks": step_masks}
+        masks = {name: mask for name, mask in masks.items() if mask is not None}  # all mapped over tasks
+
+        def one_task(task_x: torch.Tensor, task_y: torch.Tensor, task_masks: dict[str, torch.Tensor]) -> Params:
+            return self.inner_update(params, task_x, task_y, **task_masks)
+        return vmap(one_task, randomness="error")(support_x, support_y, masks)
 
     def _adapt_each(self, params: Params, support_x: torch.Tensor, support_y: torch.Tensor,
                     example_mask: torch.Tensor | None, class_mask: torch.Tensor | None,
@@ -339,11 +350,6 @@ def lr_scales_within(model: nn.Module, scope: str, lr_scales: Params | None) -> 
         return None
     adapts = adapted_predicate(model, scope)
     return {k: v for k, v in lr_scales.items() if adapts(k)} or None
-
-
-def _task_dim(mask: torch.Tensor | None) -> int | None:
-    """``vmap``'s ``in_dims`` entry for an optional per-task mask: mapped over dimension 0, or absent."""
-    return None if mask is None else 0
 
 
 def _step_mask(example_mask: torch.Tensor | None, step_masks: torch.Tensor | None,

@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from . import distributed
 from .augment import AUGMENTATIONS, augment
 from .checkpoint import CheckpointError, load_training_state, save_checkpoint
+from .contract import check_backbone
 from .datasets.base import ClassDataset
 from .errors import ConfigError
 from .run_loop import RunOptions, drive
@@ -222,6 +223,7 @@ def pretrain(
     Under ``torchrun`` the processes share each batch through DistributedDataParallel (``timeout``: seconds for
     them to meet); rank 0 alone writes, and a process restarted by ``torchrun --max-restarts`` resumes.
     """
+    check_backbone(model.eval(), classes.image_shape)  # the convention the inner loop will rely on
     run = Pretrainer(model, classes, config or PretrainConfig(), seed, device, timeout)
 
     def evaluate_run() -> dict[str, float]:

@@ -11,9 +11,9 @@ from typing import Callable
 
 from torch import nn
 
-from .errors import ConfigError
+from edgeadapt.runtime.format.vocab import SCOPES
 
-SCOPES = ("all", "last_block", "head")
+from .errors import ConfigError
 
 
 def is_layered(model: nn.Module) -> bool:

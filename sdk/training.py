@@ -9,7 +9,7 @@ meta-batch is shared among the processes (see :class:`MetaTrainer`).
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import KW_ONLY, asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -47,6 +47,7 @@ class MetaConfig:
     """Every hyperparameter of a meta-training run (stored in checkpoints as ``training``)."""
 
     algorithm: str
+    _: KW_ONLY
     inner_lr: float
     outer_lr: float
     inner_steps: int
@@ -198,45 +199,35 @@ class MetaTrainer:
 def meta_train(
     model: nn.Module,
     task_sampler: TaskSampler,
-    inner_lr: float,
-    outer_lr: float,
-    inner_steps: int,
-    algorithm: str = "maml",
-    meta_batch_size: int = 5,
-    num_iterations: int = 1000,
+    config: MetaConfig,
     *,
-    scope: str = "all",
-    head_init: str = "learned",
-    head_scale: float = 1.0,
-    inner_batch: int | None = None,
     lr_scales: Params | None = None,
-    outer_lr_final: float = 0.0,
-    grad_clip: float = 10.0,
     device: str | torch.device | None = None,
     data: dict[str, Any] | None = None,
     seed: int | None = None,
     timeout: float = distributed.DEFAULT_TIMEOUT,
     **options: Unpack[RunOptions],
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
-    """Meta-train ``model`` in place with MAML, FOMAML or Reptile; return it and its per-iteration history.
+    """Meta-train ``model`` in place with ``config`` (MAML, FOMAML or Reptile); return it and its history.
 
-    ``task_sampler`` provides meta-batches (e.g. :class:`~edgeadapt.sdk.tasks.EpisodeSampler`) and its
-    ``loss`` ("cross_entropy" or "mse"). ``options`` (:class:`~edgeadapt.sdk.run_loop.RunOptions`): with
-    ``checkpoint_dir`` the run is saved every ``checkpoint_every`` iterations (0: only at the end), and
-    ``resume=True`` continues from it exactly; ``metrics_path`` receives one JSON line per iteration;
-    ``progress`` shows a bar. ``inner_batch`` makes each inner step of meta-training descend a mini-batch of
-    that many support examples (the Reptile paper's recipe; see :mod:`~edgeadapt.sdk.minibatches`);
-    ``lr_scales`` gives parameters their own constant inner rates (e.g.
-    :func:`~edgeadapt.sdk.preconditioner.adam_lr_scales`), saved in the checkpoint and carried into exports.
-
-    Under ``torchrun`` the processes share each meta-batch (``timeout``: seconds for them to meet); rank 0
-    alone writes, and a process restarted by ``torchrun --max-restarts`` resumes from the checkpoint.
+    Args:
+        model: a model in the convention of :mod:`~edgeadapt.sdk.contract` (or one that adapts every parameter).
+        task_sampler: meta-batches (e.g. :class:`~edgeadapt.sdk.tasks.EpisodeSampler`); its ``loss``
+            ("cross_entropy" or "mse") is the run's.
+        config: every hyperparameter (:class:`MetaConfig`), stored in the checkpoint as ``training``.
+        lr_scales: parameters' own constant inner rates (e.g. :func:`~edgeadapt.sdk.preconditioner.adam_lr_scales`),
+            saved in the checkpoint and carried into exports.
+        device, timeout: where to run; under ``torchrun`` the processes share each meta-batch and meet within
+            ``timeout`` seconds (rank 0 alone writes; a process restarted by ``--max-restarts`` resumes).
+        data, seed: recorded in the checkpoint (where the tasks come from, the run's seed).
+        options: :class:`~edgeadapt.sdk.run_loop.RunOptions`: ``checkpoint_dir`` (saved every
+            ``checkpoint_every`` iterations and at the end), ``resume`` (continue exactly), ``metrics_path`` (one
+            JSON line per iteration), ``progress``.
     """
-    config = MetaConfig(algorithm, inner_lr, outer_lr, inner_steps, meta_batch_size, num_iterations,
-                        scope, task_sampler.loss, outer_lr_final, grad_clip, head_init, head_scale,
-                        inner_batch)
+    config = replace(config, loss=task_sampler.loss)
     trainer = MetaTrainer(model, task_sampler, config, device, timeout, lr_scales=lr_scales)
-    drive(trainer, num_iterations, desc=algorithm, save=lambda path: trainer.save(path, data, seed), **options)
+    drive(trainer, config.num_iterations, desc=config.algorithm, save=lambda path: trainer.save(path, data, seed),
+          **options)
     return trainer.model, trainer.history
 
 
@@ -245,20 +236,3 @@ def _same_tensors(a: Params | None, b: Params | None) -> bool:
     if a is None or b is None:
         return a is b
     return a.keys() == b.keys() and all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
-
-
-train_maml = meta_train  # the seeds' name, kept: it trains all three algorithms
-
-
-def reptile_train(
-    model: nn.Module,
-    task_sampler: TaskSampler,
-    meta_lr: float,
-    inner_lr: float,
-    inner_steps: int,
-    num_iterations: int,
-    **kwargs: Any,
-) -> tuple[nn.Module, list[dict[str, Any]]]:
-    """Reptile: ``meta_train(..., algorithm="reptile")`` with outer step ``meta_lr`` annealed linearly."""
-    return meta_train(model, task_sampler, inner_lr, meta_lr, inner_steps, "reptile",
-                      num_iterations=num_iterations, **kwargs)

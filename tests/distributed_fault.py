@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from edgeadapt.sdk import cli
+from edgeadapt import cli
 from edgeadapt.sdk.training import MetaTrainer
 
 _step = MetaTrainer.step

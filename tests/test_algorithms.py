@@ -279,6 +279,6 @@ def test_first_order_meta_gradients_do_not_depend_on_vectorising(gradient):
 
 def test_the_trainer_adapts_task_by_task_on_a_cpu_unless_told():
     sampler = type("S", (), {"loss": "mse"})()
-    config = MetaConfig("reptile", 0.1, 1.0, 1, 2, 1)
+    config = MetaConfig("reptile", inner_lr=0.1, outer_lr=1.0, inner_steps=1, meta_batch_size=2, num_iterations=1)
     assert not MetaTrainer(MLP(), sampler, config).inner.vectorise
     assert MetaTrainer(MLP(), sampler, config, vectorise=True).inner.vectorise

@@ -7,7 +7,7 @@ import torch
 
 from edgeadapt.sdk import evaluate, load_checkpoint
 from edgeadapt.sdk.checkpoint import load_lr_scales
-from edgeadapt.sdk.cli import build_parser, main
+from edgeadapt.cli import build_parser, main
 from edgeadapt.sdk.inner_loop import inner_loop_from_config
 from edgeadapt.sdk.preconditioner import adam_lr_scales, preconditioned_parameters
 from edgeadapt.sdk.recipes import make_sampler

@@ -11,7 +11,7 @@ import torch
 
 import edgeadapt.runtime as rt
 from edgeadapt.sdk import Conv4, save_checkpoint
-from edgeadapt.sdk.cli import main
+from edgeadapt.cli import main
 from edgeadapt.sdk.recipes import make_sampler
 
 TRAINING = {"algorithm": "reptile", "inner_lr": 0.5, "inner_steps": 1, "scope": "all", "loss": "cross_entropy"}

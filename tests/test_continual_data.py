@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgeadapt.sdk.cli import main
+from edgeadapt.cli import main
 from edgeadapt.sdk.datasets import DatasetError
 from edgeadapt.sdk.datasets.mnist import MNIST_FILES, load_mnist, write_idx
 from edgeadapt.sdk.continual import rotated_mnist

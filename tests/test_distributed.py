@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from edgeadapt.sdk import cli
+from edgeadapt import cli
 from edgeadapt.sdk.checkpoint import load_checkpoint
 from edgeadapt.sdk.recipes import build_default_model
 
@@ -63,7 +63,7 @@ def test_two_processes_train_like_one(tmp_path, algorithm):
     one, two = tmp_path / "one", tmp_path / "two"
     arguments = [*TRAIN, "--algorithm", algorithm, "--iterations", "4", "--checkpoint-every", "2"]
     assert cli.main([*arguments, "--out", str(one)]) == 0
-    _torchrun("-m", "edgeadapt.sdk.cli", *arguments, "--out", str(two))
+    _torchrun("-m", "edgeadapt.cli", *arguments, "--out", str(two))
     _assert_trained(one / "checkpoint")
     _assert_same_weights(one / "checkpoint", two / "checkpoint")
     _assert_same_metrics(one, two)
@@ -78,7 +78,7 @@ def test_two_processes_train_like_one(tmp_path, algorithm):
 def test_a_run_of_two_processes_resumes_in_one(tmp_path):
     arguments = [*TRAIN, "--algorithm", "fomaml", "--checkpoint-every", "2"]  # constant rate: --iterations may grow
     assert cli.main([*arguments, "--iterations", "4", "--out", str(tmp_path / "straight")]) == 0
-    _torchrun("-m", "edgeadapt.sdk.cli", *arguments, "--iterations", "2", "--out", str(tmp_path / "split"))
+    _torchrun("-m", "edgeadapt.cli", *arguments, "--iterations", "2", "--out", str(tmp_path / "split"))
     assert cli.main([*arguments, "--iterations", "4", "--out", str(tmp_path / "split"), "--resume"]) == 0
     _assert_same_weights(tmp_path / "straight" / "checkpoint", tmp_path / "split" / "checkpoint")
     _assert_same_metrics(tmp_path / "straight", tmp_path / "split")
@@ -108,7 +108,7 @@ def test_a_rendezvous_that_cannot_form_fails_with_a_clear_error(tmp_path, rank):
     env = {**os.environ, "WORLD_SIZE": "2", "RANK": rank, "LOCAL_RANK": rank, "MASTER_ADDR": "127.0.0.1",
            "MASTER_PORT": str(_free_port()), "OMP_NUM_THREADS": "1"}
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "edgeadapt.sdk.cli", *TRAIN, "--iterations", "2",
+    done = subprocess.run([sys.executable, "-m", "edgeadapt.cli", *TRAIN, "--iterations", "2",
                            "--rendezvous-timeout", "3", "--out", str(tmp_path / "run")],
                           capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 2, done.stderr[-3000:]

@@ -74,10 +74,13 @@ def _outer_rates(config: MetaConfig, iterations: list[int]) -> list[float]:
 
 
 def test_reptile_outer_step_anneals_linearly_and_others_do_not():
-    reptile = MetaConfig("reptile", 0.1, 1.0, 5, 5, 100, outer_lr_final=0.2)
+    reptile = MetaConfig("reptile", inner_lr=0.1, outer_lr=1.0, inner_steps=5, meta_batch_size=5, num_iterations=100,
+                         outer_lr_final=0.2)
     assert _outer_rates(reptile, [0, 50, 100]) == pytest.approx([1.0, 0.6, 0.2])
     for algorithm in ("maml", "fomaml"):
-        assert _outer_rates(MetaConfig(algorithm, 0.1, 0.001, 5, 5, 100), [0, 99]) == [0.001, 0.001]
+        config = MetaConfig(algorithm, inner_lr=0.1, outer_lr=0.001, inner_steps=5, meta_batch_size=5,
+                            num_iterations=100)
+        assert _outer_rates(config, [0, 99]) == [0.001, 0.001]
 
 
 @pytest.mark.parametrize("kwargs, message", [({"inner_lr": 0}, "inner_lr"), ({"inner_steps": -1}, "inner_steps"),

@@ -98,8 +98,9 @@ def test_training_runs_the_exported_routine(monkeypatch, algorithm):
 
     monkeypatch.setattr(InnerLoop, "inner_update", spy)
     sampler = EpisodeSampler(labelled_dataset(), 3, 2, 2, seed=0, min_ways=2, min_shots=1)
-    trainer = MetaTrainer(_model(), sampler, MetaConfig(algorithm, 0.1, 0.01, 2, 2, 1, scope="last_block",
-                                                        head_init="prototypes"))
+    config = MetaConfig(algorithm, inner_lr=0.1, outer_lr=0.01, inner_steps=2, meta_batch_size=2, num_iterations=1,
+                        scope="last_block", head_init="prototypes")
+    trainer = MetaTrainer(_model(), sampler, config)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.step()
     assert calls, "training did not adapt through inner_update"
@@ -139,8 +140,9 @@ def test_meta_training_a_batch_norm_model_keeps_its_running_statistics(algorithm
     model(torch.rand(16, 1, 28, 28))  # one training-mode pass gives the statistics values of their own
     statistics = {k: v.clone() for k, v in model.named_buffers()}
     sampler = EpisodeSampler(labelled_dataset(), 3, 2, 2, seed=0, min_ways=2, min_shots=1)
-    trainer = MetaTrainer(model, sampler, MetaConfig(algorithm, 0.1, 0.01, 2, 2, 2, scope="last_block",
-                                                     head_init="prototypes"))
+    config = MetaConfig(algorithm, inner_lr=0.1, outer_lr=0.01, inner_steps=2, meta_batch_size=2, num_iterations=2,
+                        scope="last_block", head_init="prototypes")
+    trainer = MetaTrainer(model, sampler, config)
     weights = {k: v.clone() for k, v in trainer.model.named_parameters()}
     trainer.step()
     trainer.step()

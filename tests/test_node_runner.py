@@ -99,3 +99,42 @@ def test_bad_input_and_a_tampered_artifact_get_clear_errors(node, tmp_path):
     done = _run(node, "run.mjs", str(tampered), "--support-x", str(tmp_path / "x.npy"),
                 "--support-y", str(tmp_path / "y.json"), "--query-x", str(tmp_path / "x.npy"))
     assert done.returncode == 2 and "predict.onnx does not match its sha256" in done.stderr
+
+
+PREPARE_SCRIPT = """
+import { readFileSync } from "node:fs";
+import { prepareInput } from "../web/preprocess.mjs";
+const job = JSON.parse(readFileSync(process.argv[2], "utf8"));
+const out = prepareInput(Uint8Array.from(job.pixels), job.width, job.height, job.channels, job.manifest, job.ink);
+console.log(JSON.stringify(Array.from(out)));
+"""
+
+
+@pytest.mark.parametrize("kind", ["photo", "drawing"])
+def test_javascript_prepares_inputs_by_the_input_description_as_the_runtime_does(node, tmp_path, kind):
+    """examples/web/preprocess.mjs's prepareInput against edgeadapt.runtime.preprocess.prepare: an RGB photo with
+    per-channel normalisation (never inverted), and a dark-ink drawing for an ink-high model."""
+    from edgeadapt.runtime.format.inputs import InputSpec
+    from edgeadapt.runtime.preprocess import prepare
+
+    rng = np.random.default_rng(0)
+    if kind == "photo":
+        spec = InputSpec((3, 10, 12), mean=(0.5, 0.4, 0.3), std=(0.25, 0.2, 0.3), resize="lanczos")
+        picture = rng.integers(0, 256, (37, 29, 3), dtype=np.uint8)
+    else:
+        spec = InputSpec((1, 28, 28), modality="strokes", polarity="ink_high", resize="lanczos")
+        picture = np.where(rng.random((105, 105, 1)) < 0.1, 0, 255).astype(np.uint8)
+    manifest = {"input_shape": list(spec.shape), "input_dtype": "float32", "input": spec.manifest_entry()}
+    job = {"pixels": picture.ravel().tolist(), "width": picture.shape[1], "height": picture.shape[0],
+           "channels": picture.shape[2], "manifest": manifest, "ink": "dark"}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    (NODE_DIR / ".prepare-check.mjs").write_text(PREPARE_SCRIPT)
+    try:
+        done = _run(node, ".prepare-check.mjs", str(tmp_path / "job.json"))
+    finally:
+        (NODE_DIR / ".prepare-check.mjs").unlink()
+    assert done.returncode == 0, done.stderr
+    ours = np.array(json.loads(done.stdout), np.float32).reshape(spec.shape)
+    expected = prepare([picture[:, :, 0] if kind == "drawing" else picture], manifest)[0]
+    scale = 1.0 / min(spec.std) if spec.std else 1.0
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1.01 / 255 * scale)

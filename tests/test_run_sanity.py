@@ -19,8 +19,9 @@ from edgeadapt.runtime.errors import MissingExtraError
 from edgeadapt.runtime.format.extras import require
 from edgeadapt.sdk import Conv4, build_model, save_checkpoint
 from edgeadapt.sdk.checkpoint import CheckpointError
-from edgeadapt.sdk.cli import build_parser, configure_logging, main
-from edgeadapt.sdk.continual.cli import _config
+from edgeadapt.cli import build_parser, main
+from edgeadapt.cli.common import configure_logging
+from edgeadapt.cli.continual import _config
 from edgeadapt.sdk.continual.recipes import HYPERPARAMETERS, STREAMS
 from edgeadapt.sdk.errors import DivergedError
 from edgeadapt.sdk.evaluation import EvalResult
@@ -153,7 +154,7 @@ def test_verbose_export_prints_a_few_lines_not_thousands(tmp_path):
     torch.manual_seed(0)
     path = save_checkpoint(tmp_path / "c", Conv4(ways=3, hidden=4),
                            {"training": {"inner_lr": 0.1, "inner_steps": 1, "scope": "head"}})
-    done = subprocess.run([sys.executable, "-m", "edgeadapt.sdk.cli", "-v", "export", str(path), "-o",
+    done = subprocess.run([sys.executable, "-m", "edgeadapt.cli", "-v", "export", str(path), "-o",
                            str(tmp_path / "a"), "--max-shots", "1", "--no-executorch"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr

@@ -14,7 +14,7 @@ from edgeadapt.sdk import (
     CheckpointError, ConfigError, Conv4, DatasetError, EpisodeSampler, InnerLoop, MetaConfig, SDKError, build_model,
     load_checkpoint, save_checkpoint,
 )
-from edgeadapt.sdk.cli import main
+from edgeadapt.cli import main
 from edgeadapt.sdk.datasets import find_data_dir, load_omniglot
 from edgeadapt.sdk.pretraining import PretrainConfig, pretrain
 
@@ -61,7 +61,8 @@ def test_a_missing_data_folder_is_an_sdk_error(tmp_path):
 @pytest.mark.parametrize("make, message", [
     (lambda: InnerLoop(Conv4(), inner_lr=0.0, inner_steps=1), "inner_lr"),
     (lambda: InnerLoop(Conv4(), 0.1, 1, scope="body"), "scope"),
-    (lambda: MetaConfig("sgd", 0.1, 0.1, 1, 1, 1), "algorithm"),
+    (lambda: MetaConfig("sgd", inner_lr=0.1, outer_lr=0.1, inner_steps=1, meta_batch_size=1, num_iterations=1),
+     "algorithm"),
     (lambda: EpisodeSampler(labelled_dataset(n_classes=4), ways=5, shots=1), "5-way tasks need 5 classes"),
     (lambda: build_model("Nope", {}), "unknown model"),
     (lambda: Conv4(activation="tanh"), "activation"),
@@ -116,11 +117,14 @@ def test_sdk_and_export_raise_only_sdk_errors():
     assert {r.split(":")[0] for r in abstract} <= {"sdk/algorithms/base.py", "sdk/datasets/base.py"}
 
 
-def test_every_sdk_error_class_is_an_sdk_error():
+def test_every_sdk_and_export_error_class_is_an_sdk_error():
+    from edgeadapt.export import errors as export_errors
     from edgeadapt.sdk import errors
 
-    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, BaseException)]
+    classes = [c for module in (errors, export_errors) for c in vars(module).values()
+               if isinstance(c, type) and issubclass(c, BaseException)]
     assert len(classes) >= 8 and all(issubclass(c, errors.SDKError) for c in classes)
+    assert {"ExportError", "UnsupportedExportError"} <= {c.__name__ for c in classes}
 
 
 def test_resuming_without_a_checkpoint_folder_is_a_config_error():

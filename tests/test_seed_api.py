@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from edgeadapt.sdk import Conv4, EpisodeSampler, InnerLoop, meta_train, reptile_adapt, reptile_train, train_maml
+from edgeadapt.sdk import (Conv4, EpisodeSampler, InnerLoop, MetaConfig, adapted_copy, meta_train, reptile_adapt,
+                           reptile_train, train_maml)
 
 from helpers import labelled_dataset
 
@@ -26,7 +27,8 @@ def _run(train, *args, **kwargs) -> torch.nn.Module:
 def test_train_maml_with_algorithm_is_meta_train():
     for algorithm in ("maml", "fomaml", "reptile"):
         seeds = _run(train_maml, 0.5, 0.1, 1, algorithm=algorithm, meta_batch_size=2, num_iterations=2)
-        honest = _run(meta_train, 0.5, 0.1, 1, algorithm, 2, 2)
+        honest = _run(meta_train, MetaConfig(algorithm, inner_lr=0.5, outer_lr=0.1, inner_steps=1, meta_batch_size=2,
+                                             num_iterations=2))
         assert torch.equal(_weights(seeds), _weights(honest))
     torch.manual_seed(0)
     assert not torch.equal(_weights(seeds), _weights(Conv4(ways=3, hidden=4)))  # it did train

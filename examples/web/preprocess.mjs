@@ -68,12 +68,44 @@ function resamplePass(src, rows, cols, outSize, horizontal) {
   return out;
 }
 
-/** Pillow's Image.resize(..., LANCZOS) of an 8-bit grayscale image (height x width, row-major). */
-export function resizeLanczos(gray, width, height, size = IMAGE_SIZE) {
+/** Pillow's Image.resize(..., LANCZOS) of an 8-bit grayscale image (height x width, row-major) to outHeight x outWidth. */
+export function resizeLanczos(gray, width, height, outWidth = IMAGE_SIZE, outHeight = outWidth) {
   let image = gray;
-  if (width !== size) image = resamplePass(image, height, width, size, true);
-  if (height !== size) image = resamplePass(image, height, size, size, false);
+  if (width !== outWidth) image = resamplePass(image, height, width, outWidth, true);
+  if (height !== outHeight) image = resamplePass(image, height, outWidth, outHeight, false);
   return image;
+}
+
+/**
+ * edgeadapt.runtime.preprocess.prepare for one 8-bit picture (height x width x channels, row-major, interleaved),
+ * by the artifact's input description (manifest.input_shape and manifest.input): each channel resized with
+ * Pillow's Lanczos to the input's height x width, scaled to the value range, then normalised by mean / std. Only
+ * drawings (modality "strokes", which an artifact without a modality holds) have an ink: `ink` "dark" (dark strokes
+ * on light paper, the default) or "light"; a photo is never inverted. Returns a Float32Array of one input.
+ */
+export function prepareInput(pixels, width, height, channels, manifest, ink = "dark") {
+  const [inChannels, outHeight, outWidth] = manifest.input_shape;
+  const described = manifest.input;
+  const modality = described.modality ?? "strokes";
+  if (manifest.input_shape.length !== 3 || !["image", "strokes"].includes(modality)) {
+    throw new Error(`prepareInput makes pictures; this model takes ${modality} inputs of shape ${manifest.input_shape}`);
+  }
+  if (channels !== 1 && channels !== inChannels) throw new Error(`a picture of ${channels} channels for a ${inChannels}-channel model`);
+  const invert = modality === "strokes" && (ink === "dark") === ((described.polarity ?? "ink_high") === "ink_high");
+  const [low, high] = described.range;
+  const out = new Float32Array(inChannels * outHeight * outWidth);
+  for (let c = 0; c < inChannels; c++) {
+    const plane = new Uint8Array(width * height);
+    for (let i = 0; i < plane.length; i++) plane[i] = pixels[i * channels + (channels === 1 ? 0 : c)];
+    const small = resizeLanczos(plane, width, height, outWidth, outHeight);
+    for (let i = 0; i < small.length; i++) {
+      const unit = invert ? 1.0 - small[i] / 255.0 : small[i] / 255.0;
+      let value = low + unit * (high - low);
+      if (described.mean) value = (value - described.mean[c]) / described.std[c];
+      out[c * small.length + i] = value;
+    }
+  }
+  return out;
 }
 
 /** preprocess_omniglot for one drawing: 8-bit grayscale (ink dark, height x width) -> Float32Array 28*28, ink = 1.0. */

@@ -4,5 +4,11 @@
 - :mod:`.files`: sha256, bounded reads of regular files inside a folder, atomic file and folder writes;
 - :mod:`.manifest`: the format version, the manifest's schema, canonical form and self-checksum, and its reader;
 - :mod:`.signing`: optional Ed25519 signatures over the manifest (the ``sign`` extra);
-- :mod:`.extras`: optional dependencies imported on first use, with an error naming the extra to install.
+- :mod:`.extras`: optional dependencies imported on first use, with an error naming the extra to install;
+- :mod:`.inputs`: :class:`InputSpec`, what one model input is (shape, modality, range, normalisation, and ink
+  polarity for drawings), made by the dataset and carried through the checkpoint and the manifest to the device;
+- :mod:`.vocab`: the closed vocabularies (scopes, head initialisations, losses, input modalities, ...), typed once;
+- :mod:`.errors`: every exception of the format and the runtime (:class:`EdgeAdaptError` and its subclasses).
+
+This layer imports nothing else of edgeadapt (and no torch): the runtime stands on it alone.
 """

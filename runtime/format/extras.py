@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from ..errors import MissingExtraError
+from .errors import MissingExtraError
 
 PACKAGES = {"PIL": "Pillow", "optuna": "Optuna", "cryptography": "cryptography", "onnxruntime": "onnxruntime",
             "executorch": "ExecuTorch", "matplotlib": "matplotlib", "soundfile": "soundfile"}

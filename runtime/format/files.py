@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import ArtifactError
+from .errors import ArtifactError
 
 TEMP_PATTERN = re.compile(r"\.edgeadapt-(\d+)-[0-9a-f]+\.tmp")
 

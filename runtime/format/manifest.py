@@ -17,16 +17,15 @@ from typing import Any, Callable
 
 from packaging.version import InvalidVersion, Version
 
-from ..errors import ArtifactError
+from .errors import ArtifactError, InputError
 from .files import read_regular_file, sha256_bytes
+from .inputs import InputSpec
 from .names import ADAPT_INPUTS, MANIFEST, REQUIRED_FILES, SIGNATURE
 from .signing import PublicKey, verify
+from .vocab import HEAD_INITS, LAYOUTS, MODALITIES, POLARITIES, RESIZES, SCOPES
 
 FORMAT_VERSION = 3
 CHECKSUM_KEY = "manifest_sha256"
-SCOPES = ("all", "head", "last_block")
-HEAD_INITS = ("learned", "zeros", "prototypes")
-POLARITIES = ("ink_high", "ink_low")  # ink_high: strokes 1.0 on a 0.0 background (Omniglot as trained)
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_FILE_BYTES = 1 << 30
 MAX_FILES = 64
@@ -124,6 +123,10 @@ def check_manifest(manifest: dict[str, Any], where: str) -> None:
         check(manifest[key], f"{where}: {key}")
     if manifest["input_dtype"] != "float32":
         raise ArtifactError(f"{where}: input_dtype must be 'float32', got {manifest['input_dtype']!r}")
+    try:
+        InputSpec.from_manifest(manifest)
+    except InputError as e:
+        raise ArtifactError(f"{where}: {e}") from None
     missing = [name for name in REQUIRED_FILES if name not in manifest["files"]]
     if missing:
         raise ArtifactError(f"{where} does not list {missing}")
@@ -250,8 +253,10 @@ _SCHEMA: dict[str, Check] = {
     "format_version": _integer(FORMAT_VERSION, FORMAT_VERSION),
     "input_shape": _list_of(_integer(1, 1 << 14), 1, 4),
     "input_dtype": _text,
-    "input": _fields({"range": _value_range, "polarity": _choice(POLARITIES), "resize": _choice(("lanczos", "area"))},
-                     optional=("polarity", "resize")),
+    "input": _fields({"range": _value_range, "polarity": _choice(POLARITIES), "resize": _choice(RESIZES),
+                      "modality": _choice(MODALITIES), "layout": _choice(LAYOUTS),
+                      "mean": _list_of(_number(-LIMIT, LIMIT), 1, 64), "std": _list_of(_number(0.0, LIMIT, True), 1, 64)},
+                     optional=("polarity", "resize", "modality", "layout", "mean", "std")),
     "uint8_scale": _number(0.0, 1.0, low_open=True),
     "max_ways": _integer(2),
     "max_shots": _integer(1),

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Union
 
-from ..errors import ArtifactError, InputError
+from .errors import ArtifactError, InputError
 from .extras import require
 
 PublicKey = Union[str, os.PathLike, bytes, Any]  # a PEM path, PEM bytes, 32 raw bytes or an Ed25519PublicKey

@@ -3,8 +3,8 @@
 ``streams``: rotated MNIST, one task per rotation; ``architectures``: the networks compared; ``meta_controller``:
 Reptile's fast and slow weights; ``ewc``: Elastic Weight Consolidation; ``lr_policy``: a task-conditional meta
 learning rate; ``runner``: a resumable run through a stream; ``metrics``: accuracy matrix and forgetting;
-``search``: Optuna hyperparameter search; ``recipes``: each method's tuned settings (the CLI's defaults);
-``cli``: ``edgeadapt continual``.
+``search``: Optuna hyperparameter search; ``recipes``: each method's tuned settings (the defaults of
+``edgeadapt continual``, in ``edgeadapt.cli.continual``).
 """
 
 from .architectures import ARCHITECTURES, continual_model

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator, NamedTuple
 
 import torch
 
+from edgeadapt.runtime.format.errors import InputError
+from edgeadapt.runtime.format.inputs import InputSpec
+
 from ..errors import ConfigError, ConfigTypeError
+
+# Drawings of the built-in datasets (Omniglot, glyphs, MNIST): strokes 1.0 on 0.0, resized with Lanczos.
+STROKES = {"modality": "strokes", "polarity": "ink_high", "resize": "lanczos"}
 
 
 @dataclass(frozen=True)
@@ -17,12 +23,15 @@ class ClassDataset:
 
     ``images`` is float32 of shape ``(n_classes, n_drawings, channels, height, width)``;
     ``class_names`` and ``alphabets`` hold one entry per class (``alphabets`` names the
-    group a class belongs to, which is what splits are made by).
+    group a class belongs to, which is what splits are made by). ``input_spec`` describes one image (what it is,
+    its range and normalisation) as the device will be told; by default a picture in [0, 1] of the images'
+    shape, resized with Lanczos: datasets of drawings or spectrograms say so.
     """
 
     images: torch.Tensor
     class_names: tuple[str, ...]
     alphabets: tuple[str, ...]
+    input_spec: InputSpec | None = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 5:
@@ -37,6 +46,11 @@ class ClassDataset:
                 f"{n} classes of images but {len(self.class_names)} class names "
                 f"and {len(self.alphabets)} alphabet names"
             )
+        if self.input_spec is None:
+            object.__setattr__(self, "input_spec", InputSpec(self.image_shape, resize="lanczos"))
+        elif self.input_spec.shape != self.image_shape:
+            raise InputError(f"the input description's shape {self.input_spec.shape} is not the images' "
+                             f"{self.image_shape}")
 
     @property
     def n_classes(self) -> int:
@@ -63,14 +77,12 @@ class ClassDataset:
         images = torch.cat([torch.rot90(self.images, k, dims=(-2, -1)) for k in quarter_turns])
         names = tuple(f"{n}@rot{90 * k}" for k in quarter_turns for n in self.class_names)
         alphabets = tuple(a for _ in quarter_turns for a in self.alphabets)
-        return ClassDataset(images.contiguous(), names, alphabets)
+        return replace(self, images=images.contiguous(), class_names=names, alphabets=alphabets)
 
     def _take(self, indices: list[int]) -> "ClassDataset":
-        return ClassDataset(
-            self.images[indices].contiguous(),
-            tuple(self.class_names[i] for i in indices),
-            tuple(self.alphabets[i] for i in indices),
-        )
+        return replace(self, images=self.images[indices].contiguous(),
+                       class_names=tuple(self.class_names[i] for i in indices),
+                       alphabets=tuple(self.alphabets[i] for i in indices))
 
 
 class TaskBatch(NamedTuple):

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 
 from edgeadapt.runtime.audio import log_mel
+from edgeadapt.runtime.format.inputs import InputSpec
+
 from .base import ClassDataset
 from ..errors import DatasetError
 from .paths import find_data_dir
@@ -33,7 +35,7 @@ class SpokenDigits:
         rows = [self.speakers.index(s) for s in speakers]
         images = np.concatenate([self.features[r] for r in rows], axis=1)  # (10, takes * speakers, 1, 28, 28)
         return ClassDataset(torch.from_numpy(np.ascontiguousarray(images)), tuple(map(str, range(10))),
-                            ("digits",) * 10)
+                            ("digits",) * 10, InputSpec(images.shape[2:], modality="audio_features"))
 
 
 def fsdd_path(data_dir: str | os.PathLike | None = None) -> Path:

@@ -12,8 +12,10 @@ import math
 import numpy as np
 import torch
 
+from edgeadapt.runtime.format.inputs import InputSpec
+
 from ..errors import ConfigError
-from .base import ClassDataset
+from .base import STROKES, ClassDataset
 
 CLASSES_PER_ALPHABET = 20
 _SEGMENTS_PER_CURVE = 8
@@ -40,6 +42,7 @@ def make_glyphs(
         torch.from_numpy(images),
         tuple(f"glyph-{c:05d}" for c in indices),
         tuple(f"glyphs-{c // CLASSES_PER_ALPHABET:03d}" for c in indices),
+        InputSpec((1, image_size, image_size), **STROKES),
     )
 
 

@@ -17,8 +17,10 @@ import torch
 from PIL import Image
 
 from edgeadapt.runtime.format.files import sha256_file
+from edgeadapt.runtime.format.inputs import InputSpec
+
 from ..errors import ConfigError, ConfigTypeError, DatasetError
-from .base import ClassDataset
+from .base import STROKES, ClassDataset
 from .cache import read_arrays, resolve_cache_dir, write_arrays
 
 logger = logging.getLogger(__name__)
@@ -144,10 +146,12 @@ def _decode(path: Path, members: list[str], read: Callable[[str], bytes]) -> dic
 
 
 def _from_arrays(arrays: dict[str, np.ndarray]) -> ClassDataset:
+    images = torch.from_numpy(arrays["images"])
     return ClassDataset(
-        torch.from_numpy(arrays["images"]),
+        images,
         tuple(str(name) for name in arrays["class_names"]),
         tuple(str(name) for name in arrays["alphabets"]),
+        InputSpec(tuple(images.shape[2:]), **STROKES),
     )
 
 

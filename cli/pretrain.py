@@ -10,28 +10,29 @@ from typing import Any
 
 import torch
 
-from . import distributed
-from .distributed import add_distributed_arguments
-from .evaluation import evaluate
-from .pretraining import CLASSIFIERS, PretrainConfig, pretrain
-from .augment import AUGMENTATIONS
-from .models import ACTIVATIONS, NORMS, Conv4
-from .recipes import SPLITS, dataset_classes, make_sampler
-from .sanity import class_hashes
+from edgeadapt.sdk import distributed
+from edgeadapt.sdk.augment import AUGMENTATIONS
+from edgeadapt.sdk.evaluation import evaluate
+from edgeadapt.sdk.models import ACTIVATIONS, NORMS, Conv4
+from edgeadapt.sdk.pretraining import CLASSIFIERS, PretrainConfig, pretrain
+from edgeadapt.sdk.recipes import DATASETS, SPLITS, dataset_classes, get_dataset, make_sampler
+from edgeadapt.sdk.sanity import class_hashes
+
+from .common import add_command, add_distributed_arguments
 
 log = logging.getLogger("edgeadapt")
 
-IMAGE_DATASETS = ("glyphs", "omniglot")
 READOUT_TASKS = ((5, 1), (5, 5), (20, 1), (20, 5))  # (ways, shots) read out after pretraining
 
 
 def add_pretrain_parser(commands: argparse._SubParsersAction) -> None:
     """Add the ``pretrain`` subcommand to ``commands``."""
-    p = commands.add_parser("pretrain", help="train a backbone as a classifier over all training classes",
+    p = add_command(commands, "pretrain", run_pretrain, help="train a backbone as a classifier over all training classes",
                             description="Cross-entropy over every training class x 4 rotations (Adam, one-cycle "
                                         "schedule, augmentation); checkpoint, metrics.jsonl and summary.json go to "
                                         "--out. Then 0-step prototype-head accuracy on validation classes.")
-    p.add_argument("--dataset", choices=IMAGE_DATASETS, default="glyphs", help="(default: %(default)s)")
+    p.add_argument("--dataset", choices=sorted(n for n, r in DATASETS.items() if r.classes is not None),
+                   default="glyphs", help="a registered dataset of classes (default: %(default)s)")
     p.add_argument("--data", type=Path, default=None, help="Omniglot zip/folder or data folder (default: $EDGEADAPT_DATA)")
     p.add_argument("--split", choices=SPLITS, default="train",
                    help="classes to train on: train (Omniglot: 24 background alphabets), or all")
@@ -73,14 +74,15 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     """Pretrain (or resume), write summary.json with the prototype readout on validation classes."""
     args.device = str(distributed.device_for(args.device))
     unrotated = dataset_classes(args.dataset, args.data, args.split)
-    classes = unrotated.with_rotations()
+    classes = unrotated.with_rotations() if get_dataset(args.dataset).rotations else unrotated
     config = PretrainConfig(args.epochs, args.batch_size, args.max_lr, args.weight_decay, args.augmentation,
                             classifier=args.classifier, margin=args.margin)
     torch.manual_seed(args.seed)
-    model = Conv4(ways=classes.n_classes, hidden=args.hidden, activation=args.activation,
-                  feature_norm=args.feature_norm, norm=args.norm)
-    data = {"dataset": args.dataset, "split": args.split, "classes": classes.n_classes, "rotations": 4,
-            "class_hashes": class_hashes(unrotated)}
+    channels, size = unrotated.input_spec.shape[0], unrotated.input_spec.shape[-1]
+    model = Conv4(ways=classes.n_classes, in_channels=channels, hidden=args.hidden, image_size=size,
+                  activation=args.activation, feature_norm=args.feature_norm, norm=args.norm)
+    data = {"dataset": args.dataset, "split": args.split, "classes": classes.n_classes, "rotations": 4 if classes is not unrotated else 1,
+            "input": unrotated.input_spec.to_json(), "class_hashes": class_hashes(unrotated)}
     args.out.mkdir(parents=True, exist_ok=True)
     log.info("pretraining Conv4 on %d classes of %s (%s)", classes.n_classes, args.dataset, config)
     validating = args.split != "all"

@@ -12,15 +12,17 @@ from typing import Any
 import torch
 
 from edgeadapt.runtime.format.files import atomic_write
-from ..errors import ConfigError
-from ..sanity import warn_if_never_learned
-from .architectures import ARCHITECTURES, continual_model
-from .ewc import FISHERS
-from .meta_controller import INNER_OPTIMIZERS, ControllerConfig
-from .recipes import STREAMS, hyperparameters
-from .metrics import average_accuracy, few_shot_accuracy, forgetting
-from .runner import METHODS, ContinualConfig, ContinualRun
-from .streams import ROTATIONS, Task, rotated_mnist
+from edgeadapt.sdk.continual.architectures import ARCHITECTURES, continual_model
+from edgeadapt.sdk.continual.ewc import FISHERS
+from edgeadapt.sdk.continual.meta_controller import INNER_OPTIMIZERS, ControllerConfig
+from edgeadapt.sdk.continual.metrics import average_accuracy, few_shot_accuracy, forgetting
+from edgeadapt.sdk.continual.recipes import STREAMS, hyperparameters
+from edgeadapt.sdk.continual.runner import METHODS, ContinualConfig, ContinualRun
+from edgeadapt.sdk.continual.streams import ROTATIONS, Task, rotated_mnist
+from edgeadapt.sdk.errors import ConfigError
+from edgeadapt.sdk.sanity import warn_if_never_learned
+
+from .common import add_command
 
 log = logging.getLogger("edgeadapt")
 FEW_SHOT = 5  # examples per class in the few-shot view
@@ -31,8 +33,8 @@ def add_continual_parser(commands: Any) -> argparse.ArgumentParser:
     """Add the ``continual`` subcommand to ``commands`` (the CLI's subparsers)."""
     defaults, inner = ContinualConfig(), ControllerConfig()
     tuned = "default: the method's tuned value on --arch (edgeadapt.sdk.continual.recipes)"
-    p = commands.add_parser(
-        "continual", help="train through a stream of tasks (rotated MNIST) without forgetting",
+    p = add_command(
+        commands, "continual", run_continual, help="train through a stream of tasks (rotated MNIST) without forgetting",
         description="Train one model through MNIST rotated by 0, 90, 180 and 270 degrees with SGD, SGD + EWC, "
                     "Reptile (fast/slow weights) or Reptile + EWC. Writes OUT/checkpoint/ (after each task and "
                     "every --checkpoint-every steps), OUT/metrics.jsonl and OUT/summary.json (the accuracy matrix).")
@@ -153,7 +155,7 @@ def _tasks(args: argparse.Namespace, flatten: bool, evaluate_on: str) -> list[Ta
 
 def _search(args: argparse.Namespace, config: ContinualConfig, flatten: bool) -> dict[str, Any]:
     """Optuna search on a validation slice of the training set (the test set is never looked at)."""
-    from .search import search_hyperparameters
+    from edgeadapt.sdk.continual.search import search_hyperparameters
 
     validation = _tasks(args, flatten, "validation")
     result = search_hyperparameters(validation, lambda: _model(args), config, args.search, args.seed)

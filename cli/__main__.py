@@ -1,0 +1,7 @@
+"""``python -m edgeadapt.cli`` (e.g. under ``torchrun``) runs the ``edgeadapt`` command line."""
+
+import sys
+
+from .app import main
+
+sys.exit(main())
