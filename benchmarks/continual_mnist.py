@@ -56,7 +56,7 @@ IMAGE = Path(__file__).resolve().parent.parent / "docs" / "images" / "continual_
 
 def config_for(method: str, setting: dict, hyper: dict) -> ContinualConfig:
     """The run configuration of ``method`` under ``setting`` with hyperparameters ``hyper``."""
-    base = ContinualConfig(method=method, steps_per_task=setting["steps"], batch_size=setting["batch"],
+    base = ContinualConfig.of(method, steps_per_task=setting["steps"], batch_size=setting["batch"],
                            controller=ControllerConfig(), eval_every=max(setting["steps"] // 4, 1))
     return base.replace(**hyper)
 
@@ -236,7 +236,7 @@ def main() -> None:
                 print(f"{arch} {method} seed {seed}: final average {100 * average_accuracy(result['matrix']):.1f}%, "
                       f"forgetting {100 * forgetting(result['matrix']):.1f}, {result['seconds']:.0f} s", flush=True)
 
-    all_results = {arch: r for arch, r in all_results.items() if r[METHODS[0]]}
+    all_results = {arch: r for arch, r in all_results.items() if r[next(iter(METHODS))]}
     archs = list(all_results)
     if not args.quick and archs:
         hyper = "; ".join(f"{m}: " + ", ".join(f"{k} {v}" for k, v in h.items()) for m, h in HYPERPARAMETERS.items())
@@ -249,8 +249,8 @@ def main() -> None:
                 f"{hyper}; the CNN takes the same with alpha_f = {CNN_INNER_LR} (not searched). Plain SGD inner loop, "
                 "true Fisher on 500 training images of each task.",
                 "", f"![accuracy on each task as training proceeds]({IMAGE.relative_to(REPORT.parent).as_posix()})", ""]
-        missing = [f"{arch} {len(all_results[arch][METHODS[0]])} of {SEEDS['full'][arch]}" for arch in archs
-                   if len(all_results[arch][METHODS[0]]) < SEEDS["full"][arch]]
+        missing = [f"{arch} {len(all_results[arch][next(iter(METHODS))])} of {SEEDS['full'][arch]}" for arch in archs
+                   if len(all_results[arch][next(iter(METHODS))]) < SEEDS["full"][arch]]
         if missing or len(archs) < len(SETTINGS["full"]):
             body += [f"Partial: seeds reported {', '.join(missing) or 'all'}; architectures {', '.join(archs)}. "
                      "Rerunning the command below finishes the rest (finished runs are reused).", ""]

@@ -17,7 +17,8 @@ from edgeadapt.sdk.continual.ewc import FISHERS
 from edgeadapt.sdk.continual.meta_controller import INNER_OPTIMIZERS, ControllerConfig
 from edgeadapt.sdk.continual.metrics import average_accuracy, few_shot_accuracy, forgetting
 from edgeadapt.sdk.continual.recipes import STREAMS, hyperparameters
-from edgeadapt.sdk.continual.runner import METHODS, ContinualConfig, ContinualRun
+from edgeadapt.sdk.continual.config import METHODS, ContinualConfig
+from edgeadapt.sdk.continual.runner import ContinualRun
 from edgeadapt.sdk.continual.streams import ROTATIONS, Task, rotated_mnist
 from edgeadapt.sdk.errors import ConfigError
 from edgeadapt.sdk.sanity import warn_if_never_learned
@@ -42,8 +43,9 @@ def add_continual_parser(commands: Any) -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=None,
                    help="folder holding the four MNIST IDX .gz files, or a data folder with mnist/ "
                         "(default: $EDGEADAPT_DATA)")
-    p.add_argument("--method", choices=METHODS, default="sgd", help="(default: %(default)s)")
-    p.add_argument("--arch", choices=ARCHITECTURES, default="mlp", help="mlp (784-h-h-10) or cnn (Conv4)")
+    p.add_argument("--method", choices=tuple(METHODS), default="sgd",
+                   help="the outer rule and regulariser: sgd, sgd + EWC, reptile, reptile + EWC (default: %(default)s)")
+    p.add_argument("--arch", choices=tuple(ARCHITECTURES), default="mlp", help="mlp (784-h-h-10) or cnn (Conv4)")
     p.add_argument("--hidden", type=int, default=None, help="MLP width / CNN filters (default: mlp 100, cnn 32)")
     p.add_argument("--rotations", type=int, nargs="+", default=list(ROTATIONS), help="degrees, one task each")
     p.add_argument("--train-size", type=int, default=None, help="training images per task (default: mlp 20000, "
@@ -135,8 +137,8 @@ def _config(args: argparse.Namespace) -> ContinualConfig:
             setattr(args, name, value)
     tuned = hyperparameters(args.method, args.arch)
     given = {name: getattr(args, name) for name in ("inner_lr", "meta_lr", "inner_steps", "ewc_lambda")}
-    base = ContinualConfig(
-        method=args.method, steps_per_task=args.steps_per_task, batch_size=args.batch_size,
+    base = ContinualConfig.of(
+        args.method, steps_per_task=args.steps_per_task, batch_size=args.batch_size,
         controller=ControllerConfig(inner_optimizer=args.inner_optimizer, momentum=args.momentum,
                                     meta_batch=args.meta_batch),
         meta_lr_policy=args.meta_lr_policy, fisher=args.fisher, fisher_samples=args.fisher_samples,

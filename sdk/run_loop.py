@@ -52,7 +52,8 @@ def drive(run: Run, total: int, *, desc: str, save: Callable[[str | os.PathLike]
     Each step's record gets ``elapsed``: training seconds since the run began, summed across resumptions.
     ``metrics_path`` receives one JSON line per step (a resumed run rewrites the lines up to its checkpoint,
     dropping any written after it); with ``checkpoint_dir`` the run is saved by ``save`` every
-    ``checkpoint_every`` steps (0: only at the end) and at the end. ``evaluate``, every ``evaluate_every``
+    ``checkpoint_every`` steps (0: only at the end), after any step that leaves the run's ``checkpoint_due`` set
+    (a continual run's task boundaries), and at the end. ``evaluate``, every ``evaluate_every``
     steps and at the end, adds its metrics to that step's record (its own time is not counted as training).
     Of several processes (``torchrun``), only rank 0 writes metrics and checkpoints and shows progress.
     """
@@ -81,7 +82,8 @@ def drive(run: Run, total: int, *, desc: str, save: Callable[[str | os.PathLike]
             bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k in PROGRESS_KEYS})
             if metrics:
                 metrics.write(json.dumps(record) + "\n")
-            if checkpoint_dir and checkpoint_every and run.iteration % checkpoint_every == 0:
+            periodic = checkpoint_every and run.iteration % checkpoint_every == 0
+            if checkpoint_dir and (periodic or getattr(run, "checkpoint_due", False)):
                 if metrics:
                     metrics.flush()
                 save(checkpoint_dir)

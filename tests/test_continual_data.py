@@ -91,7 +91,8 @@ def test_cli_trains_resumes_and_reports_on_tiny_idx_files(tmp_path, capsys):
     assert summary["tasks"] == ["rot0", "rot90", "rot180", "rot270"]
     assert len(summary["matrix"]) == 4 and all(len(row) == 4 for row in summary["matrix"])
     assert summary["average"] == pytest.approx(sum(summary["matrix"][-1]) / 4)
-    assert len(summary["few_shot"]["accuracy"]) == 4 and summary["config"]["method"] == "reptile-ewc"
+    assert len(summary["few_shot"]["accuracy"]) == 4 and summary["method"] == "reptile-ewc"
+    assert (summary["config"]["outer"], summary["config"]["regulariser"]) == ("reptile", "ewc")
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert sum("loss" in r for r in records) == 4 * 3 and sum("accuracies" in r for r in records) == 4
     assert (out / "checkpoint" / "manifest.json").exists()

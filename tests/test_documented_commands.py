@@ -74,7 +74,7 @@ RULES = (
          run=True, slow=True),
     Rule(r"^edgeadapt continual --method reptile --search", run=True, slow=True),
     Rule(r"^(\.venv/bin/)?edgeadapt (train|export) ", run=True),
-    Rule(r"^OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m edgeadapt\.sdk\.cli ", run=True, slow=True),
+    Rule(r"^OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m edgeadapt\.cli ", run=True, slow=True),
     Rule(r"^openssl (genpkey|pkey) ", run=True),
     Rule(r"^python examples/samples/make_samples\.py$", run=True),
     Rule(r"^python examples/personalise_omniglot\.py$", run=True, slow=True),
@@ -172,7 +172,7 @@ def shorten(command: str) -> str:
     command = command.replace(".venv/bin/", f"{Path(sys.executable).parent}/")
     for placeholder, value in PLACEHOLDERS.items():
         command = command.replace(placeholder, value)
-    match = re.search(r"(?:edgeadapt|edgeadapt\.sdk\.cli) (pretrain|train|eval|export|continual)\b", command)
+    match = re.search(r"(?:edgeadapt|edgeadapt\.cli) (pretrain|train|eval|export|continual)\b", command)
     if not match:
         return command
     words = shlex.split(command)

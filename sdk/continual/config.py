@@ -1,0 +1,115 @@
+"""A continual method is an outer rule and a regulariser: every setting of a run through a stream of tasks.
+
+The outer rule moves the weights: ``sgd`` steps them directly; ``reptile`` keeps slow weights that move towards
+each inner run's fast weights (:mod:`.meta_controller`). The regulariser holds on to earlier tasks: ``ewc``
+penalises moving the weights that mattered to them (:mod:`.ewc`), or none. The four combinations are the
+benchmark's methods, named by :data:`METHODS` (``sgd``, ``sgd-ewc``, ``reptile``, ``reptile-ewc``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+from .ewc import FISHERS
+from .lr_policy import POLICY_MAX_LR
+from .meta_controller import ControllerConfig
+
+OUTER_RULES = ("sgd", "reptile")
+REGULARISERS = (None, "ewc")
+# The named methods: (outer rule, regulariser).
+METHODS = {"sgd": ("sgd", None), "sgd-ewc": ("sgd", "ewc"), "reptile": ("reptile", None),
+           "reptile-ewc": ("reptile", "ewc")}
+
+
+@dataclass(frozen=True)
+class ContinualConfig:
+    """Every setting of a continual run (stored in checkpoints as ``continual``).
+
+    Args:
+        outer: ``sgd`` or ``reptile`` (fast weights from the slow ones, K steps, then the slow update).
+        regulariser: ``ewc`` or None.
+        steps_per_task, batch_size: gradient steps on each task, of minibatches drawn with replacement.
+        controller: Reptile's settings (:class:`ControllerConfig`); its ``inner_lr`` is also SGD's rate.
+        meta_lr_policy: choose Reptile's alpha_m per outer step with :class:`~.lr_policy.MetaLRPolicy`.
+        ewc_lambda, fisher, fisher_samples, online_gamma: EWC's strength, Fisher estimate, its sample size,
+            and online EWC's decay (None: one anchor per task).
+        replay_per_task: training examples of each task the policy's replay batch keeps.
+        eval_every: also score every task every this many gradient steps (0: at the end of each task only).
+    """
+
+    outer: str = "sgd"
+    regulariser: str | None = None
+    steps_per_task: int = 1000
+    batch_size: int = 32
+    controller: ControllerConfig = ControllerConfig()
+    meta_lr_policy: bool = False
+    ewc_lambda: float = 100.0
+    fisher: str = "true"
+    fisher_samples: int = 500
+    online_gamma: float | None = None
+    replay_per_task: int = 100
+    eval_every: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.controller, dict):  # as stored in a checkpoint's JSON
+            object.__setattr__(self, "controller", ControllerConfig(**self.controller))
+        if self.outer not in OUTER_RULES or self.regulariser not in REGULARISERS:
+            raise ConfigError(f"outer must be one of {OUTER_RULES} and regulariser one of {REGULARISERS}, got "
+                              f"{self.outer!r} and {self.regulariser!r}")
+        if self.fisher not in FISHERS:
+            raise ConfigError(f"fisher must be one of {FISHERS}, got {self.fisher!r}")
+        if min(self.steps_per_task, self.batch_size, self.fisher_samples, self.replay_per_task) < 1:
+            raise ConfigError("steps_per_task, batch_size, fisher_samples and replay_per_task must be >= 1")
+        meta_lr = self.controller.meta_lr
+        if self.meta_lr_policy and not (self.reptile and 0 < meta_lr < POLICY_MAX_LR):
+            raise ConfigError(f"the meta learning-rate policy needs a Reptile method and a meta_lr (its starting "
+                              f"value) in (0, {POLICY_MAX_LR}), got {self.method} with {meta_lr}")
+        if not self.reptile and self.controller.inner_optimizer != "sgd":
+            raise ConfigError("the SGD methods step with plain SGD; --inner-optimizer applies to Reptile only")
+
+    @classmethod
+    def of(cls, method: str, **settings: Any) -> ContinualConfig:
+        """The configuration of the named ``method`` (one of :data:`METHODS`) with ``settings``."""
+        if method not in METHODS:
+            raise ConfigError(f"method must be one of {tuple(METHODS)}, got {method!r}")
+        outer, regulariser = METHODS[method]
+        return cls(outer=outer, regulariser=regulariser, **settings)
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> ContinualConfig:
+        """A configuration as a checkpoint stores it (one written before outer rules names its ``method``)."""
+        document = dict(document)
+        if "method" in document:
+            return cls.of(document.pop("method"), **document)
+        return cls(**document)
+
+    def replace(self, **changes: Any) -> ContinualConfig:
+        """A copy with ``changes``, which may name this config's fields or the controller's (inner_lr, ...)."""
+        inner = {k: changes.pop(k) for k in list(changes) if k in ControllerConfig.__dataclass_fields__}
+        return dataclasses.replace(self, controller=dataclasses.replace(self.controller, **inner), **changes)
+
+    @property
+    def method(self) -> str:
+        """The method's name: the outer rule, and ``-ewc`` with EWC."""
+        return self.outer + (f"-{self.regulariser}" if self.regulariser else "")
+
+    @property
+    def reptile(self) -> bool:
+        return self.outer == "reptile"
+
+    @property
+    def ewc(self) -> bool:
+        return self.regulariser == "ewc"
+
+    @property
+    def steps_per_update(self) -> int:
+        """Gradient steps in one update: K x meta_batch for Reptile, 1 for SGD."""
+        return self.controller.inner_steps * self.controller.meta_batch if self.reptile else 1
+
+    @property
+    def updates_per_task(self) -> int:
+        """Updates on each task: ``steps_per_task`` rounded up to whole updates."""
+        return -(-self.steps_per_task // self.steps_per_update)
