@@ -69,6 +69,9 @@ def add_continual_parser(commands: Any) -> argparse.ArgumentParser:
     p.add_argument("--meta-lr-policy", action="store_true",
                    help="choose alpha_m per outer step with the logistic policy trained on a replay batch")
     p.add_argument("--ewc-lambda", type=float, default=None, help=f"EWC's lambda ({tuned})")
+    p.add_argument("--memory", type=int, default=0, metavar="N",
+                   help="keep N training examples of each finished task and replay them as half of every later "
+                        "minibatch (0: no memory; default: %(default)s)")
     p.add_argument("--fisher", choices=FISHERS, default=defaults.fisher, help="EWC's Fisher estimate")
     p.add_argument("--fisher-samples", type=int, default=defaults.fisher_samples,
                    help="training examples the Fisher is estimated on")
@@ -97,7 +100,7 @@ def run_continual(args: argparse.Namespace) -> dict[str, Any]:
             "validation_size": args.validation_size, "tasks": [t.name for t in tasks]}
     if args.resume:
         run = ContinualRun.resume(checkpoint, tasks, data)
-        if run.config.method != args.method:
+        if (run.config.outer, run.config.regulariser) != METHODS[args.method]:
             raise ConfigError(f"{checkpoint} was trained with {run.config.method}, not {args.method}")
     else:
         if args.search:
@@ -141,7 +144,7 @@ def _config(args: argparse.Namespace) -> ContinualConfig:
         args.method, steps_per_task=args.steps_per_task, batch_size=args.batch_size,
         controller=ControllerConfig(inner_optimizer=args.inner_optimizer, momentum=args.momentum,
                                     meta_batch=args.meta_batch),
-        meta_lr_policy=args.meta_lr_policy, fisher=args.fisher, fisher_samples=args.fisher_samples,
+        memory=args.memory, meta_lr_policy=args.meta_lr_policy, fisher=args.fisher, fisher_samples=args.fisher_samples,
         online_gamma=args.online_gamma, eval_every=args.eval_every)
     return base.replace(**{**tuned, **{k: v for k, v in given.items() if v is not None}})
 

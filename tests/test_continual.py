@@ -205,6 +205,7 @@ def test_reptile_with_ewc_at_lambda_zero_equals_reptile():
     ("sgd-ewc", {}, 7),
     ("reptile-ewc", {"momentum": 0.9, "meta_lr_policy": True, "meta_lr": 0.2, "eval_every": 5}, 7),
     ("reptile", {"inner_optimizer": "adam", "meta_batch": 2}, 3),
+    ("sgd", {"memory": 5}, 17),  # the crash falls in the second task, with the first task's examples remembered
 ])
 def test_resume_after_an_interruption_is_exact(tmp_path, monkeypatch, method, overrides, crash_at):
     reference = _run(method, **overrides)
@@ -311,3 +312,18 @@ def test_a_checkpoint_that_is_not_a_continual_run_is_refused(tmp_path):
         k: v for k, v in config["continual"].items() if k not in ("outer", "regulariser")})
     with pytest.raises(CheckpointError, match="does not fit"):
         ContinualRun.resume(tmp_path / "good", _tiny_tasks(n_tasks=1))
+
+
+def test_a_memory_keeps_examples_of_finished_tasks_and_replays_them_as_half_of_each_batch():
+    run = _run("sgd", memory=5, batch_size=8)
+    assert run.config.method == "sgd+memory"
+    first, second = run.tasks
+    for _ in range(run.config.updates_per_task):
+        run.step()
+    (kept_x, kept_y), = run.memory
+    assert len(kept_y) == 5 and all(any(torch.equal(x, row) for row in first.train_x) for x in kept_x)
+    batch_x, _ = run._batch(second)
+    from_memory = [any(torch.equal(x, row) for row in kept_x) for x in batch_x]
+    assert sum(from_memory[4:]) == 4 and len(batch_x) == 8  # the second half replays the memory
+    with pytest.raises(ValueError, match="memory must be >= 0"):
+        ContinualConfig(memory=-1)

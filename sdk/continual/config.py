@@ -1,9 +1,11 @@
-"""A continual method is an outer rule and a regulariser: every setting of a run through a stream of tasks.
+"""A continual method is an outer rule, a regulariser and a memory: every setting of a run through a stream.
 
 The outer rule moves the weights: ``sgd`` steps them directly; ``reptile`` keeps slow weights that move towards
 each inner run's fast weights (:mod:`.meta_controller`). The regulariser holds on to earlier tasks: ``ewc``
-penalises moving the weights that mattered to them (:mod:`.ewc`), or none. The four combinations are the
-benchmark's methods, named by :data:`METHODS` (``sgd``, ``sgd-ewc``, ``reptile``, ``reptile-ewc``).
+penalises moving the weights that mattered to them (:mod:`.ewc`), or none. The memory keeps ``memory`` examples
+of each finished task and replays them in every later minibatch (experience replay; 0: no memory). The four
+combinations without a memory are the benchmark's methods, named by :data:`METHODS` (``sgd``, ``sgd-ewc``,
+``reptile``, ``reptile-ewc``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class ContinualConfig:
     Args:
         outer: ``sgd`` or ``reptile`` (fast weights from the slow ones, K steps, then the slow update).
         regulariser: ``ewc`` or None.
+        memory: examples of each finished task kept (drawn once by the SDK's task seeding) and replayed: once it
+            holds any, half of every minibatch comes from it (0: no memory).
         steps_per_task, batch_size: gradient steps on each task, of minibatches drawn with replacement.
         controller: Reptile's settings (:class:`ControllerConfig`); its ``inner_lr`` is also SGD's rate.
         meta_lr_policy: choose Reptile's alpha_m per outer step with :class:`~.lr_policy.MetaLRPolicy`.
@@ -42,6 +46,7 @@ class ContinualConfig:
 
     outer: str = "sgd"
     regulariser: str | None = None
+    memory: int = 0
     steps_per_task: int = 1000
     batch_size: int = 32
     controller: ControllerConfig = ControllerConfig()
@@ -63,6 +68,8 @@ class ContinualConfig:
             raise ConfigError(f"fisher must be one of {FISHERS}, got {self.fisher!r}")
         if min(self.steps_per_task, self.batch_size, self.fisher_samples, self.replay_per_task) < 1:
             raise ConfigError("steps_per_task, batch_size, fisher_samples and replay_per_task must be >= 1")
+        if self.memory < 0 or (self.memory and self.batch_size < 2):
+            raise ConfigError(f"memory must be >= 0 (and the batch hold 2 examples or more to share), got {self.memory}")
         meta_lr = self.controller.meta_lr
         if self.meta_lr_policy and not (self.reptile and 0 < meta_lr < POLICY_MAX_LR):
             raise ConfigError(f"the meta learning-rate policy needs a Reptile method and a meta_lr (its starting "
@@ -93,8 +100,8 @@ class ContinualConfig:
 
     @property
     def method(self) -> str:
-        """The method's name: the outer rule, and ``-ewc`` with EWC."""
-        return self.outer + (f"-{self.regulariser}" if self.regulariser else "")
+        """The method's name: the outer rule, ``-ewc`` with EWC, ``+memory`` with a memory."""
+        return self.outer + (f"-{self.regulariser}" if self.regulariser else "") + ("+memory" if self.memory else "")
 
     @property
     def reptile(self) -> bool:

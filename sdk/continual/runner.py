@@ -50,7 +50,8 @@ class ContinualRun:
         self.optimizer = None if config.reptile else torch.optim.SGD(model.parameters(), lr=config.controller.inner_lr)
         self.ewc = EWC(model, config.ewc_lambda, config.fisher, config.online_gamma) if config.ewc else None
         self.policy = MetaLRPolicy(config.controller.meta_lr, POLICY_MAX_LR) if config.meta_lr_policy else None
-        self.replay: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.replay: list[tuple[torch.Tensor, torch.Tensor]] = []  # the meta learning-rate policy's examples
+        self.memory: list[tuple[torch.Tensor, torch.Tensor]] = []  # examples of finished tasks, replayed
         self.task = 0  # the task being learned
         self.task_step = 0  # gradient steps taken on it
         self.iteration = 0  # updates taken on the whole stream
@@ -122,10 +123,13 @@ class ContinualRun:
         row = self.evaluate()
         self.matrix.append(row)
         self.curve.append({"task": self.task, "step": self.task_step, "accuracies": row})
+        task = self.tasks[self.task]
         if self.ewc is not None:
-            task = self.tasks[self.task]
             index = self._subset(len(task.train_y), self.config.fisher_samples, "fisher")
             self.ewc.consolidate_task((task.train_x[index], task.train_y[index]))
+        if self.config.memory:
+            index = self._subset(len(task.train_y), self.config.memory, "memory")
+            self.memory.append((task.train_x[index], task.train_y[index]))
         self.task, self.task_step = self.task + 1, 0
         return row
 
@@ -152,11 +156,12 @@ class ContinualRun:
             tensors.update(self.ewc.state_tensors())
         if self.policy is not None:
             tensors["policy.weight"] = self.policy.weight
-        for t, (x, y) in enumerate(self.replay):
-            tensors.update({f"replay.{t}.x": x, f"replay.{t}.y": y})
+        for kind, held in (("replay", self.replay), ("memory", self.memory)):
+            for t, (x, y) in enumerate(held):
+                tensors.update({f"{kind}.{t}.x": x, f"{kind}.{t}.y": y})
         state = {"task": self.task, "step": self.task_step, "iteration": self.iteration, "history": self.history,
                  "matrix": self.matrix, "curve": self.curve, "ewc_anchors": len(self.ewc.anchors) if self.ewc else 0,
-                 "replay_tasks": len(self.replay)}
+                 "replay_tasks": len(self.replay), "memory_tasks": len(self.memory)}
         config = {"continual": asdict(self.config), "data": self.data, "seed": self.seed}
         return save_checkpoint(path, self.model, config, tensors, state)
 
@@ -190,7 +195,8 @@ class ContinualRun:
                 self.ewc.load_state_tensors(tensors, int(state["ewc_anchors"]))
             if self.policy is not None:
                 self.policy.weight = tensors["policy.weight"].clone()
-            self.replay = [(tensors[f"replay.{t}.x"], tensors[f"replay.{t}.y"]) for t in range(state["replay_tasks"])]
+            self.replay, self.memory = ([(tensors[f"{kind}.{t}.x"], tensors[f"{kind}.{t}.y"])
+                                         for t in range(state.get(f"{kind}_tasks", 0))] for kind in ("replay", "memory"))
             self.task, self.task_step, self.iteration = int(state["task"]), int(state["step"]), int(state["iteration"])
             self.history, self.matrix, self.curve = list(state["history"]), state["matrix"], state["curve"]
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
@@ -199,8 +205,15 @@ class ContinualRun:
             raise CheckpointError(f"{path} is at task {self.task} of a {len(self.tasks)}-task stream; it does not fit")
 
     def _batch(self, task: Task) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.randint(len(task.train_y), (self.config.batch_size,), generator=self.generator)
-        return task.train_x[index], task.train_y[index]
+        """A minibatch of ``task`` drawn with replacement; with a memory that holds examples, half from it."""
+        if not self.memory:
+            index = torch.randint(len(task.train_y), (self.config.batch_size,), generator=self.generator)
+            return task.train_x[index], task.train_y[index]
+        remembered = self.config.batch_size // 2
+        memory_x, memory_y = torch.cat([m[0] for m in self.memory]), torch.cat([m[1] for m in self.memory])
+        new = torch.randint(len(task.train_y), (self.config.batch_size - remembered,), generator=self.generator)
+        old = torch.randint(len(memory_y), (remembered,), generator=self.generator)
+        return torch.cat([task.train_x[new], memory_x[old]]), torch.cat([task.train_y[new], memory_y[old]])
 
     def _add_replay(self, task: Task) -> None:
         """Keep ``replay_per_task`` of ``task``'s training examples for the meta learning-rate policy."""
