@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import torch
 
-from edgeadapt.runtime.format.vocab import HEAD_INITS
-
 
 def is_per_task(head_init: str) -> bool:
     """Whether ``head_init`` builds the head afresh for each task, so one model serves any number of ways."""

@@ -15,9 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from edgeadapt.runtime.format.vocab import HEAD_INITS
+
 from .contract import check_backbone
 from .errors import ConfigError
-from .heads import HEAD_INITS, is_per_task, prototype_head, zero_head
+from .heads import is_per_task, prototype_head, zero_head
 from .models import batch_statistics_in_use
 from .scopes import adapted_predicate, first_adapted_layer, is_layered
 

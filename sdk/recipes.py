@@ -56,7 +56,8 @@ class DatasetRecipe:
     Args:
         name: what ``--dataset`` calls it.
         classes: ``(data, split) -> ClassDataset`` for classification datasets (``data``: ``--data`` or None).
-        regression: for regression datasets instead: ``(shots, query, seed) -> TaskSampler``.
+        regression: for regression datasets instead: ``(shots, query, seed) -> TaskSampler``, with ``input``,
+            what one of its inputs is.
         defaults: ``iterations``, ``inner_steps``, ``inner_lr`` and ``hidden`` when the command line gives none.
         rotations: train on each class rotated by 90, 180 and 270 degrees as new classes (characters; never photos).
         model: ``(input spec, ways, hidden, activation) -> the default model``.
@@ -66,6 +67,7 @@ class DatasetRecipe:
     name: str
     classes: ClassLoader | None = None
     regression: Callable[[int, int, int], TaskSampler] | None = None
+    input: InputSpec | None = None
     defaults: dict[str, Any] = field(default_factory=lambda: {"iterations": 400, "inner_steps": 5, "inner_lr": 0.1,
                                                               "hidden": 32})
     rotations: bool = False
@@ -75,6 +77,9 @@ class DatasetRecipe:
     def __post_init__(self) -> None:
         if (self.classes is None) == (self.regression is None):
             raise ConfigError(f"dataset {self.name!r}: give exactly one of classes and regression")
+        if (self.regression is None) != (self.input is None):
+            raise ConfigError(f"dataset {self.name!r}: a regression dataset describes its input (input=), a "
+                              "classification dataset's classes do")
 
 
 DATASETS: dict[str, DatasetRecipe] = {}
@@ -111,11 +116,9 @@ def build_default_model(dataset: str, ways: int, hidden: int, activation: str = 
 
 
 def dataset_input(dataset: str, data: Path | None = None) -> InputSpec:
-    """What one input of ``dataset`` is (its classes' description; for regression, the sampler's)."""
+    """What one input of ``dataset`` is (its classes' description; a regression dataset's own)."""
     recipe = get_dataset(dataset)
-    if recipe.regression is not None:
-        return InputSpec((1,), modality="vector", layout="C", value_range=SineTaskSampler().x_range)
-    return dataset_classes(dataset, data, "train").input_spec
+    return recipe.input if recipe.input is not None else dataset_classes(dataset, data, "train").input_spec
 
 
 def make_sampler(dataset: str, data: Path | None, split: str, ways: int, shots: int, query_shots: int,
@@ -134,7 +137,7 @@ def make_sampler(dataset: str, data: Path | None, split: str, ways: int, shots: 
                                    "min_shots": min_shots or shots}
     if recipe.regression is not None:
         sampler = recipe.regression(shots, query_shots, seed)
-        return sampler, {**description, "input": dataset_input(dataset).to_json()}
+        return sampler, {**description, "input": recipe.input.to_json()}
     classes = dataset_classes(dataset, data, split)
     description["input"] = classes.input_spec.to_json()  # what one input is, as far as the device
     description["class_hashes"] = class_hashes(classes)  # which classes: eval warns when it meets them again
@@ -183,15 +186,17 @@ def _sine_model(spec: InputSpec, ways: int, hidden: int, activation: str) -> nn.
     return MLP(1, (hidden, hidden), 1, activation=activation)
 
 
+def _sine_tasks(shots: int, query: int, seed: int) -> TaskSampler:
+    return SineTaskSampler(shots=shots, query=query, seed=seed)
+
+
 register_dataset(DatasetRecipe("glyphs", classes=_glyphs, rotations=True,
                                help="built-in procedural characters (no files)"))
 register_dataset(DatasetRecipe("omniglot", classes=_omniglot, rotations=True,
                                defaults={"iterations": 20000, "inner_steps": 5, "inner_lr": 0.1, "hidden": 64},
                                help="the Omniglot zip or folder (--data)"))
-def _sine_tasks(shots: int, query: int, seed: int) -> TaskSampler:
-    return SineTaskSampler(shots=shots, query=query, seed=seed)
-
-
 register_dataset(DatasetRecipe("sine", regression=_sine_tasks,
+                               input=InputSpec((1,), modality="vector", layout="C",
+                                               value_range=SineTaskSampler().x_range),
                                defaults={"iterations": 10000, "inner_steps": 5, "inner_lr": 0.02, "hidden": 40},
                                model=_sine_model, help="sine-wave regression"))

@@ -140,9 +140,10 @@ PLUGIN = '''
 '''
 
 
-def test_a_users_dataset_and_model_go_from_import_to_the_device(tmp_path, monkeypatch, capsys):
+def test_a_users_dataset_and_model_go_from_import_to_the_device(tmp_path, monkeypatch, capsys, request):
     (tmp_path / "my_plugin.py").write_text(textwrap.dedent(PLUGIN))
     monkeypatch.syspath_prepend(str(tmp_path))
+    request.addfinalizer(lambda: DATASETS.pop("tiny-rgb", None))  # the registry as other tests know it
     run, artifact = tmp_path / "run", tmp_path / "artifact"
     assert main(["train", "--import", "my_plugin", "--dataset", "tiny-rgb", "--ways", "3", "--iterations", "2",
                  "--scope", "head", "--head-init", "prototypes", "--inner-steps", "1", "--eval-tasks", "4",

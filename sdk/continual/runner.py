@@ -26,6 +26,7 @@ from ..checkpoint import CheckpointError, load_checkpoint, load_training_state, 
 from ..datasets.base import task_generator
 from ..errors import DivergedError
 from ..run_loop import drive
+from ..run_state import load_weights
 from .config import ContinualConfig
 from .ewc import EWC
 from .lr_policy import POLICY_MAX_LR, MetaLRPolicy
@@ -184,9 +185,8 @@ class ContinualRun:
 
     def restore(self, path: str | os.PathLike) -> None:
         """Continue from :meth:`save`'s checkpoint: weights, slow weights, anchors, policy, RNG and position."""
-        model, _ = load_checkpoint(path)
-        self.model.load_state_dict(model.state_dict())
         tensors, state = load_training_state(path)
+        load_weights(self.model, path, next(self.model.parameters()).device)
         try:
             self.generator.set_state(tensors["rng"])
             if self.controller is not None:
