@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError
+from .format.inputs import AudioFeatures
 
 
 def mel_filters(n_mels: int, n_fft: int, sample_rate: int) -> np.ndarray:
@@ -26,15 +27,46 @@ def mel_filters(n_mels: int, n_fft: int, sample_rate: int) -> np.ndarray:
     return np.clip(np.minimum(rising, falling), 0.0, None).astype(np.float32)
 
 
-def log_mel(signal: np.ndarray, sample_rate: int, n_mels: int = 28, frames: int = 28, duration: float = 0.75,
-            n_fft: int = 256, dynamic_range_db: float = 60.0) -> np.ndarray:
-    """The (1, n_mels, frames) float32 log-mel image of a mono clip (int16 samples or floats in [-1, 1])."""
+def clip_features(signal: np.ndarray, sample_rate: int, audio: AudioFeatures) -> np.ndarray:
+    """The ``audio.shape`` input a model described by ``audio`` takes for a mono clip recorded at ``sample_rate`` Hz
+    (int16 samples or floats in [-1, 1]): resampled to ``audio.sample_rate``, then :func:`log_mel`."""
+    if type(sample_rate) is not int or sample_rate < 1:
+        raise InputError(f"sample_rate must be a positive integer (Hz), got {sample_rate!r}")
+    samples = _mono_floats(signal)
+    return log_mel(resample(samples, sample_rate, audio.sample_rate), audio.sample_rate, n_mels=audio.n_mels,
+                   frames=audio.frames, duration=audio.duration, n_fft=audio.n_fft,
+                   dynamic_range_db=audio.dynamic_range_db)
+
+
+def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Float samples at ``rate`` Hz resampled to ``target`` Hz (band-limited: the spectrum truncated or zero-padded)."""
+    if rate == target:
+        return samples
+    n_out = max(int(round(len(samples) * target / rate)), 1)
+    spectrum = np.fft.rfft(samples.astype(np.float64))
+    kept = np.zeros(n_out // 2 + 1, complex)
+    keep = min(len(spectrum), len(kept))
+    kept[:keep] = spectrum[:keep]
+    return (np.fft.irfft(kept, n_out) * (n_out / len(samples))).astype(np.float32)
+
+
+def _mono_floats(signal: np.ndarray) -> np.ndarray:
+    """A mono clip as float32 in [-1, 1] (int16 samples are divided by 32768); InputError if it is not one."""
     signal = np.asarray(signal)
     if signal.ndim != 1 or signal.size == 0:
         raise InputError(f"signal must be a non-empty mono (1-D) array, got shape {signal.shape}")
+    if signal.dtype != np.int16 and signal.dtype.kind != "f":
+        raise InputError(f"signal must hold int16 samples or floats in [-1, 1], got {signal.dtype}")
     samples = signal.astype(np.float32) / (32768.0 if signal.dtype == np.int16 else 1.0)
     if not np.isfinite(samples).all():
         raise InputError("signal contains NaN or infinite values")
+    return samples
+
+
+def log_mel(signal: np.ndarray, sample_rate: int, n_mels: int = 28, frames: int = 28, duration: float = 0.75,
+            n_fft: int = 256, dynamic_range_db: float = 60.0) -> np.ndarray:
+    """The (1, n_mels, frames) float32 log-mel image of a mono clip (int16 samples or floats in [-1, 1])."""
+    samples = _mono_floats(signal)
     length = int(round(duration * sample_rate))
     start = max((len(samples) - length) // 2, 0)
     clip = samples[start: start + length]

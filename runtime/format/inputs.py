@@ -13,10 +13,44 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .errors import InputError
-from .vocab import LAYOUTS, MODALITIES, POLARITIES, RESIZES
+from .vocab import FITS, LAYOUTS, MODALITIES, POLARITIES, RESIZES
 
 LEGACY = {"modality": "strokes", "layout": "CHW", "polarity": "ink_high", "resize": "lanczos"}  # format-3 artifacts
 RASTER = ("image", "strokes")  # modalities that are pictures: resized, and (strokes) with an ink polarity
+
+
+@dataclass(frozen=True)
+class AudioFeatures:
+    """How a raw clip becomes an ``audio_features`` input (:func:`edgeadapt.runtime.audio.log_mel`'s settings).
+
+    Clips are resampled to ``sample_rate`` Hz, centred in (cropped or zero-padded to) ``duration`` seconds and turned
+    into a ``(1, n_mels, frames)`` log-mel image of ``n_fft``-sample frames, its top ``dynamic_range_db`` scaled to
+    [0, 1].
+    """
+
+    sample_rate: int = 16000
+    n_mels: int = 40
+    frames: int = 40
+    duration: float = 1.0
+    n_fft: int = 512
+    dynamic_range_db: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("sample_rate", "n_mels", "frames", "n_fft"):
+            if type(getattr(self, name)) is not int or getattr(self, name) < 1:
+                raise InputError(f"audio features: {name} must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("duration", "dynamic_range_db"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value)
+                                                                                     and value > 0):
+                raise InputError(f"audio features: {name} must be a positive number, got {value!r}")
+        if self.n_fft > round(self.duration * self.sample_rate):
+            raise InputError(f"audio features: a {self.n_fft}-sample frame is longer than the {self.duration} s clip")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The shape of the input it makes: ``(1, n_mels, frames)``."""
+        return 1, self.n_mels, self.frames
 
 
 @dataclass(frozen=True)
@@ -33,6 +67,9 @@ class InputSpec:
         mean, std: per-channel normalisation applied last, ``(x - mean) / std`` (both or neither).
         polarity: strokes only: ``ink_high`` (strokes at ``high`` on a ``low`` background) or ``ink_low``.
         resize: pictures only: the filter raw pictures are resized with (training's).
+        fit: pictures only: ``stretch`` (the whole picture resized to the input's height and width; the default) or
+            ``crop`` (the largest centred box of the input's aspect ratio cut out first, then resized).
+        audio: ``audio_features`` inputs made from raw clips: how (:class:`AudioFeatures`; its shape is ``shape``).
     """
 
     shape: tuple[int, ...]
@@ -44,8 +81,12 @@ class InputSpec:
     std: tuple[float, ...] | None = None
     polarity: str | None = None
     resize: str | None = None
+    fit: str | None = None
+    audio: AudioFeatures | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.audio, dict):
+            object.__setattr__(self, "audio", _audio_features(self.audio))
         for name, value in (("shape", self.shape), ("value_range", self.value_range), ("mean", self.mean),
                             ("std", self.std)):
             if value is not None:
@@ -65,8 +106,13 @@ class InputSpec:
         ends = [(v - m) / s for m, s in zip(self.mean, self.std) for v in (low, high)]
         return min(ends), max(ends)
 
+    @property
+    def crops(self) -> bool:
+        """Whether raw pictures are centre-cropped to the input's aspect ratio before they are resized."""
+        return self.fit == "crop"
+
     def to_json(self) -> dict[str, Any]:
-        """A JSON object (lists for tuples; ``None`` fields left out)."""
+        """A JSON object (lists for tuples, an object for ``audio``; ``None`` fields left out)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
@@ -124,3 +170,16 @@ def _check(spec: InputSpec) -> None:
         fail(f"polarity is for strokes only, one of {POLARITIES}; got {spec.polarity!r} for {spec.modality}")
     if spec.resize is not None and (spec.modality not in RASTER or spec.resize not in RESIZES):
         fail(f"resize is for images and strokes only, one of {RESIZES}; got {spec.resize!r} for {spec.modality}")
+    if spec.fit is not None and (spec.modality not in RASTER or spec.fit not in FITS):
+        fail(f"fit is for images and strokes only, one of {FITS}; got {spec.fit!r} for {spec.modality}")
+    if spec.audio is not None and (spec.modality != "audio_features" or spec.audio.shape != spec.shape):
+        fail(f"audio settings are for audio_features inputs of their shape {spec.audio.shape}; got "
+             f"{spec.modality} of shape {spec.shape}")
+
+
+def _audio_features(document: dict[str, Any]) -> AudioFeatures:
+    """:class:`AudioFeatures` from its JSON object; InputError naming what is wrong."""
+    unknown = set(document) - set(AudioFeatures.__dataclass_fields__)
+    if unknown:
+        raise InputError(f"audio features take only {sorted(AudioFeatures.__dataclass_fields__)}; got {sorted(unknown)}")
+    return AudioFeatures(**document)

@@ -22,7 +22,7 @@ from .files import read_regular_file, sha256_bytes
 from .inputs import InputSpec
 from .names import ADAPT_INPUTS, MANIFEST, REQUIRED_FILES, SIGNATURE
 from .signing import PublicKey, verify
-from .vocab import HEAD_INITS, LAYOUTS, MODALITIES, POLARITIES, RESIZES, SCOPES
+from .vocab import FITS, HEAD_INITS, LAYOUTS, MODALITIES, POLARITIES, RESIZES, SCOPES
 
 FORMAT_VERSION = 3
 CHECKSUM_KEY = "manifest_sha256"
@@ -255,8 +255,9 @@ _SCHEMA: dict[str, Check] = {
     "input_dtype": _text,
     "input": _fields({"range": _value_range, "polarity": _choice(POLARITIES), "resize": _choice(RESIZES),
                       "modality": _choice(MODALITIES), "layout": _choice(LAYOUTS),
-                      "mean": _list_of(_number(-LIMIT, LIMIT), 1, 64), "std": _list_of(_number(0.0, LIMIT, True), 1, 64)},
-                     optional=("polarity", "resize", "modality", "layout", "mean", "std")),
+                      "mean": _list_of(_number(-LIMIT, LIMIT), 1, 64), "std": _list_of(_number(0.0, LIMIT, True), 1, 64),
+                      "fit": _choice(FITS), "audio": _object},
+                     optional=("polarity", "resize", "modality", "layout", "mean", "std", "fit", "audio")),
     "uint8_scale": _number(0.0, 1.0, low_open=True),
     "max_ways": _integer(2),
     "max_shots": _integer(1),

@@ -15,6 +15,7 @@ Modality = Literal["image", "strokes", "audio_features", "vector"]  # what an in
 Polarity = Literal["ink_high", "ink_low"]  # strokes only: ink_high = strokes 1.0 on a 0.0 background
 Resize = Literal["lanczos", "area"]  # how raw images are brought to the input size (training's filter)
 Layout = Literal["CHW", "HWC", "C", "FT"]  # axes of one input: channels x height x width, features, frames
+Fit = Literal["stretch", "crop"]  # pictures: resized to the input's shape as they are, or centre-cropped to its aspect first
 
 SCOPES: tuple[str, ...] = get_args(Scope)
 HEAD_INITS: tuple[str, ...] = get_args(HeadInit)
@@ -23,3 +24,4 @@ MODALITIES: tuple[str, ...] = get_args(Modality)
 POLARITIES: tuple[str, ...] = get_args(Polarity)
 RESIZES: tuple[str, ...] = get_args(Resize)
 LAYOUTS: tuple[str, ...] = get_args(Layout)
+FITS: tuple[str, ...] = get_args(Fit)
