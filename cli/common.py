@@ -13,6 +13,11 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from edgeadapt.runtime.format.inputs import InputSpec
+from edgeadapt.runtime.format.vocab import FITS
+from edgeadapt.sdk.checkpoint import checkpoint_input, load_checkpoint
+from edgeadapt.sdk.datasets.source import IMAGE_SIZE, DataSource
+from edgeadapt.sdk.datasets.splits import SplitRule
 from edgeadapt.sdk.distributed import DEFAULT_TIMEOUT
 from edgeadapt.sdk.errors import ConfigError
 from edgeadapt.sdk.recipes import DATASETS
@@ -66,13 +71,33 @@ def positive_float(text: str) -> float:
     return value
 
 
-def add_data_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", choices=sorted(DATASETS), default="glyphs",
+def add_source_arguments(p: argparse.ArgumentParser) -> None:
+    """``--dataset``, ``--data`` and how a user's folder is read: picture size, channels and fit, and the split."""
+    p.add_argument("--dataset", choices=sorted(DATASETS), default=None,
                    help="; ".join(f"{name}: {recipe.help}" for name, recipe in sorted(DATASETS.items()))
-                        + " (default: %(default)s; yours: register_dataset in a module given to --import)")
+                        + " (default: folder with --data, else glyphs; yours: register_dataset in a module given "
+                          "to --import)")
     p.add_argument("--data", type=Path, default=None,
-                   help="the files the dataset is read from (Omniglot: its zip or folder, or a data folder holding "
-                        "omniglot/) (default: $EDGEADAPT_DATA)")
+                   help="your folder (one sub-folder of pictures or WAV clips per class, optionally one group level "
+                        "above) or .npz (arrays x, y); for a named dataset its files (Omniglot: its zip or folder)")
+    pictures = p.add_argument_group("pictures of a folder (default: what the checkpoint was trained on)")
+    pictures.add_argument("--image-size", type=int_at_least(8), default=None,
+                          help=f"side of the square inputs (default: {IMAGE_SIZE})")
+    pictures.add_argument("--channels", type=int, choices=(1, 3), default=None, help="3: RGB, 1: grayscale (default: 3)")
+    pictures.add_argument("--fit", choices=FITS, default=None,
+                          help="crop: centre-crop to square, then resize; stretch: resize as is (default: crop)")
+    split = p.add_argument_group("which classes of a folder validate (class-disjoint; fixed by --split-seed)")
+    split.add_argument("--val-fraction", type=float, default=SplitRule.validation,
+                       help="fraction of classes (or groups) held out (default: %(default)s)")
+    split.add_argument("--split-seed", type=int, default=SplitRule.seed, help="(default: %(default)s)")
+    split.add_argument("--split-by", choices=("class", "group"), default=SplitRule.by,
+                       help="hold out classes, or whole groups (the folder's group level) (default: %(default)s)")
+    split.add_argument("--val-classes", type=Path, default=None, metavar="FILE",
+                       help="a text file naming the validation classes (or groups), one per line")
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    add_source_arguments(p)
     p.add_argument("--ways", type=positive_int, default=5, help="classes per task (default: %(default)s)")
     p.add_argument("--shots", type=positive_int, default=1, help="support examples per class (default: %(default)s)")
     p.add_argument("--query-shots", type=positive_int, default=5,
@@ -80,6 +105,28 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for initialisation and task sampling")
     p.add_argument("--device", type=device, default="cpu",
                    help="torch device, e.g. cpu or cuda (default: %(default)s)")
+
+
+def trained_input(checkpoint: Path | None) -> InputSpec | None:
+    """What the model of ``checkpoint`` takes (None without a checkpoint)."""
+    if checkpoint is None:
+        return None
+    return checkpoint_input(load_checkpoint(checkpoint)[1])
+
+
+def data_source(args: argparse.Namespace, like: InputSpec | None = None) -> DataSource:
+    """Where the data is and how to read it; settles ``args.dataset`` (``folder`` when ``--data`` names no dataset).
+    Picture settings not given default to those of ``like`` (what a checkpoint was trained on)."""
+    if args.dataset is None:
+        args.dataset = "folder" if args.data is not None else "glyphs"
+    trained = like if like is not None and like.modality in ("image", "strokes") and like.layout == "CHW" else None
+    return DataSource(
+        args.data,
+        image_size=args.image_size or (trained.shape[-1] if trained else IMAGE_SIZE),
+        channels=args.channels or (trained.shape[0] if trained else 3),
+        fit=args.fit or (trained.fit if trained and trained.fit else "crop"),
+        split=SplitRule(args.val_fraction, args.split_seed, args.split_by, args.val_classes),
+    )
 
 
 def add_distributed_arguments(parser: argparse.ArgumentParser) -> None:

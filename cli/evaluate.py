@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeadapt.runtime.format.vocab import HEAD_INITS, SCOPES
-from edgeadapt.sdk.checkpoint import load_checkpoint, load_lr_scales
+from edgeadapt.sdk.checkpoint import checkpoint_input, load_checkpoint, load_lr_scales
 from edgeadapt.sdk.errors import ConfigError
 from edgeadapt.sdk.evaluation import evaluate
 from edgeadapt.sdk.heads import is_per_task
@@ -17,7 +17,7 @@ from edgeadapt.sdk.inner_loop import adaptation_settings, lr_scales_within
 from edgeadapt.sdk.recipes import SPLITS, make_sampler
 from edgeadapt.sdk.sanity import warn_if_chance, warn_if_trained_on
 
-from .common import add_command, add_data_arguments, int_at_least, positive_float, positive_int
+from .common import add_command, add_data_arguments, data_source, int_at_least, positive_float, positive_int
 
 log = logging.getLogger("edgeadapt")
 
@@ -40,12 +40,13 @@ def add_eval_parser(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--head-scale", type=positive_float, default=None,
                     help="override the checkpoint's prototype-head scale")
     ev.add_argument("--within-alphabet", action="store_true",
-                    help="draw each task's classes from one alphabet (Lake et al.'s protocol)")
+                    help="draw each task's classes from one group, e.g. an alphabet (Lake et al.'s protocol)")
     ev.add_argument("--json", type=Path, default=None, help="also write the result to this JSON file")
 
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     model, config = load_checkpoint(args.checkpoint, device=args.device)
+    source = data_source(args, checkpoint_input(config))
     training = config.get("training", {})
     settings = adaptation_settings(training, inner_steps=args.inner_steps, inner_lr=args.inner_lr, scope=args.scope,
                                    head_init=args.head_init, head_scale=args.head_scale)
@@ -57,7 +58,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     if not is_per_task(settings["head_init"]) and outputs is not None and args.ways > outputs:
         raise ConfigError(f"--ways {args.ways} exceeds the {outputs} outputs of {args.checkpoint}'s meta-learned head "
                          "(a prototype or zeros head, --head-init, serves any number)")
-    sampler, data = make_sampler(args.dataset, args.data, args.split, args.ways, args.shots,
+    sampler, data = make_sampler(args.dataset, source, args.split, args.ways, args.shots,
                                  args.query_shots, args.seed, training=False, within_alphabet=args.within_alphabet)
     warn_if_trained_on(config.get("data", {}), data)
     lr_scales = lr_scales_within(model, settings["scope"], load_lr_scales(args.checkpoint))  # the run's own rates

@@ -13,6 +13,7 @@ import torch
 from edgeadapt.runtime.format.vocab import HEAD_INITS, SCOPES
 from edgeadapt.sdk import distributed
 from edgeadapt.sdk.algorithms import ALGORITHMS
+from edgeadapt.sdk.backbones import BACKBONES, BackboneSettings
 from edgeadapt.sdk.checkpoint import initialise_from, load_checkpoint, load_lr_scales
 from edgeadapt.sdk.errors import ConfigError
 from edgeadapt.sdk.evaluation import EvalResult, evaluate
@@ -22,7 +23,15 @@ from edgeadapt.sdk.recipes import SPLITS, build_default_model, make_sampler, rec
 from edgeadapt.sdk.sanity import describe, warn_if_chance
 from edgeadapt.sdk.training import MetaConfig, meta_train
 
-from .common import add_command, add_data_arguments, add_distributed_arguments, positive_float, positive_int
+from .common import (
+    add_command,
+    add_data_arguments,
+    add_distributed_arguments,
+    data_source,
+    positive_float,
+    positive_int,
+    trained_input,
+)
 
 log = logging.getLogger("edgeadapt")
 INNER_RATES = ("uniform", "adam", "adam-tensor")
@@ -63,7 +72,11 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
                        help="inverse temperature of a prototype head's logits (default: %(default)s)")
     train.add_argument("--init", type=Path, default=None,
                        help="start from this checkpoint's weights (e.g. a pretrain run's checkpoint)")
-    train.add_argument("--hidden", type=positive_int, default=None, help="filters per conv layer / MLP width")
+    train.add_argument("--model", choices=sorted(BACKBONES), default=None,
+                       help="the backbone, when not --init (default: the dataset's, conv4 for pictures)")
+    train.add_argument("--hidden", type=positive_int, default=None,
+                       help="the backbone's width: filters per conv layer (Conv4), of the first stage (ResNet-12, "
+                            "MobileNets), MLP units")
     train.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu",
                        help="hidden activation; elu keeps device adaptation within float32 rounding of PyTorch's "
                             "(see docs/deploy.md) (default: %(default)s)")
@@ -95,6 +108,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     args.resume = distributed.resuming(args.resume, args.out / "checkpoint")
     args.device = str(distributed.device_for(args.device))
     _check_run_folder(args)
+    args.source = data_source(args, trained_input(args.out / "checkpoint" if args.resume else args.init))
     defaults = recipe_defaults(args.dataset, args.algorithm)
     model = None
     if args.resume:  # continue with the checkpoint's own settings unless overridden on the command line
@@ -107,7 +121,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     pick = {k: getattr(args, k) if getattr(args, k) is not None else defaults[k]
             for k in ("iterations", "inner_steps", "inner_lr", "outer_lr", "hidden")}
     torch.manual_seed(args.seed)
-    train_sampler, data = make_sampler(args.dataset, args.data, args.split, args.ways, args.shots,
+    train_sampler, data = make_sampler(args.dataset, args.source, args.split, args.ways, args.shots,
                                        args.query_shots, args.seed, training=True, min_ways=args.min_ways,
                                        min_shots=args.min_shots)
     if model is None:
@@ -139,7 +153,8 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
 def _initial_model(args: argparse.Namespace, hidden: int) -> torch.nn.Module:
     """The default model for the dataset; with ``--init``, shaped like that checkpoint's and holding its weights."""
     if args.init is None:
-        return build_default_model(args.dataset, args.ways, hidden, args.activation, args.data)
+        settings = BackboneSettings(args.ways, hidden if args.hidden or args.model is None else None, args.activation)
+        return build_default_model(args.dataset, settings, args.source, args.model)
     source, _ = load_checkpoint(args.init)
     spec = model_spec(source)
     model = build_model(spec["name"], {**spec["config"], "ways": args.ways})
@@ -165,7 +180,7 @@ def _before_after(args: argparse.Namespace, model: torch.nn.Module, pick: dict[s
                   lr_scales: dict[str, torch.Tensor] | None) -> dict[str, Any]:
     """Held-out scores of the meta-trained model before and after adaptation, and of a random init adapted."""
     def score(m: torch.nn.Module, steps: int, rates: dict[str, torch.Tensor] | None = lr_scales) -> EvalResult:
-        sampler, _ = make_sampler(args.dataset, args.data, "validation", args.ways, args.shots,
+        sampler, _ = make_sampler(args.dataset, args.source, "validation", args.ways, args.shots,
                                   args.query_shots, args.seed + 1, training=False)
         return evaluate(m, sampler, pick["inner_lr"], steps, args.eval_tasks, scope=args.scope,
                         head_init=args.head_init, head_scale=args.head_scale, lr_scales=rates, device=args.device)

@@ -17,7 +17,10 @@ from typing import Callable
 import onnx
 import torch
 from torch import nn
+from torch._dynamo.source import ConstantSource
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.experimental.proxy_tensor import make_fx
+from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
 
 from edgeadapt.runtime.format.names import ADAPT_INPUTS, PREDICT_INPUTS, PREDICT_OUTPUTS
 from edgeadapt.sdk.inner_loop import InnerLoop
@@ -95,10 +98,33 @@ def trace_adapt(inner: InnerLoop, spec: GraphSpec, decompositions: Decomposition
 
     example = _example_adapt_inputs(spec, fixed_support or spec.support_size) + tuple(inner.params().values())
     table = decompositions or export_decompositions()
-    mode = "symbolic" if fixed_support is None else "real"
     # the inner loop's own constants (per-parameter rates) enter the graph as constants
-    return _without_constant_copies(make_fx(adapt, decomposition_table=table, tracing_mode=mode,
-                                            _allow_non_fake_inputs=True)(*example))
+    return _trace(adapt, table, example, dynamic=0 if fixed_support else 3)  # support_x, support_y, example_mask
+
+
+def _trace(fn: Callable, table: Decompositions, example: tuple[torch.Tensor, ...],
+           dynamic: int) -> torch.fx.GraphModule:
+    """``make_fx(fn)`` on ``example`` with ``table``: the first dimension of the first ``dynamic`` inputs is one
+    symbolic size, every other dimension is static (``dynamic`` 0: the example's sizes throughout).
+
+    Only those dimensions get a symbol. With every size symbolic (``tracing_mode="symbolic"`` on real inputs), a
+    support size equal to some weight's dimension (10 examples, a batch-norm layer of 10 channels) shares its symbol
+    (duck sizing) and is pinned to that value by the layer's shape check, and a deep network's weight sizes make
+    tracing several times slower.
+    """
+    if not dynamic:
+        graph = make_fx(fn, decomposition_table=table, tracing_mode="real", _allow_non_fake_inputs=True)(*example)
+        return _without_constant_copies(graph)
+    fake_mode = FakeTensorMode(shape_env=ShapeEnv(), allow_non_fake_inputs=True)
+
+    def fake(i: int, tensor: torch.Tensor) -> torch.Tensor:
+        sizes = [DimDynamic.DYNAMIC if i < dynamic and d == 0 else DimDynamic.STATIC for d in range(tensor.dim())]
+        return fake_mode.from_tensor(tensor, source=ConstantSource(f"input{i}"),
+                                     symbolic_context=StatelessSymbolicContext(dynamic_sizes=sizes))
+
+    fakes = [fake(i, tensor) for i, tensor in enumerate(example)]
+    graph = make_fx(fn, decomposition_table=table, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*fakes)
+    return _without_constant_copies(graph)
 
 
 def _without_constant_copies(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
@@ -147,8 +173,7 @@ def predict_program(inner: InnerLoop, spec: GraphSpec, max_batch: int = 1 << 16,
     example = (torch.zeros(2, *spec.input_shape), torch.ones(spec.max_ways), *(adapted_example[n] for n in adapted))
     frozen_weights = [params[n] for n in frozen]
     if decompositions is not None:  # traced first, so that constants the decompositions make are kept
-        predict = _without_constant_copies(make_fx(predict, decomposition_table=decompositions, tracing_mode="symbolic",
-                                                   _allow_non_fake_inputs=True)(*example, *frozen_weights))
+        predict = _trace(predict, decompositions, (*example, *frozen_weights), dynamic=1)  # the batch
     module = _Frozen(predict, frozen_weights)
     batch = torch.export.Dim("batch", min=1, max=max_batch)
     dynamic = ({0: batch}, None) + (None,) * len(adapted)

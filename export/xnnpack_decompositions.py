@@ -20,7 +20,7 @@ from torch._decomp import core_aten_decompositions
 
 from .errors import UnsupportedExportError
 
-from .decompositions import Decompositions, check_plain_conv, export_decompositions
+from .decompositions import Decompositions, check_exportable_conv, export_decompositions
 
 aten = torch.ops.aten
 
@@ -85,26 +85,34 @@ def _col2im(cols: torch.Tensor, shape: torch.Size, kernel: tuple[int, int], stri
     return image[:, :, pad[2]: pad[2] + h, pad[0]: pad[0] + w]
 
 
+def _by_group(rows: torch.Tensor, groups: int) -> torch.Tensor:
+    """``(M, G*r)`` rows as ``(G, M, r)``: each group's columns, a batch of matrices for one batched product."""
+    return rows.reshape(rows.shape[0], groups, -1).permute(1, 0, 2)
+
+
 def _conv_matmul(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int],
-                 pad: tuple[int, int, int, int]) -> torch.Tensor:
-    """An ungrouped 2-D convolution (no bias) as im2col and one matrix product."""
+                 pad: tuple[int, int, int, int], groups: int = 1) -> torch.Tensor:
+    """A 2-D convolution (no bias) as im2col and one matrix product (one batched product over ``groups``)."""
     cols, ho, wo = _im2col(x, (weight.shape[2], weight.shape[3]), stride, pad)
-    out = cols @ weight.reshape(weight.shape[0], -1).t()
+    if groups == 1:
+        out = cols @ weight.reshape(weight.shape[0], -1).t()
+    else:  # group g's patches (columns g*k*kh*kw ..) times its filters: (G, M, k*kh*kw) @ (G, k*kh*kw, Cout/G)
+        out = _by_group(cols, groups) @ weight.reshape(groups, weight.shape[0] // groups, -1).transpose(1, 2)
+        out = out.permute(1, 0, 2).reshape(cols.shape[0], weight.shape[0])
     return out.reshape(x.shape[0], ho, wo, weight.shape[0]).permute(0, 3, 1, 2)
 
 
 def convolution_as_matmul(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                           stride: list[int], padding: list[int], dilation: list[int], transposed: bool,
                           output_padding: list[int], groups: int) -> torch.Tensor:
-    """``aten.convolution`` as im2col + matrix product.
+    """``aten.convolution`` as im2col + matrix product, grouped ones (depthwise included) as a batched product.
 
-    im2col's own convolution, and grouped ones, are left as they are (``NotImplemented`` tells the tracer
-    to keep the operator); gradients of grouped ones are refused by :func:`convolution_backward_as_matmul`.
+    im2col's own convolution is left as it is (``NotImplemented`` tells the tracer to keep the operator).
     """
-    if not transposed and (groups != 1 or any(weight is taps for taps in _ONE_HOT_TAPS.values())):
+    if not transposed and any(weight is taps for taps in _ONE_HOT_TAPS.values()):
         return NotImplemented
-    check_plain_conv(transposed, groups, dilation, weight)
-    out = _conv_matmul(input, weight, tuple(stride), (padding[1], padding[1], padding[0], padding[0]))
+    check_exportable_conv(transposed, dilation, weight)
+    out = _conv_matmul(input, weight, tuple(stride), (padding[1], padding[1], padding[0], padding[0]), groups)
     return out if bias is None else out + bias.reshape(1, -1, 1, 1)
 
 
@@ -113,18 +121,28 @@ def convolution_backward_as_matmul(
     stride: list[int], padding: list[int], dilation: list[int], transposed: bool, output_padding: list[int],
     groups: int, output_mask: list[bool],
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """Gradients of a 2-D convolution from im2col + matrix products (see :func:`convolution_backward`)."""
-    check_plain_conv(transposed, groups, dilation, weight)
+    """Gradients of a 2-D convolution from im2col + matrix products (see :func:`convolution_backward`); a grouped
+    convolution's are batched products over its groups."""
+    check_exportable_conv(transposed, dilation, weight)
     grad_input = grad_weight = grad_bias = None
     c_out, c_in, kh, kw = weight.shape
     pad = (padding[1], padding[1], padding[0], padding[0])
     grad_rows = grad_output.permute(0, 2, 3, 1).reshape(-1, c_out)
     if output_mask[0]:
-        tap_major = weight.permute(0, 2, 3, 1).reshape(c_out, -1)
-        grad_input = _col2im(grad_rows @ tap_major, input.shape, (kh, kw), tuple(stride), pad)
+        tap_major = weight.permute(0, 2, 3, 1)  # (Cout, kh, kw, Cin/G): col2im takes columns t*Cin + c
+        if groups == 1:
+            cols = grad_rows @ tap_major.reshape(c_out, -1)
+        else:
+            per_group = _by_group(grad_rows, groups) @ tap_major.reshape(groups, c_out // groups, -1)
+            cols = per_group.reshape(groups, -1, kh * kw, c_in).permute(1, 2, 0, 3).reshape(-1, kh * kw * groups * c_in)
+        grad_input = _col2im(cols, input.shape, (kh, kw), tuple(stride), pad)
     if output_mask[1]:
         cols, _, _ = _im2col(input, (kh, kw), tuple(stride), pad)
-        grad_weight = (grad_rows.t() @ cols).reshape(c_out, c_in, kh, kw)
+        if groups == 1:
+            grad_weight = (grad_rows.t() @ cols).reshape(c_out, c_in, kh, kw)
+        else:
+            grad_weight = (_by_group(grad_rows, groups).transpose(1, 2) @ _by_group(cols, groups))
+            grad_weight = grad_weight.reshape(c_out, c_in, kh, kw)
     if output_mask[2]:
         grad_bias = grad_output.sum((0, 2, 3))
     return grad_input, grad_weight, grad_bias

@@ -2,7 +2,8 @@
 
 - ``datasets/``: Omniglot, procedural glyphs, sine regression, MNIST; the data folder, cache and downloads;
 - ``algorithms/``: the meta-learning algorithms, one per module; ``continual/``: learning a stream of tasks;
-- ``tasks``: episodic task sampling; ``models``: networks and their registry; ``inner_loop``, ``scopes`` and
+- ``tasks``: episodic task sampling; ``models``: networks and their registry; ``networks``: ResNet-12 and the
+  MobileNets; ``inner_loop``, ``scopes`` and
   ``heads``: the one adaptation routine, what it adapts and where its head starts; ``preconditioner``:
   per-parameter inner learning rates from a pretraining run's Adam state; ``minibatches``: which support
   examples each inner step of training sees;
@@ -24,11 +25,12 @@ from .errors import CheckpointError, ConfigError, DatasetError, SDKError
 from .evaluation import EvalResult, adapted_copy, evaluate
 from .inner_loop import InnerLoop
 from .models import MLP, Conv4, build_model, register_model
+from .networks import MobileNetV1, MobileNetV2, ResNet12
 from .tasks import EpisodeSampler, TaskBatch
 from .training import MetaConfig, MetaTrainer, meta_train
 
 __all__ = [
-    "ALGORITHMS", "FOMAML", "MAML", "MLP", "CheckpointError", "ConfigError", "Conv4", "DatasetError",
+    "ALGORITHMS", "FOMAML", "MAML", "MLP", "MobileNetV1", "MobileNetV2", "ResNet12", "CheckpointError", "ConfigError", "Conv4", "DatasetError",
     "EpisodeSampler", "EvalResult", "InnerLoop", "MetaAlgorithm", "MetaConfig", "MetaTrainer", "Reptile",
     "SDKError", "TaskBatch", "build_model", "evaluate", "fomaml_gradient", "get_algorithm", "load_checkpoint",
     "maml_gradient", "meta_train", "register_model", "reptile_adapt", "adapted_copy", "Backbone", "check_backbone", "reptile_gradient", "reptile_train",

@@ -87,13 +87,31 @@ def initialise_from(model: nn.Module, path: str | os.PathLike) -> list[str]:
     """Copy into ``model`` every tensor of the checkpoint at ``path`` whose name and shape match; return the
     names left as they were (e.g. a head with another number of classes). The backbone must match entirely."""
     source, _ = load_checkpoint(path)
-    saved = source.state_dict()
+    return copy_matching(model, source.state_dict(), str(path))
+
+
+def start_from(model: nn.Module, weights: str | os.PathLike | dict[str, torch.Tensor]) -> list[str]:
+    """Starting weights for ``model`` from a state dict, or a ``.safetensors`` file holding one (never a pickle):
+    every tensor whose name and shape match is copied; the backbone must match entirely (a head of another size
+    stays as initialised). Returns the names left as they were; CheckpointError otherwise."""
+    if isinstance(weights, dict):
+        return copy_matching(model, weights, "the state dict")
+    path = Path(weights)
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"{path}: starting weights are read from .safetensors files only (save a state dict "
+                              "with safetensors.torch.save_file(model.state_dict(), 'weights.safetensors'))")
+    return copy_matching(model, _load_tensors(path), str(path))
+
+
+def copy_matching(model: nn.Module, saved: dict[str, torch.Tensor], source: str) -> list[str]:
+    """Load the tensors of ``saved`` that fit ``model`` by name and shape; CheckpointError unless every tensor
+    outside the head fits. Returns the names left as they were."""
     own = model.state_dict()
     fits = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
     backbone = [k for k in own if not k.startswith("head.")]
     missing = [k for k in backbone if k not in fits]
     if missing:
-        raise CheckpointError(f"{path} does not fit this model's backbone: no matching {missing[:3]}")
+        raise CheckpointError(f"{source} does not fit this model's backbone: no matching {missing[:3]}")
     model.load_state_dict({**own, **fits})
     return sorted(set(own) - set(fits))
 

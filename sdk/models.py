@@ -40,10 +40,20 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
     return {"name": name, "config": dict(model.config)}
 
 
+class LeakyReLU(nn.LeakyReLU):
+    """Leaky ReLU with ResNet-12's negative slope, 0.1 (PyTorch's default is 0.01)."""
+
+    def __init__(self) -> None:
+        super().__init__(negative_slope=0.1)
+
+
 # ReLU's gradient jumps at 0, so the adapted weights are a discontinuous function of the support set:
 # two float32 implementations that round differently can disagree by far more than their rounding
 # on tasks that sit near a jump. ELU's gradient is continuous (see docs/deploy.md, "Known limits").
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "elu": nn.ELU}
+# ReLU6 (jumps at 0 and 6), leaky ReLU (at 0) and hardswish (at -3 and 3) jump too; the MobileNets and
+# ResNet-12 (edgeadapt.sdk.networks) use them as their papers do.
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "elu": nn.ELU, "relu6": nn.ReLU6,
+                                           "hardswish": nn.Hardswish, "leaky_relu": LeakyReLU}
 
 
 def _check_activation(name: str) -> None:

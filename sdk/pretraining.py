@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed
-from .augment import AUGMENTATIONS, augment
+from .augment import AUGMENTATIONS, augment, default_augmentation
 from .checkpoint import CheckpointError, load_training_state, save_checkpoint
 from .contract import check_backbone
 from .datasets.base import ClassDataset
@@ -41,7 +41,7 @@ class PretrainConfig:
     batch_size: int = 256
     max_lr: float = 3e-3
     weight_decay: float = 0.0
-    augmentation: str = "shift"
+    augmentation: str | None = None  # None: the one that suits the data's modality (augment.DEFAULT_AUGMENTATION)
     label_smoothing: float = 0.0
     classifier: str = "linear"
     margin: float = 0.0
@@ -51,7 +51,7 @@ class PretrainConfig:
             raise ConfigError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
         if not self.max_lr > 0 or self.weight_decay < 0 or not 0 <= self.label_smoothing < 1:
             raise ConfigError("need max_lr > 0, weight_decay >= 0 and 0 <= label_smoothing < 1")
-        if self.augmentation not in AUGMENTATIONS:
+        if self.augmentation is not None and self.augmentation not in AUGMENTATIONS:
             raise ConfigError(f"augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
         if self.classifier not in CLASSIFIERS:
             raise ConfigError(f"classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
@@ -130,8 +130,9 @@ class Pretrainer:
         self.classifier = _Classifier(self.model, config.classifier).to(self.device)
         self.network = DistributedDataParallel(self.classifier) if self.world.size > 1 else self.classifier
         self.config = config
-        self.images = classes.images.flatten(0, 1)
-        self.labels = torch.arange(classes.n_classes).repeat_interleave(classes.n_drawings)
+        self.classes = classes
+        self.labels = classes.labels
+        self.augmentation = config.augmentation or default_augmentation(classes.input_spec)
         self.steps_per_epoch = -(-len(self.labels) // config.batch_size)
         self.total_steps = config.epochs * self.steps_per_epoch
         self.generator = torch.Generator().manual_seed(seed)
@@ -150,7 +151,8 @@ class Pretrainer:
             self.order = torch.randperm(len(self.labels), generator=self.generator)
         index = self.order[position * self.config.batch_size: (position + 1) * self.config.batch_size]
         share = distributed.shard(len(index), self.world)  # every process distorts the whole batch alike
-        x = augment(self.images[index], self.config.augmentation, self.generator)[share.start:share.stop]
+        x = augment(self.classes.decode(self.classes.examples[index]), self.augmentation,
+                    self.generator)[share.start:share.stop]
         x, y = x.to(self.device), self.labels[index[share.start:share.stop]].to(self.device)
         self.network.train()
         logits = self.network(x)

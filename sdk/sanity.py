@@ -22,7 +22,8 @@ HASH_CHARS = 12  # 48 bits of sha256 per class: a chance collision among thousan
 
 def class_hashes(classes: ClassDataset) -> list[str]:
     """A short sha256 of each class's images (the same class read from a zip or a folder hashes alike), sorted."""
-    return sorted(hashlib.sha256(c.contiguous().numpy().tobytes()).hexdigest()[:HASH_CHARS] for c in classes.images)
+    return sorted(hashlib.sha256(classes.class_examples(c).contiguous().numpy().tobytes()).hexdigest()[:HASH_CHARS]
+                  for c in range(classes.n_classes))
 
 
 def warn_if_trained_on(trained: dict[str, Any], evaluated: dict[str, Any]) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -11,13 +12,14 @@ from .errors import ConfigError
 from .inner_loop import PAD_LABEL
 
 __all__ = ["EpisodeSampler", "TaskBatch"]
+log = logging.getLogger(__name__)
 
 
 class EpisodeSampler(SeededSampler):
     """Draws N-way K-shot classification tasks from one split of a :class:`ClassDataset`.
 
-    Each task picks ``ways`` distinct classes and ``shots + query_shots`` distinct drawings of
-    each; the order in which classes are picked assigns the labels, so label meanings are
+    Each task picks ``ways`` distinct classes and ``shots + query_shots`` distinct examples of
+    each (classes may hold any number; those with fewer than that are left out, with a warning); the order in which classes are picked assigns the labels, so label meanings are
     permuted from task to task. Sampling is deterministic given ``seed``, and only touches
     the dataset it was given, so splits can never mix.
 
@@ -25,7 +27,7 @@ class EpisodeSampler(SeededSampler):
     between ``min_shots`` and ``shots`` support examples per class, padded to the full size with
     examples labelled ``PAD_LABEL`` (ignored by the loss), as a deployed artifact pads its tasks.
 
-    With ``within_alphabet`` every task draws its classes from one alphabet (chosen uniformly among those
+    With ``within_alphabet`` every task draws its classes from one group, e.g. an alphabet (chosen uniformly among those
     with at least ``ways`` classes): Lake et al.'s harder protocol, where characters look alike.
     """
 
@@ -39,10 +41,15 @@ class EpisodeSampler(SeededSampler):
             raise ConfigError(f"shots must be >= 1 and query_shots >= 0, got {shots} and {query_shots}")
         if ways > dataset.n_classes:
             raise ConfigError(f"{ways}-way tasks need {ways} classes, the dataset has {dataset.n_classes}")
-        if shots + query_shots > dataset.n_drawings:
-            raise ConfigError(
-                f"shots + query_shots = {shots + query_shots} exceeds the {dataset.n_drawings} drawings per class"
-            )
+        self._sizes = torch.tensor(dataset.class_sizes)
+        self._eligible = self._sizes >= shots + query_shots
+        if int(self._eligible.sum()) < ways:
+            raise ConfigError(f"{ways}-way tasks of shots + query_shots = {shots + query_shots} examples per class "
+                              f"need {ways} classes that large; the dataset has {int(self._eligible.sum())} (sizes "
+                              f"{min(dataset.class_sizes)}..{max(dataset.class_sizes)})")
+        if not bool(self._eligible.all()):
+            log.warning("%d of %d classes have fewer than %d examples and are left out of tasks",
+                        int((~self._eligible).sum()), dataset.n_classes, shots + query_shots)
         self.min_ways = ways if min_ways is None else min_ways
         self.min_shots = shots if min_shots is None else min_shots
         if not 2 <= self.min_ways <= ways or not 1 <= self.min_shots <= shots:
@@ -51,19 +58,22 @@ class EpisodeSampler(SeededSampler):
         self.dataset = dataset
         self.ways, self.shots, self.query_shots = ways, shots, query_shots
         self.within_alphabet = within_alphabet
-        self._alphabet_members = _alphabet_members(dataset, ways) if within_alphabet else None
+        self._alphabet_members = _group_members(dataset, ways, self._eligible) if within_alphabet else None
         super().__init__(seed)
 
     def draw(self, n_tasks: int, generator: torch.Generator) -> TaskBatch:
         """``n_tasks`` independent tasks, stacked along dimension 0, drawn from ``generator``."""
         ways, per_class, g = self.ways, self.shots + self.query_shots, generator
-        scores = torch.rand(n_tasks, self.dataset.n_classes, generator=g)
+        scores = torch.rand(n_tasks, self.dataset.n_classes, generator=g).masked_fill(~self._eligible, -1.0)
         if self._alphabet_members is not None:
             chosen = torch.randint(len(self._alphabet_members), (n_tasks,), generator=g)
             scores = scores.masked_fill(~self._alphabet_members[chosen], -1.0)
         classes = scores.topk(ways, dim=1).indices
-        drawings = torch.rand(n_tasks, ways, self.dataset.n_drawings, generator=g).argsort(dim=2)[..., :per_class]
-        images = self.dataset.images[classes[:, :, None], drawings]  # (tasks, ways, per_class, C, H, W)
+        keys = torch.rand(n_tasks, ways, int(self._sizes.max()), generator=g)
+        beyond = torch.arange(keys.shape[2]) >= self._sizes[classes][..., None]  # past the end of a smaller class
+        drawings = keys.masked_fill(beyond, 2.0).argsort(dim=2)[..., :per_class]
+        rows = self.dataset.starts[classes][..., None] + drawings
+        images = self.dataset.decode(self.dataset.examples[rows])  # (tasks, ways, per_class, *shape)
         labels = torch.arange(ways).view(1, ways, 1).expand(n_tasks, ways, per_class).clone()
         if (self.min_ways, self.min_shots) != (ways, self.shots):
             task_ways = torch.randint(self.min_ways, ways + 1, (n_tasks, 1, 1), generator=g)
@@ -87,11 +97,11 @@ class EpisodeSampler(SeededSampler):
                 "within_alphabet": self.within_alphabet}
 
 
-def _alphabet_members(dataset: ClassDataset, ways: int) -> torch.Tensor:
-    """(alphabets, classes) bool: which classes belong to each alphabet that has at least ``ways`` of them."""
-    names = sorted(set(dataset.alphabets))
-    members = torch.tensor([[a == name for a in dataset.alphabets] for name in names])
+def _group_members(dataset: ClassDataset, ways: int, eligible: torch.Tensor) -> torch.Tensor:
+    """(groups, classes) bool: which eligible classes belong to each group that has at least ``ways`` of them."""
+    names = sorted(set(dataset.groups))
+    members = torch.tensor([[g == name for g in dataset.groups] for name in names]) & eligible
     members = members[members.sum(1) >= ways]
     if len(members) == 0:
-        raise ConfigError(f"no alphabet has {ways} classes for within-alphabet tasks")
+        raise ConfigError(f"no group (alphabet) has {ways} classes for within-group tasks")
     return members

@@ -109,7 +109,7 @@ def test_sine_regression_trains_with_every_algorithm(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["eval", "/nonexistent/ckpt", "--dataset", "glyphs"], "no checkpoint folder at /nonexistent/ckpt"),
     (["train", "--dataset", "omniglot", "--data", "/nonexistent/omniglot.zip", "--out", "x"], "/nonexistent"),
-    (["train", "--dataset", "glyphs", "--shots", "19", "--query-shots", "5", "--out", "x"], "drawings"),
+    (["train", "--dataset", "glyphs", "--shots", "19", "--query-shots", "5", "--out", "x"], "classes that large"),
 ])
 def test_bad_input_gives_a_one_line_error(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

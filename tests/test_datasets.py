@@ -76,7 +76,7 @@ def test_zip_loads_with_shapes_order_and_polarity(omniglot_zip: Path, cache: Pat
     assert ds.images.dtype == torch.float32
     assert float(ds.images.min()) >= 0.0 and float(ds.images.max()) <= 1.0
     assert ds.class_names == ("Greek/character01", "Greek/character02", "Latin/character9", "Latin/character10")
-    assert ds.alphabets == ("Greek", "Greek", "Latin", "Latin")
+    assert ds.groups == ("Greek", "Greek", "Latin", "Latin")
     # mostly white paper -> mostly 0.0; the 31x31 ink box (~8% of the page) -> ~1.0
     assert float((ds.images < 0.05).float().mean()) > 0.8
     assert float(ds.images.max()) > 0.99
@@ -93,7 +93,7 @@ def test_folder_layout_matches_zip(tmp_path: Path, omniglot_zip: Path, cache: Pa
         from_folder = load_omniglot(path, cache_dir=cache)
         assert torch.equal(from_folder.images, from_zip.images)
         assert from_folder.class_names == from_zip.class_names
-        assert from_folder.alphabets == from_zip.alphabets
+        assert from_folder.groups == from_zip.groups
 
 
 def test_evaluation_zip_loads(tmp_path: Path, cache: Path) -> None:
@@ -114,7 +114,7 @@ def test_cache_second_load_skips_decoding(
     monkeypatch.setattr(omniglot_module, "preprocess_omniglot", no_decoding)
     second = load_omniglot(omniglot_zip, cache_dir=cache)
     assert torch.equal(second.images, first.images)
-    assert second.class_names == first.class_names and second.alphabets == first.alphabets
+    assert second.class_names == first.class_names and second.groups == first.groups
 
 
 def test_cache_dir_from_environment(omniglot_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -215,13 +215,13 @@ def test_omniglot_splits_by_alphabet(tmp_path: Path, cache: Path) -> None:
     layout = {name: ["character01"] for name in OMNIGLOT_VALIDATION_ALPHABETS + ("Latin", "Greek")}
     ds = load_omniglot(_write_zip(tmp_path / "images_background.zip", _entries(layout, 2)), cache_dir=cache)
     train, val = omniglot_splits(ds)
-    assert val.n_classes == 6 and set(val.alphabets) == set(OMNIGLOT_VALIDATION_ALPHABETS)
-    assert train.n_classes == 2 * 4 and set(train.alphabets) == {"Latin", "Greek"}
+    assert val.n_classes == 6 and set(val.groups) == set(OMNIGLOT_VALIDATION_ALPHABETS)
+    assert train.n_classes == 2 * 4 and set(train.groups) == {"Latin", "Greek"}
     assert torch.equal(train.images[2], torch.rot90(train.images[0], 1, dims=(-2, -1)))
     plain_train, _ = omniglot_splits(ds, rotate_train=False)
     assert plain_train.n_classes == 2
     with pytest.raises(DatasetError, match="Bengali"):
-        omniglot_splits(ds.select_alphabets(["Latin", "Greek", "Korean"]))
+        omniglot_splits(ds.select_groups(["Latin", "Greek", "Korean"]))
 
 
 def test_find_data_dir_and_omniglot_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -243,13 +243,13 @@ def test_glyphs_shape_and_determinism() -> None:
     assert ds.images.shape == (6, 4, 1, 28, 28) and ds.images.dtype == torch.float32
     assert float(ds.images.min()) == 0.0 and float(ds.images.max()) == 1.0
     assert 0.02 < float(ds.images.mean()) < 0.2  # strokes on paper, not blobs or blanks
-    assert ds.class_names[2] == "glyph-00002" and ds.alphabets[2] == "glyphs-000"
+    assert ds.class_names[2] == "glyph-00002" and ds.groups[2] == "glyphs-000"
     assert torch.equal(make_glyphs(6, n_drawings=4, seed=3).images, ds.images)
     assert not torch.equal(make_glyphs(6, n_drawings=4, seed=4).images, ds.images)
     shifted = make_glyphs(2, n_drawings=4, seed=3, first_class=4)
     assert torch.equal(shifted.images, ds.images[4:6])
     assert shifted.class_names == ds.class_names[4:6]
-    assert make_glyphs(21, n_drawings=1).alphabets[20] == "glyphs-001"
+    assert make_glyphs(21, n_drawings=1).groups[20] == "glyphs-001"
 
 
 def test_glyph_classes_are_distinguishable_but_not_trivially() -> None:
@@ -310,7 +310,7 @@ def test_real_omniglot_background(monkeypatch) -> None:
     monkeypatch.setattr(omniglot, "_decode", no_decoding)  # the second load is served from the cache
     ds = load_omniglot(path)
     assert ds.images.shape == (964, 20, 1, 28, 28)
-    assert len(set(ds.alphabets)) == 30
+    assert len(set(ds.groups)) == 30
     train, val = omniglot_splits(ds)
     assert train.n_classes == 758 * 4 and val.n_classes == 206
     assert 0.03 < float(ds.images.mean()) < 0.2  # ink is the minority

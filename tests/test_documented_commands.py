@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import photo_folder
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ("README.md", "models/README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")))
 LANGUAGES = ("bash", "python", "js")
@@ -73,6 +75,8 @@ RULES = (
     Rule(r"^(\.venv/bin/)?edgeadapt (pretrain|train|eval|continual) .*--dataset (omniglot|rotated-mnist)",
          run=True, slow=True),
     Rule(r"^edgeadapt continual --method reptile --search", run=True, slow=True),
+    Rule(r"^(\.venv/bin/)?edgeadapt (pretrain|train|eval|export) .*(my-photos|photos-model)", run=True),
+    Rule(r"^python examples/personalise_photos\.py ", run=True),
     Rule(r"^(\.venv/bin/)?edgeadapt (train|export) ", run=True),
     Rule(r"^OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m edgeadapt\.cli ", run=True, slow=True),
     Rule(r"^openssl (genpkey|pkey) ", run=True),
@@ -216,6 +220,8 @@ def workspace(tmp_path: Path, models: bool = True) -> Path:
     if models:
         (tmp_path / "models" / "omniglot-conv4").symlink_to(ROOT / "models" / "omniglot-conv4")
     (tmp_path / "models" / "reproduce_omniglot_conv4.sh").symlink_to(ROOT / "models" / "reproduce_omniglot_conv4.sh")
+    photo_folder(tmp_path / "my-photos", sizes=(11,) * 25)  # the README's own-data path: 20 classes train, 5 validate
+    photo_folder(tmp_path / "new-photos", sizes=(7,) * 4)  # and classes it never saw
     return tmp_path
 
 

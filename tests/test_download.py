@@ -108,7 +108,7 @@ def test_download_omniglot_then_load(served: tuple[str, bytes, str], tmp_path: P
     path = download_omniglot(tmp_path / "data", url=f"{base}/images_background.zip", sha256=sha)
     assert path == tmp_path / "data" / "images_background.zip"
     ds = load_omniglot(path, cache_dir=tmp_path / "cache")
-    assert ds.class_names == ("Latin/character01",) and ds.n_drawings == 2
+    assert ds.class_names == ("Latin/character01",) and ds.class_sizes == (2,)
     with pytest.raises(ValueError, match="which"):
         download_omniglot(tmp_path, which="test")
     # a mirror without an explicit hash is checked against the canonical official hash

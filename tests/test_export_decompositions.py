@@ -6,7 +6,7 @@ from torch.export.graph_signature import InputKind
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from edgeadapt.export import xnnpack_decompositions
-from edgeadapt.export.decompositions import convolution_backward
+from edgeadapt.export.decompositions import convolution_backward, max_pool_backward
 from edgeadapt.export.xnnpack_decompositions import (
     convolution_as_matmul,
     convolution_backward_as_matmul,
@@ -38,6 +38,32 @@ def test_convolution_backward_matches_autograd(size, stride, padding, backward):
         torch.testing.assert_close(a, e)
 
 
+# (input channels, output channels, groups, kernel): depthwise, depthwise with a channel multiplier, grouped, 1x1
+GROUPED = [(6, 6, 6, 3), (4, 8, 4, 3), (6, 9, 3, 3), (4, 6, 2, 1)]
+
+
+@pytest.mark.parametrize("backward", [convolution_backward, convolution_backward_as_matmul])
+@pytest.mark.parametrize("channels_in, channels_out, groups, kernel", GROUPED)
+@pytest.mark.parametrize("size, stride, padding", [(9, 1, 1), (10, 2, 1), (7, 2, 0), (8, 1, 0)])
+def test_grouped_convolution_backward_matches_autograd(channels_in, channels_out, groups, kernel, size, stride,
+                                                       padding, backward):
+    g = torch.Generator().manual_seed(size * groups)
+    x = torch.randn(3, channels_in, size, size + 1, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(channels_out, channels_in // groups, kernel, kernel, dtype=torch.float64, generator=g,
+                    requires_grad=True)
+    b = torch.randn(channels_out, dtype=torch.float64, generator=g, requires_grad=True)
+    y = F.conv2d(x, w, b, stride=stride, padding=padding, groups=groups)
+    upstream = torch.randn(y.shape, dtype=torch.float64, generator=g)
+    expected = torch.autograd.grad(y, [x, w, b], upstream)
+    ours = backward(upstream, x.detach(), w.detach(), [channels_out], [stride] * 2, [padding] * 2, [1, 1], False,
+                    [0, 0], groups, [True, True, True])
+    for a, e in zip(ours, expected):
+        torch.testing.assert_close(a, e)
+    as_matmul = convolution_as_matmul(x.detach(), w.detach(), b.detach(), [stride] * 2, [padding] * 2, [1, 1], False,
+                                      [0, 0], groups)
+    torch.testing.assert_close(as_matmul, y.detach())
+
+
 @pytest.mark.parametrize("size, stride, padding", CASES)
 def test_convolution_as_matmul_matches_conv2d(size, stride, padding):
     g = torch.Generator().manual_seed(size)
@@ -47,11 +73,27 @@ def test_convolution_as_matmul_matches_conv2d(size, stride, padding):
     torch.testing.assert_close(ours, F.conv2d(x, w, b, stride=stride, padding=padding))
 
 
-def test_grouped_convolutions_are_refused_clearly():
-    x, w = torch.randn(1, 4, 5, 5), torch.randn(4, 2, 3, 3)
-    with pytest.raises(NotImplementedError, match="ungrouped"):
-        convolution_backward(torch.randn(1, 4, 3, 3), x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 2,
-                             [True, True, False])
+@pytest.mark.parametrize("backward", [convolution_backward, convolution_backward_as_matmul])
+@pytest.mark.parametrize("dilation, transposed", [([2, 2], False), ([1, 1], True)])
+def test_dilated_and_transposed_convolutions_are_refused_clearly(backward, dilation, transposed):
+    x, w = torch.randn(1, 4, 7, 7), torch.randn(4, 2, 3, 3)
+    with pytest.raises(NotImplementedError, match="undilated, not transposed"):
+        backward(torch.randn(1, 4, 3, 3), x, w, None, [1, 1], [0, 0], dilation, transposed, [0, 0], 2,
+                 [True, True, False])
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 2, 1)])
+def test_max_pool_backward_matches_autograd_ties_included(kernel, stride, padding):
+    g = torch.Generator().manual_seed(kernel * 10 + stride)
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64, generator=g)
+    x[0, 0, :4, :4] = 1.0  # a flat region: windows whose maximum is tied, as on a uniform background
+    x[1, 2] = 0.0
+    x.requires_grad_()
+    y, indices = torch.ops.aten.max_pool2d_with_indices(x, [kernel] * 2, [stride] * 2, [padding] * 2)
+    upstream = torch.randn(y.shape, dtype=torch.float64, generator=g)
+    expected, = torch.autograd.grad(y, x, upstream)
+    ours = max_pool_backward(upstream, x.detach(), [kernel] * 2, [stride] * 2, [padding] * 2, [1, 1], False, indices)
+    torch.testing.assert_close(ours, expected)  # a tie's gradient goes to one position only, not shared
 
 
 @pytest.mark.parametrize("shape, groups", [((4, 64, 7, 7), 1), ((4, 64, 7, 7), 4), ((3, 8, 10), 2), ((5, 6), 3)])

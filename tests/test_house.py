@@ -19,6 +19,7 @@ from edgeadapt.runtime.preprocess import prepare
 from edgeadapt.sdk import Conv4, InnerLoop
 from edgeadapt.sdk.contract import Backbone, check_backbone
 from edgeadapt.sdk.errors import ConfigError
+from edgeadapt.sdk.backbones import BACKBONES
 from edgeadapt.sdk.recipes import DATASETS, make_sampler
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +113,7 @@ PLUGIN = '''
     from torch import nn
 
     from edgeadapt.runtime.format.inputs import InputSpec
+    from edgeadapt.sdk.backbones import register_backbone
     from edgeadapt.sdk.contract import Backbone
     from edgeadapt.sdk.datasets.base import ClassDataset
     from edgeadapt.sdk.models import register_model
@@ -124,7 +126,7 @@ PLUGIN = '''
         images = (centres + 0.05 * torch.randn(24, 6, 3, 10, 12, generator=generator)).clamp(0, 1)
         spec = InputSpec((3, 10, 12), mean=(0.5, 0.5, 0.5), std=(0.3, 0.3, 0.3), resize="lanczos")
         names = tuple(f"{split}-{c}" for c in range(24))
-        return ClassDataset(((images - 0.5) / 0.3).float(), names, names, spec)
+        return ClassDataset.dense(((images - 0.5) / 0.3).float(), names, names, spec)
 
 
     @register_model
@@ -135,15 +137,15 @@ PLUGIN = '''
                                            nn.Flatten()), nn.Linear(hidden, ways))
 
 
-    register_dataset(DatasetRecipe("tiny-rgb", classes=pictures, model=lambda spec, ways, hidden, act: Tiny(ways, 8),
-                                   help="small RGB pictures"))
+    register_backbone("tiny", lambda spec, settings: Tiny(settings.ways, 8))
+    register_dataset(DatasetRecipe("tiny-rgb", classes=pictures, model="tiny", help="small RGB pictures"))
 '''
 
 
 def test_a_users_dataset_and_model_go_from_import_to_the_device(tmp_path, monkeypatch, capsys, request):
     (tmp_path / "my_plugin.py").write_text(textwrap.dedent(PLUGIN))
     monkeypatch.syspath_prepend(str(tmp_path))
-    request.addfinalizer(lambda: DATASETS.pop("tiny-rgb", None))  # the registry as other tests know it
+    request.addfinalizer(lambda: (DATASETS.pop("tiny-rgb", None), BACKBONES.pop("tiny", None)))  # as others know them
     run, artifact = tmp_path / "run", tmp_path / "artifact"
     assert main(["train", "--import", "my_plugin", "--dataset", "tiny-rgb", "--ways", "3", "--iterations", "2",
                  "--scope", "head", "--head-init", "prototypes", "--inner-steps", "1", "--eval-tasks", "4",

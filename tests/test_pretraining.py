@@ -27,7 +27,7 @@ def _patterns(n_classes: int, n_drawings: int) -> ClassDataset:
     g = torch.Generator().manual_seed(0)
     base = (torch.rand(n_classes, 1, 1, 28, 28, generator=g) > 0.7).float()
     noise = 0.1 * torch.rand(n_classes, n_drawings, 1, 28, 28, generator=g)
-    return ClassDataset((base + noise).contiguous(), tuple(map(str, range(n_classes))), ("a",) * n_classes)
+    return ClassDataset.dense((base + noise).contiguous(), tuple(map(str, range(n_classes))), ("a",) * n_classes)
 
 
 def test_pretraining_learns_the_classes():

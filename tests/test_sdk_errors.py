@@ -66,7 +66,7 @@ def test_a_missing_data_folder_is_an_sdk_error(tmp_path):
     (lambda: EpisodeSampler(labelled_dataset(n_classes=4), ways=5, shots=1), "5-way tasks need 5 classes"),
     (lambda: build_model("Nope", {}), "unknown model"),
     (lambda: Conv4(activation="tanh"), "activation"),
-    (lambda: labelled_dataset().select_alphabets(["Klingon"]), "unknown alphabets"),
+    (lambda: labelled_dataset().select_groups(["Klingon"]), "unknown groups"),
 ])
 def test_bad_settings_are_config_errors(make, message):
     with pytest.raises(ConfigError, match=message) as error:

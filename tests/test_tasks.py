@@ -78,7 +78,7 @@ def test_rejects_impossible_tasks():
 
     with pytest.raises(ValueError, match="classes"):
         EpisodeSampler(labelled_dataset(4), ways=5, shots=1)
-    with pytest.raises(ValueError, match="drawings"):
+    with pytest.raises(ValueError, match="need 5 classes that large"):
         EpisodeSampler(labelled_dataset(), ways=5, shots=15, query_shots=10)
     with pytest.raises(ValueError, match="ways"):
         EpisodeSampler(labelled_dataset(), ways=1, shots=1)

@@ -1,24 +1,32 @@
 """The web demo (examples/web, onnxruntime-web's wasm) in headless Chromium, driven through its buttons, against
-edgeadapt.runtime on the same drawings. Writes a screenshot after adaptation to test-reports/web-demo.png."""
+edgeadapt.runtime on the same drawings, and on photos for an image model (its file input, the canvas's RGBA pixels
+through prepareInput). Writes a screenshot after adaptation to test-reports/web-demo.png."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import edgeadapt.runtime as rt
+from artifacts import copy_with_manifest
+from edgeadapt.runtime.format.inputs import InputSpec
+from edgeadapt.runtime.preprocess import prepare
 from js_targets import PRETRAINED, ROOT, TOLERANCE, fixed_task, require
+from test_runtime_inputs import camera_frame
 
 pytestmark = pytest.mark.browser
 WEB = ROOT / "examples" / "web"
 REPORTS = ROOT / "test-reports"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]  # a test pattern as the camera
 WAIT_MS = 120_000
 
 
@@ -30,32 +38,46 @@ def _serve_module():
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def browser(tmp_path_factory):
+    """A headless Chromium (a persistent context: the profile in a temporary folder)."""
     chromium = os.environ.get("EDGEADAPT_CHROMIUM") or shutil.which("chromium")
     require(chromium is not None, "chromium is not installed")
     require(importlib.util.find_spec("playwright") is not None, "playwright is not installed (pip install playwright)")
     require((WEB / "vendor" / "ort").is_dir(), f"run `npm ci && npm run build` in {WEB}")
     from playwright.sync_api import sync_playwright
 
-    server = _serve_module().make_server(PRETRAINED, port=0)
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=chromium, args=CHROMIUM_ARGS,
+            headless=True, viewport={"width": 1150, "height": 860})
+        yield context
+        context.close()
+
+
+@contextlib.contextmanager
+def _demo(browser, artifact: Path):
+    """A page of the demo serving ``artifact``, loaded; no page errors allowed."""
+    server = _serve_module().make_server(artifact, port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     errors: list[str] = []
     try:
-        with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                str(tmp_path_factory.mktemp("chromium-profile")), executable_path=chromium, args=CHROMIUM_ARGS,
-                headless=True, viewport={"width": 1150, "height": 860})
-            page = context.new_page()
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
-            page.wait_for_function("window.demo && (demo.state.learner || demo.error)", timeout=WAIT_MS)
-            assert page.evaluate("demo.error") is None
-            yield page
-            assert not errors, errors
-            context.close()
+        page = browser.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+        page.wait_for_function("window.demo && (demo.state.learner || demo.error)", timeout=WAIT_MS)
+        assert page.evaluate("demo.error") is None
+        yield page
+        assert not errors, errors
+        page.close()
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def page(browser):
+    with _demo(browser, PRETRAINED) as page:
+        yield page
 
 
 def _classify(page) -> tuple[list[float], list[float]]:
@@ -119,3 +141,49 @@ def test_a_drawing_made_with_the_mouse_is_preprocessed_and_classified_like_the_r
     x = preprocess_omniglot(gray)[None, None]
     np.testing.assert_array_equal(np.array(fed, np.float32).reshape(x.shape), x)
     np.testing.assert_allclose([row], expected.predict_proba(x), atol=TOLERANCE, rtol=0)
+
+
+def test_photos_from_the_file_input_are_prepared_and_classified_like_the_runtime(browser, tmp_path_factory):
+    """An image model (the pretrained graphs described as 1-channel photos, centre-cropped) gets the photo input;
+    photos chosen through it are the runtime's prepare of the same pixels (within 1/255: JavaScript is Pillow-exact,
+    numpy within 1/255 of Pillow), and adapting to them and classifying one give the runtime's probabilities."""
+    folder = tmp_path_factory.mktemp("photo-model")
+    spec = InputSpec((1, 28, 28), fit="crop")
+    artifact = copy_with_manifest(PRETRAINED, folder / "artifact", lambda m: m.update(input=spec.manifest_entry()),
+                                  reseal=True)
+    image_module = pytest.importorskip("PIL.Image")
+    frames = [camera_frame(240, 320, seed) for seed in range(3)]
+    paths = []
+    for i, frame in enumerate(frames):
+        paths.append(folder / f"photo-{i}.png")
+        image_module.fromarray(frame).save(paths[-1])
+    with _demo(browser, artifact) as page:
+        assert page.is_visible("#photo-input") and not page.is_visible("#pad")
+        inputs = []
+        for i, path in enumerate(paths):
+            page.evaluate("demo.state.hasPhoto = false")
+            page.set_input_files("#photo-file", str(path))
+            page.wait_for_function("demo.state.hasPhoto", timeout=WAIT_MS)
+            if i < 2:
+                page.locator(".card").nth(i).locator(".add-example").click()
+                inputs.append(page.evaluate("demo.lastInput"))
+        page.click("#adapt")
+        page.wait_for_function("demo.lastAdaptation", timeout=WAIT_MS)
+        row, fed = _classify(page)
+        page.click("#camera-start")
+        page.wait_for_function("!document.querySelector('#camera-shoot').disabled", timeout=WAIT_MS)
+        page.click("#camera-shoot")
+        shape = page.evaluate("[demo.state.hasPhoto, document.querySelector('#photo').height, "
+                              "document.querySelector('#photo').width]")
+        camera = np.array(page.evaluate("demo.photoPixels()"), np.uint8).reshape(*shape[1:], 4)
+        camera_input = page.evaluate("Array.from(demo.photoInput())")
+    manifest = rt.load(artifact, threads=1).manifest
+    np.testing.assert_allclose(np.array(camera_input, np.float32).reshape(1, *spec.shape), prepare(camera, manifest),
+                               rtol=0, atol=1.01 / 255)  # the camera's frame, RGBA, as the runtime prepares it
+    expected = prepare(frames, manifest)
+    np.testing.assert_allclose(np.array(inputs + [fed], np.float32).reshape(expected.shape), expected, rtol=0,
+                               atol=1.01 / 255)
+    support = np.array(inputs, np.float32).reshape(expected[:2].shape)
+    adapted = rt.load(artifact, threads=1).adapt(support, ["Class 1", "Class 2"])
+    np.testing.assert_allclose([row], adapted.predict_proba(np.array(fed, np.float32).reshape(expected[2:].shape)),
+                               atol=TOLERANCE, rtol=0)

@@ -1,18 +1,25 @@
-// The demo page: a drawing pad, class cards holding a few examples each, adaptation and classification in
-// onnxruntime-web (wasm). window.demo exposes the state the browser test reads (tests/test_targets.py).
+// The demo page: a drawing pad (drawing models) or a camera / photo input (image models: prepareInput on the
+// canvas's RGBA pixels, by the manifest's input description), class cards holding a few examples each, adaptation
+// and classification in onnxruntime-web (wasm). window.demo exposes the state the browser test reads
+// (tests/test_web_demo.py).
 import * as ort from "./vendor/ort/ort.wasm.min.mjs";
 import { Learner } from "./edgeadapt.mjs";
-import { IMAGE_SIZE, preprocessDrawing } from "./preprocess.mjs";
+import { IMAGE_SIZE, centreBox, prepareInput, preprocessDrawing } from "./preprocess.mjs";
 
 const MIN_CLASSES = 2;
 const MAX_CLASSES = 5;
+const MAX_PHOTO_SIDE = 1600; // larger photos are drawn smaller on the canvas (the browser's scaling) before Lanczos
 const $ = (id) => document.getElementById(id);
 const pad = $("pad");
 const context = pad.getContext("2d", { willReadFrequently: true });
-const state = { learner: null, adapted: null, classes: [], samples: null };
+const photo = $("photo");
+const photoContext = photo.getContext("2d", { willReadFrequently: true });
+const state = { learner: null, adapted: null, classes: [], samples: null, hasPhoto: false };
 const demo = { state, lastInput: null, lastAdaptation: null, lastResult: null, error: null };
 window.demo = demo;
 demo.padGray = () => padGray();
+demo.photoInput = () => photoInput();
+demo.photoPixels = () => Array.from(photoContext.getImageData(0, 0, photo.width, photo.height).data);
 
 function setStatus(text, isError = false) {
   $("status").textContent = text;
@@ -76,6 +83,83 @@ function padInput() {
   return input;
 }
 
+// --- photos (image models): a file or the camera drawn on a canvas, its RGBA pixels prepared by the manifest ---
+const takesPhotos = () => state.learner?.manifest.input?.modality === "image";
+
+/** Draws an image, bitmap or video frame on the photo canvas at its own size (at most MAX_PHOTO_SIDE a side). */
+function showPhoto(source, width, height) {
+  const shrink = Math.min(1, MAX_PHOTO_SIDE / Math.max(width, height));
+  photo.width = Math.max(1, Math.round(width * shrink));
+  photo.height = Math.max(1, Math.round(height * shrink));
+  photoContext.drawImage(source, 0, 0, photo.width, photo.height);
+  state.hasPhoto = true;
+}
+
+/** The photo as the model's input: getImageData (RGBA) -> prepareInput, as the runtime prepares a camera frame. */
+function photoInput() {
+  if (!state.hasPhoto) throw new Error("Take or choose a photo first.");
+  const { data } = photoContext.getImageData(0, 0, photo.width, photo.height);
+  const input = prepareInput(data, photo.width, photo.height, 4, state.learner.manifest, { channelOrder: "rgb" });
+  demo.lastInput = Array.from(input);
+  return input;
+}
+
+/** A thumbnail of the part of the photo the model sees (the centre box when it crops), at the input's size. */
+function photoThumbnail() {
+  const [, height, width] = state.learner.manifest.input_shape;
+  const box = state.learner.manifest.input.fit === "crop" ? centreBox(photo.height, photo.width, height, width)
+    : [0, 0, photo.height, photo.width];
+  const canvas = Object.assign(document.createElement("canvas"), { width, height, className: "thumb" });
+  canvas.getContext("2d").drawImage(photo, box[1], box[0], box[3], box[2], 0, 0, width, height);
+  return canvas;
+}
+
+async function openPhoto(file) {
+  const bitmap = await createImageBitmap(file, { imageOrientation: "from-image" }); // EXIF orientation, as training's exif_transpose
+  showPhoto(bitmap, bitmap.width, bitmap.height);
+  bitmap.close();
+}
+
+async function startCamera() {
+  if (!navigator.mediaDevices?.getUserMedia) throw new Error("this browser gives no camera here (it needs https or localhost)");
+  const video = $("camera");
+  video.srcObject = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" }, audio: false });
+  video.hidden = false;
+  await video.play();
+  $("camera-shoot").disabled = false;
+}
+
+function shoot() {
+  const video = $("camera");
+  if (video.videoWidth) showPhoto(video, video.videoWidth, video.videoHeight);
+}
+
+function setUpPhotos() {
+  $("photo-file").addEventListener("change", (event) => {
+    const [file] = event.target.files;
+    if (file) openPhoto(file).catch((e) => setStatus(`Could not open the photo: ${e.message}`, true));
+  });
+  $("camera-start").addEventListener("click", () => startCamera().catch((e) => setStatus(`No camera: ${e.message}`, true)));
+  $("camera-shoot").addEventListener("click", shoot);
+}
+
+/** Shows the drawing pad or the photo input, whichever the model takes. */
+function showInputs() {
+  const photos = takesPhotos();
+  $("drawing-input").hidden = photos;
+  $("photo-input").hidden = !photos;
+  $("sample-task").disabled = photos;
+  $("classify-what").textContent = photos ? "3. Classify the photo" : "3. Classify the drawing on the pad";
+}
+
+/** The current input (photo or pad) as the model's input, and its thumbnail. */
+function currentExample() {
+  if (takesPhotos()) return { input: photoInput(), thumb: photoThumbnail() };
+  const input = padInput();
+  clearPad();
+  return { input, thumb: null };
+}
+
 // --- bundled sample drawings: raw 105x105 ink bits, pre-processed exactly like the pad ---
 function sampleGray(bits, [height, width]) {
   const bytes = Uint8Array.from(atob(bits), (c) => c.charCodeAt(0));
@@ -120,20 +204,26 @@ function renderClasses() {
     const card = Object.assign(document.createElement("div"), { className: "card" });
     const name = Object.assign(document.createElement("input"), { value: entry.name, className: "class-name" });
     name.addEventListener("change", () => { entry.name = name.value; invalidate(); });
-    const add = Object.assign(document.createElement("button"), { textContent: "Add the pad's drawing", className: "add-example" });
+    const label = takesPhotos() ? "Add the photo" : "Add the pad's drawing";
+    const add = Object.assign(document.createElement("button"), { textContent: label, className: "add-example" });
     add.addEventListener("click", () => {
       if (entry.examples.length >= state.learner.maxShots) {
         setStatus(`This model takes at most ${state.learner.maxShots} examples per class.`, true);
         return;
       }
-      entry.examples.push(padInput());
-      clearPad();
+      try {
+        const { input, thumb } = currentExample();
+        entry.examples.push(input);
+        entry.thumbs = [...(entry.thumbs ?? []), thumb];
+      } catch (e) {
+        setStatus(e.message, true);
+      }
       renderClasses();
     });
     const reset = Object.assign(document.createElement("button"), { textContent: "Remove examples" });
-    reset.addEventListener("click", () => { entry.examples = []; renderClasses(); });
+    reset.addEventListener("click", () => { entry.examples = []; entry.thumbs = []; renderClasses(); });
     const examples = Object.assign(document.createElement("div"), { className: "examples" });
-    examples.append(...entry.examples.map(thumbnail));
+    examples.append(...entry.examples.map((input, j) => entry.thumbs?.[j] ?? thumbnail(input)));
     card.append(name, " ", add, reset, examples);
     card.dataset.index = i;
     holder.append(card);
@@ -157,7 +247,7 @@ function fillWithSamples(ways = 3, shots = 2) {
 
 // --- adapt and classify ---
 function concat(inputs) {
-  const out = new Float32Array(inputs.length * IMAGE_SIZE * IMAGE_SIZE);
+  const out = new Float32Array(inputs.length * inputs[0].length);
   inputs.forEach((input, i) => out.set(input, i * input.length));
   return out;
 }
@@ -185,8 +275,14 @@ async function adapt() {
 }
 
 async function classify() {
+  let input;
+  try {
+    input = takesPhotos() ? photoInput() : padInput();
+  } catch (e) {
+    return setStatus(e.message, true);
+  }
   const start = performance.now();
-  const [row] = await state.adapted.predictProba(padInput());
+  const [row] = await state.adapted.predictProba(input);
   const ms = performance.now() - start;
   demo.lastResult = { classes: state.adapted.classes, probabilities: row, ms };
   const best = row.indexOf(Math.max(...row));
@@ -217,12 +313,14 @@ async function start() {
   $("sample-task").addEventListener("click", () => fillWithSamples());
   $("adapt").addEventListener("click", adapt);
   $("classify").addEventListener("click", classify);
+  setUpPhotos();
   const [samples, learner] = await Promise.all([
     fetch("samples.json").then((r) => r.json()),
     Learner.load(ort, read, { executionProviders: ["wasm"] }),
   ]);
   state.samples = samples;
   state.learner = learner;
+  showInputs();
   renderSamples();
   for (let i = 0; i < MIN_CLASSES; i++) addClass();
   const model = learner.manifest.model?.name ?? "model";

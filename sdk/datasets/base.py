@@ -19,70 +19,112 @@ STROKES = {"modality": "strokes", "polarity": "ink_high", "resize": "lanczos"}
 
 @dataclass(frozen=True)
 class ClassDataset:
-    """Images grouped by class: ``images[c, d]`` is drawing ``d`` of class ``c``.
+    """Examples grouped by class, any number per class (ragged), stored class after class.
 
-    ``images`` is float32 of shape ``(n_classes, n_drawings, channels, height, width)``;
-    ``class_names`` and ``alphabets`` hold one entry per class (``alphabets`` names the
-    group a class belongs to, which is what splits are made by). ``input_spec`` describes one image (what it is,
-    its range and normalisation) as the device will be told; by default a picture in [0, 1] of the images'
-    shape, resized with Lanczos: datasets of drawings or spectrograms say so.
+    ``examples`` is ``(n_examples, *shape)``: float32 model inputs as they are, or uint8 pixels, which
+    :meth:`decode` scales to the input description's value range and normalises (a folder of photos stays in
+    uint8, a quarter of float32's memory, and may be memory-mapped from a cache). ``class_sizes[c]`` examples of
+    class ``c`` follow those of class ``c - 1``. ``class_names`` and ``groups`` hold one entry per class (``groups``
+    names what a class belongs to, e.g. an Omniglot alphabet, a speaker or a photo session; group splits and
+    within-group tasks use it). ``input_spec`` describes one input as the device will be told; by default a
+    picture in [0, 1] of the examples' shape, resized with Lanczos. Equal-size datasets come from :meth:`dense`.
     """
 
-    images: torch.Tensor
+    examples: torch.Tensor
+    class_sizes: tuple[int, ...]
     class_names: tuple[str, ...]
-    alphabets: tuple[str, ...]
+    groups: tuple[str, ...]
     input_spec: InputSpec | None = None
 
     def __post_init__(self) -> None:
-        if self.images.ndim != 5:
-            raise ConfigError(
-                f"images must have shape (n_classes, n_drawings, C, H, W), got {tuple(self.images.shape)}"
-            )
-        if self.images.dtype != torch.float32:
-            raise ConfigTypeError(f"images must be float32, got {self.images.dtype}")
-        n = self.images.shape[0]
-        if len(self.class_names) != n or len(self.alphabets) != n:
-            raise ConfigError(
-                f"{n} classes of images but {len(self.class_names)} class names "
-                f"and {len(self.alphabets)} alphabet names"
-            )
+        object.__setattr__(self, "class_sizes", tuple(int(n) for n in self.class_sizes))
+        if self.examples.dtype not in (torch.float32, torch.uint8):
+            raise ConfigTypeError(f"examples must be float32 or uint8, got {self.examples.dtype}")
+        n = len(self.class_sizes)
+        if len(self.class_names) != n or len(self.groups) != n:
+            raise ConfigError(f"{n} classes but {len(self.class_names)} class names and {len(self.groups)} groups")
+        if any(size < 1 for size in self.class_sizes) or sum(self.class_sizes) != len(self.examples):
+            raise ConfigError(f"class sizes must be >= 1 and add up to the {len(self.examples)} examples, got "
+                              f"{self.class_sizes[:8]}...")
         if self.input_spec is None:
             object.__setattr__(self, "input_spec", InputSpec(self.image_shape, resize="lanczos"))
         elif self.input_spec.shape != self.image_shape:
-            raise InputError(f"the input description's shape {self.input_spec.shape} is not the images' "
+            raise InputError(f"the input description's shape {self.input_spec.shape} is not the examples' "
                              f"{self.image_shape}")
+
+    @classmethod
+    def dense(cls, images: torch.Tensor, class_names: tuple[str, ...], groups: tuple[str, ...],
+              input_spec: InputSpec | None = None) -> "ClassDataset":
+        """A dataset of equal-size classes from ``images`` of shape ``(n_classes, per_class, *shape)``."""
+        if images.ndim < 3:
+            raise ConfigError(f"images must have shape (n_classes, per_class, *shape), got {tuple(images.shape)}")
+        return cls(images.flatten(0, 1), (images.shape[1],) * images.shape[0], class_names, groups, input_spec)
 
     @property
     def n_classes(self) -> int:
-        return self.images.shape[0]
+        return len(self.class_sizes)
 
     @property
-    def n_drawings(self) -> int:
-        return self.images.shape[1]
+    def image_shape(self) -> tuple[int, ...]:
+        """The shape of one example."""
+        return tuple(self.examples.shape[1:])
 
     @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.images.shape[2:])  # type: ignore[return-value]
+    def starts(self) -> torch.Tensor:
+        """Index in ``examples`` of each class's first example."""
+        sizes = torch.tensor(self.class_sizes)
+        return torch.cumsum(sizes, 0) - sizes
 
-    def select_alphabets(self, names: list[str] | tuple[str, ...]) -> "ClassDataset":
-        """The classes whose alphabet is in ``names``; an unknown name is an error."""
-        unknown = sorted(set(names) - set(self.alphabets))
+    @property
+    def labels(self) -> torch.Tensor:
+        """The class of each example (int64)."""
+        return torch.arange(self.n_classes).repeat_interleave(torch.tensor(self.class_sizes))
+
+    @property
+    def images(self) -> torch.Tensor:
+        """Equal-size datasets only: every example decoded, ``(n_classes, per_class, *shape)``."""
+        if len(set(self.class_sizes)) != 1:
+            raise ConfigError("images is for datasets whose classes are the same size: use examples and class_sizes")
+        return self.decode(self.examples).view(self.n_classes, self.class_sizes[0], *self.image_shape)
+
+    def class_examples(self, c: int) -> torch.Tensor:
+        """The stored examples of class ``c`` (not decoded)."""
+        start = sum(self.class_sizes[:c])
+        return self.examples[start: start + self.class_sizes[c]]
+
+    def decode(self, stored: torch.Tensor) -> torch.Tensor:
+        """Stored examples as float32 model inputs: uint8 pixels scaled to the value range and normalised."""
+        if stored.dtype == torch.float32:
+            return stored
+        low, high = self.input_spec.value_range
+        values = low + stored.to(torch.float32) * ((high - low) / 255.0)
+        if self.input_spec.mean is not None:
+            shape = (-1,) + (1,) * (len(self.image_shape) - 1)
+            values = (values - torch.tensor(self.input_spec.mean).view(shape)) / torch.tensor(self.input_spec.std).view(shape)
+        return values
+
+    def select_groups(self, names: list[str] | tuple[str, ...]) -> "ClassDataset":
+        """The classes whose group is in ``names``; an unknown name is an error."""
+        unknown = sorted(set(names) - set(self.groups))
         if unknown:
-            raise ConfigError(f"unknown alphabets {unknown}; known: {sorted(set(self.alphabets))}")
-        keep = [i for i, a in enumerate(self.alphabets) if a in set(names)]
-        return self._take(keep)
+            raise ConfigError(f"unknown groups {unknown}; known: {sorted(set(self.groups))}")
+        return self.take([i for i, g in enumerate(self.groups) if g in set(names)])
 
     def with_rotations(self, quarter_turns: tuple[int, ...] = (0, 1, 2, 3)) -> "ClassDataset":
-        """Each class rotated by 90 degrees x ``quarter_turns`` becomes a class of its own."""
-        images = torch.cat([torch.rot90(self.images, k, dims=(-2, -1)) for k in quarter_turns])
+        """Each class rotated by 90 degrees x ``quarter_turns`` becomes a class of its own (for characters)."""
+        examples = torch.cat([torch.rot90(self.examples, k, dims=(-2, -1)) for k in quarter_turns])
         names = tuple(f"{n}@rot{90 * k}" for k in quarter_turns for n in self.class_names)
-        alphabets = tuple(a for _ in quarter_turns for a in self.alphabets)
-        return replace(self, images=images.contiguous(), class_names=names, alphabets=alphabets)
+        return replace(self, examples=examples.contiguous(), class_sizes=self.class_sizes * len(quarter_turns),
+                       class_names=names, groups=self.groups * len(quarter_turns))
 
-    def _take(self, indices: list[int]) -> "ClassDataset":
-        return replace(self, images=self.images[indices].contiguous(),
-                       class_names=tuple(self.class_names[i] for i in indices),
-                       alphabets=tuple(self.alphabets[i] for i in indices))
+    def take(self, classes: list[int]) -> "ClassDataset":
+        """The dataset of classes ``classes`` (indices, in that order)."""
+        starts = self.starts.tolist()
+        rows = [i for c in classes for i in range(starts[c], starts[c] + self.class_sizes[c])]
+        return replace(self, examples=self.examples[rows].contiguous(),
+                       class_sizes=tuple(self.class_sizes[c] for c in classes),
+                       class_names=tuple(self.class_names[c] for c in classes),
+                       groups=tuple(self.groups[c] for c in classes))
 
 
 class TaskBatch(NamedTuple):

@@ -34,7 +34,7 @@ class SpokenDigits:
         """The ten digits as classes, each holding every take of ``speakers`` (for pretraining)."""
         rows = [self.speakers.index(s) for s in speakers]
         images = np.concatenate([self.features[r] for r in rows], axis=1)  # (10, takes * speakers, 1, 28, 28)
-        return ClassDataset(torch.from_numpy(np.ascontiguousarray(images)), tuple(map(str, range(10))),
+        return ClassDataset.dense(torch.from_numpy(np.ascontiguousarray(images)), tuple(map(str, range(10))),
                             ("digits",) * 10, InputSpec(images.shape[2:], modality="audio_features"))
 
 

@@ -38,7 +38,7 @@ def make_glyphs(
         starts, ends, widths = _drawing_segments(strokes, width, n_drawings, image_size, seed, first_class + i)
         images[i, :, 0] = _render(starts, ends, widths, image_size)
     indices = range(first_class, first_class + n_classes)
-    return ClassDataset(
+    return ClassDataset.dense(
         torch.from_numpy(images),
         tuple(f"glyph-{c:05d}" for c in indices),
         tuple(f"glyphs-{c // CLASSES_PER_ALPHABET:03d}" for c in indices),

@@ -94,14 +94,14 @@ def omniglot_splits(dataset: ClassDataset, rotate_train: bool = True) -> tuple[C
 
     Validation is OMNIGLOT_VALIDATION_ALPHABETS (206 of 964 classes), unrotated; train is the other 24 alphabets.
     """
-    present = set(dataset.alphabets)
+    present = set(dataset.groups)
     missing = [a for a in OMNIGLOT_VALIDATION_ALPHABETS if a not in present]
     if missing:
         raise DatasetError(
             f"validation alphabets {missing} are missing; omniglot_splits expects the Omniglot background set"
         )
-    train = dataset.select_alphabets(sorted(present - set(OMNIGLOT_VALIDATION_ALPHABETS)))
-    validation = dataset.select_alphabets(OMNIGLOT_VALIDATION_ALPHABETS)
+    train = dataset.select_groups(sorted(present - set(OMNIGLOT_VALIDATION_ALPHABETS)))
+    validation = dataset.select_groups(OMNIGLOT_VALIDATION_ALPHABETS)
     return (train.with_rotations() if rotate_train else train), validation
 
 
@@ -147,7 +147,7 @@ def _decode(path: Path, members: list[str], read: Callable[[str], bytes]) -> dic
 
 def _from_arrays(arrays: dict[str, np.ndarray]) -> ClassDataset:
     images = torch.from_numpy(arrays["images"])
-    return ClassDataset(
+    return ClassDataset.dense(
         images,
         tuple(str(name) for name in arrays["class_names"]),
         tuple(str(name) for name in arrays["alphabets"]),
