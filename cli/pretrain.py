@@ -108,7 +108,7 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     model, history = pretrain(model, classes, config, seed=args.seed, device=args.device,
                               checkpoint_dir=args.out / "checkpoint", checkpoint_every=args.checkpoint_every,
                               resume=args.resume, metrics_path=args.out / "metrics.jsonl", data=data,
-                              progress=not args.no_progress, evaluate=readout if validating else None,
+                              progress=not args.no_progress, evaluate=readout if validating and args.eval_tasks > 0 else None,
                               evaluate_every=args.eval_every, timeout=args.rendezvous_timeout)
     world = distributed.world()
     distributed.leave()

@@ -3,8 +3,9 @@
 Convolutions whose weights are graph inputs (everything the inner loop adapts) would run on
 ExecuTorch's portable reference kernels, since XNNPACK only delegates convolutions with constant
 weights. :func:`matmul_decompositions` therefore rewrites every convolution and its gradients as
-im2col (a depthwise convolution with constant one-hot kernels) plus one matrix product, both of
-which XNNPACK runs, and col2im (padding and sums of stride phases); group normalisation, ELU's
+im2col (a depthwise convolution with constant one-hot kernels) plus one matrix product (a grouped or
+depthwise convolution: one batched product over its groups), both of which XNNPACK runs, and col2im
+(padding and sums of stride phases); group normalisation, ELU's
 gradient, sums, means and scalar products get the forms XNNPACK delegates (ELU itself is delegated as
 it is: :mod:`~edgeadapt.export.xnnpack_partitioners`).
 """

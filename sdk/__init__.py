@@ -3,7 +3,7 @@
 - ``datasets/``: Omniglot, procedural glyphs, sine regression, MNIST; the data folder, cache and downloads;
 - ``algorithms/``: the meta-learning algorithms, one per module; ``continual/``: learning a stream of tasks;
 - ``tasks``: episodic task sampling; ``models``: networks and their registry; ``networks``: ResNet-12 and the
-  MobileNets; ``inner_loop``, ``scopes`` and
+  MobileNets; ``backbones``: the registry of backbones by name, sized for an input; ``inner_loop``, ``scopes`` and
   ``heads``: the one adaptation routine, what it adapts and where its head starts; ``preconditioner``:
   per-parameter inner learning rates from a pretraining run's Adam state; ``minibatches``: which support
   examples each inner step of training sees;

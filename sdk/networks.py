@@ -97,9 +97,9 @@ class ResNet12(nn.Module):
 
     With the default widths (64, 160, 320, 640), 3 input channels and 5 ways it has 12,427,525 parameters (any input
     side from 16 up; 84x84 ends at 5x5 before pooling). Leaky ReLU (slope 0.1) and batch norm by default.
-    The max pooling of the last block is exported with its gradient (scope ``"last_block"``): PyTorch's scatter-add
-    decomposition of ``max_pool2d_with_indices_backward`` (:mod:`~edgeadapt.export.decompositions`) routes each
-    output's gradient to the position its forward pass chose, ties included, as autograd does.
+    The max pooling of the last block is exported with its gradient (scope ``"last_block"``): export rewrites
+    ``max_pool2d_with_indices_backward`` as a scatter-add (``edgeadapt.export.decompositions.max_pool_backward``)
+    that routes each output's gradient to the position its forward pass chose, ties included, as autograd does.
     """
 
     def __init__(self, ways: int = 5, in_channels: int = 3, widths: Sequence[int] = RESNET12_WIDTHS,

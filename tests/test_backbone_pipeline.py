@@ -15,7 +15,7 @@ from edgeadapt.sdk.backbones import BACKBONES
 from edgeadapt.sdk.checkpoint import load_checkpoint, load_lr_scales
 from edgeadapt.sdk.inner_loop import inner_loop_from_config
 from edgeadapt.sdk.models import _REGISTRY
-from helpers import photo_folder
+from helpers import photo_folder, wav_folder
 
 # Probabilities of the runtime (onnxruntime) against PyTorch's InnerLoop after the same two first-order steps of
 # the last block and head: float32 kernels that sum in another order, through ReLU6 / hardswish / leaky-ReLU kinks.
@@ -96,3 +96,32 @@ def _runtime_matches_pytorch(artifact, checkpoint, size):
                                    class_mask)[:, :3].numpy()
     np.testing.assert_allclose(on_device, expected, atol=TOLERANCE)
     assert learner.self_test() <= TOLERANCE
+
+
+@pytest.mark.slow
+def test_a_folder_of_recordings_goes_to_the_device_and_adapts_to_raw_clips(tmp_path, monkeypatch):
+    """WAV clips at 16 kHz -> log-mel Conv4 -> artifact; the device adapts to raw 44.1 kHz int16 clips, which
+    ``prepare`` resamples and turns into the same features training used."""
+    monkeypatch.setenv("EDGEADAPT_CACHE", str(tmp_path / "cache"))
+    words = wav_folder(tmp_path / "words", rate=16000, classes=8, clips=4)
+    data = ["--data", str(words), "--val-fraction", "0.5"]
+    assert main(["pretrain", *data, "--hidden", "8", "--epochs", "1", "--batch-size", "8", "--eval-tasks", "0",
+                 "--out", str(tmp_path / "pre"), "--no-progress"]) == 0
+    assert main(["train", *data, "--init", str(tmp_path / "pre" / "checkpoint"), "--ways", "3", "--shots", "2",
+                 "--query-shots", "1", "--iterations", "2", "--scope", "head", "--head-init", "prototypes",
+                 "--head-scale", "0.5", "--inner-steps", "1", "--eval-tasks", "0", "--out", str(tmp_path / "meta"),
+                 "--no-progress"]) == 0
+    assert main(["export", str(tmp_path / "meta" / "checkpoint"), "-o", str(tmp_path / "art"), "--max-shots", "2",
+                 "--no-executorch"]) == 0
+    learner = rt.load(tmp_path / "art")
+    assert learner.manifest["input"]["audio"]["sample_rate"] == 16000
+    t = np.arange(44100) / 44100
+    clips = [(8000 * np.sin(2 * np.pi * f * t)).astype(np.int16) for f in (300, 310, 700, 690, 1500, 1480, 305)]
+    support, queries = prepare(clips[:6], learner.manifest, sample_rate=44100), prepare(clips[6:], learner.manifest,
+                                                                                        sample_rate=44100)
+    adapted = learner.adapt(support, ["a-300Hz", "a-300Hz", "b-700Hz", "b-700Hz", "c-1500Hz", "c-1500Hz"])
+    model, config = load_checkpoint(tmp_path / "meta" / "checkpoint")
+    inner = inner_loop_from_config(model, config["training"], None, ways=learner.max_ways)
+    expected = inner.probabilities(torch.from_numpy(support), torch.tensor([0, 0, 1, 1, 2, 2]),
+                                   torch.from_numpy(queries), (torch.arange(learner.max_ways) < 3).float())
+    np.testing.assert_allclose(adapted.predict_proba(queries), expected[:, :3].numpy(), atol=TOLERANCE)

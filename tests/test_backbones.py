@@ -2,6 +2,8 @@
 their exported adapt + predict graphs compute what PyTorch's inner loop computes when the head or the last block
 (residual with max pooling, depthwise-separable, inverted residual; batch norm, ReLU6, hardswish, leaky ReLU) adapts."""
 
+import dataclasses
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -9,9 +11,10 @@ import torch
 
 from edgeadapt.export.onnx_graphs import GraphSpec, adapt_program, adapted_names, export_adapt, export_predict
 from edgeadapt.runtime.format.inputs import InputSpec
-from edgeadapt.sdk import Conv4, InnerLoop, check_backbone
+from edgeadapt.sdk import Conv4, InnerLoop, TaskBatch, check_backbone, maml_gradient
 from edgeadapt.sdk.backbones import BackboneSettings, build_backbone
 from edgeadapt.sdk.errors import ConfigError
+from edgeadapt.sdk.scopes import first_adapted_layer
 
 WAYS, SHOTS = 4, 3
 # case: (registered backbone, activation (None: the backbone's default), input shape); every width is 4
@@ -96,6 +99,28 @@ def test_backbones_refuse_inputs_they_cannot_take(name):
         build_backbone(name, InputSpec((3, 32, 32)), BackboneSettings(ways=5, activation="swish"))
 
 
+@pytest.mark.parametrize("case", ["resnet12", "mobilenet_v1", "mobilenet_v2"])
+def test_meta_training_adapts_the_last_block(case):
+    """MAML differentiates through a last-block adaptation vectorised over tasks (vmap: depthwise convolutions with
+    per-task weights, max pooling), and the task-by-task first-order path adapts as vmap does."""
+    model, shape = _backbone(case)
+    inner = _inner_loop(model, shape, "last_block")
+    tasks = [_task(shape, WAYS, 2, seed) for seed in (3, 4)]
+    labels = torch.arange(WAYS).repeat_interleave(2)
+    batch = TaskBatch(torch.stack([t[0] for t in tasks]), torch.stack([t[1] for t in tasks]),
+                      torch.stack([t[4] for t in tasks]), torch.stack([labels, labels]))
+    step = maml_gradient(inner, inner.params(), batch)
+    assert all(torch.isfinite(g).all() for g in step.gradient.values())
+    last = f"features.{first_adapted_layer(model, 'last_block')}."
+    assert all(g.abs().sum() > 0 for name, g in step.gradient.items() if name.startswith(last))
+    with torch.no_grad():
+        vectorised = inner.adapt_batch(inner.params(), batch.support_x, batch.support_y)
+        one_by_one = dataclasses.replace(inner, vectorise=False).adapt_batch(inner.params(), batch.support_x,
+                                                                             batch.support_y)
+    for name, value in vectorised.items():
+        torch.testing.assert_close(one_by_one[name], value, atol=1e-4, rtol=1e-4)
+
+
 @pytest.fixture(scope="module", params=[(case, scope) for case in BACKBONES for scope in ("head", "last_block")],
                 ids=lambda p: f"{p[0]}-{p[1]}")
 def exported(request, tmp_path_factory):
@@ -147,7 +172,7 @@ def test_a_support_size_equal_to_a_channel_count_stays_dynamic():
         torch.testing.assert_close(value, expected[name], atol=1e-5, rtol=0)
 
 
-@pytest.mark.slow  # lowering takes one to two minutes per program
+@pytest.mark.slow  # lowering takes half a minute to three minutes per program
 @pytest.mark.parametrize("case", ["mobilenet_v1", "mobilenet_v2", "resnet12"])
 @pytest.mark.parametrize("scope", ["head", "last_block"])
 def test_executorch_adaptation_matches_pytorch(scope, case):

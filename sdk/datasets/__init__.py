@@ -1,11 +1,14 @@
-"""Few-shot datasets: Omniglot from its official files, embedded procedural glyphs, sine-wave regression, MNIST
-(for continual learning) and spoken digits (FSDD, as log-mel images).
+"""Few-shot datasets: a user's own data and the built-in ones.
 
-``base``: the class-indexed dataset tasks are drawn from; ``omniglot``, ``glyphs``, ``sine``, ``mnist``, ``fsdd``: one
-dataset each; ``paths``: where the data folder is; ``cache``: decoded arrays on disk; ``download``: verified fetches.
+``base``: the ragged, class-indexed dataset tasks are drawn from; ``folders``: a folder of pictures or WAV clips,
+one sub-folder per class; ``arrays``: examples and labels; ``source``: where a user's data is and how it is read
+(``DataSource``); ``splits``: class-disjoint train / validation splits; ``omniglot``, ``glyphs``, ``sine``,
+``mnist``, ``fsdd``: one built-in dataset each; ``paths``: where the data folder is; ``cache``: decoded arrays on
+disk; ``download``: verified fetches.
 """
 
 from ..errors import DatasetError
+from .arrays import from_arrays, load_arrays
 from .base import ClassDataset
 from .download import download_file, download_omniglot
 from .fsdd import SpokenDigits, fsdd_path, load_fsdd
@@ -20,9 +23,13 @@ from .omniglot import (
 )
 from .paths import find_data_dir
 from .sine import SineTaskSampler
+from .source import DataSource, load_source
+from .splits import SplitRule, split_classes
 
 __all__ = [
     "ClassDataset",
+    "DataSource",
+    "SplitRule",
     "DatasetError",
     "OMNIGLOT_VALIDATION_ALPHABETS",
     "SineTaskSampler",
@@ -30,6 +37,10 @@ __all__ = [
     "download_file",
     "download_omniglot",
     "find_data_dir",
+    "from_arrays",
+    "load_arrays",
+    "load_source",
+    "split_classes",
     "fsdd_path",
     "glyph_splits",
     "load_fsdd",
