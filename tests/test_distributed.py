@@ -13,6 +13,7 @@ import torch
 
 from edgeadapt import cli
 from edgeadapt.sdk.checkpoint import load_checkpoint
+from edgeadapt.sdk.backbones import BackboneSettings
 from edgeadapt.sdk.recipes import build_default_model
 
 from distributed_pretrain import main as pretrain_tiny
@@ -42,7 +43,7 @@ def _assert_same_weights(a: Path, b: Path) -> None:
 def _assert_trained(checkpoint: Path) -> None:
     """Training moved the weights away from the seed's initial model (so agreeing weights mean agreeing steps)."""
     torch.manual_seed(3)
-    untrained = build_default_model("glyphs", 3, 4).state_dict()
+    untrained = build_default_model("glyphs", BackboneSettings(3, 4, "relu")).state_dict()
     trained = load_checkpoint(checkpoint)[0].state_dict()
     assert max((trained[k] - untrained[k]).abs().max().item() for k in trained) > 1e-3
 
