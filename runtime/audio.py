@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, InputTypeError
 from .format.inputs import AudioFeatures
 
 
@@ -54,9 +54,10 @@ def _mono_floats(signal: np.ndarray) -> np.ndarray:
     """A mono clip as float32 in [-1, 1] (int16 samples are divided by 32768); InputError if it is not one."""
     signal = np.asarray(signal)
     if signal.ndim != 1 or signal.size == 0:
-        raise InputError(f"signal must be a non-empty mono (1-D) array, got shape {signal.shape}")
+        raise InputError(f"signal must be a non-empty mono (1-D) array of samples, got shape {signal.shape} (a "
+                         "picture is not a clip)")
     if signal.dtype != np.int16 and signal.dtype.kind != "f":
-        raise InputError(f"signal must hold int16 samples or floats in [-1, 1], got {signal.dtype}")
+        raise InputTypeError(f"signal must hold int16 samples or floats in [-1, 1], got {signal.dtype}")
     samples = signal.astype(np.float32) / (32768.0 if signal.dtype == np.int16 else 1.0)
     if not np.isfinite(samples).all():
         raise InputError("signal contains NaN or infinite values")

@@ -191,8 +191,14 @@ def _omniglot(source: DataSource, split: str) -> ClassDataset:
     return full if split == "all" else _pick(full, *omniglot_splits(full, rotate_train=False), split)
 
 
+@lru_cache(maxsize=2)
+def _whole_source(source: DataSource) -> ClassDataset:
+    """Every class of ``source``, read once per process whichever splits are asked for."""
+    return load_source(source)
+
+
 def _folder(source: DataSource, split: str) -> ClassDataset:
-    full = load_source(source)
+    full = _whole_source(source)
     return full if split == "all" else _pick(full, *split_classes(full, source.split), split)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Iterator, NamedTuple
 
 import torch
@@ -69,9 +70,9 @@ class ClassDataset:
         """The shape of one example."""
         return tuple(self.examples.shape[1:])
 
-    @property
+    @cached_property
     def starts(self) -> torch.Tensor:
-        """Index in ``examples`` of each class's first example."""
+        """Index in ``examples`` of each class's first example (computed once per dataset)."""
         sizes = torch.tensor(self.class_sizes)
         return torch.cumsum(sizes, 0) - sizes
 
@@ -89,7 +90,7 @@ class ClassDataset:
 
     def class_examples(self, c: int) -> torch.Tensor:
         """The stored examples of class ``c`` (not decoded)."""
-        start = sum(self.class_sizes[:c])
+        start = int(self.starts[c])
         return self.examples[start: start + self.class_sizes[c]]
 
     def decode(self, stored: torch.Tensor) -> torch.Tensor:
