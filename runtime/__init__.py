@@ -2,13 +2,15 @@
 
 ``learner`` holds the API (:func:`load`, :class:`Learner`, :class:`AdaptedLearner`); ``backends`` the engines
 (onnxruntime, ExecuTorch), fed verified bytes; ``format/`` the artifact format shared with ``edgeadapt.export``;
-``state`` the saved-state format of :meth:`AdaptedLearner.save`; ``preprocess`` turns raw images into what a
-model expects; ``audio`` turns recordings into log-mel images (as the spoken-digit models expect); ``errors`` the exceptions, all :class:`EdgeAdaptError`.
+``state`` the saved-state format of :meth:`AdaptedLearner.save`; ``labels`` the one rule for labels;
+``arguments`` the checks of paths, engine names and thread counts; ``selfcheck`` the export-time reference task;
+``preprocess`` turns raw images into what a model expects; ``audio`` turns recordings into log-mel images (as the
+spoken-digit models expect); ``errors`` the exceptions, all :class:`EdgeAdaptError`.
 """
 
 from .errors import (AdaptationError, ArtifactError, EdgeAdaptError, EngineError, InputError, InputTypeError,
-                     InputWarning, PredictionError, SelfTestError)
+                     InputWarning, PredictionError, SelfTestError, StorageError)
 from .learner import AdaptedLearner, Learner, load
 
 __all__ = ["AdaptationError", "AdaptedLearner", "ArtifactError", "EdgeAdaptError", "EngineError", "InputError",
-           "InputTypeError", "InputWarning", "Learner", "PredictionError", "SelfTestError", "load"]
+           "InputTypeError", "InputWarning", "Learner", "PredictionError", "SelfTestError", "StorageError", "load"]

@@ -7,7 +7,7 @@ them, whereas the ``.pte`` program itself runs in ExecuTorch's C++ runtime on de
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, TypeVar
+from typing import Any, Callable, Protocol, TypeVar
 
 import numpy as np
 from packaging.version import Version
@@ -111,15 +111,20 @@ class ExecuTorchBackend:
         task = (support_x, support_y, example_mask)
         if padding:  # a task of a ladder size (the usual ones) runs as it is, uncopied
             task = tuple(np.concatenate([a, np.zeros((padding, *a.shape[1:]), a.dtype)]) for a in task)
-        inputs = [self._torch.from_numpy(a) for a in (*task, class_mask)]
+        inputs = [self._tensor(a) for a in (*task, class_mask)]
         return _engine_call("adapt", lambda: [t.numpy() for t in self._adapt[size].execute(inputs)])
 
     def predict(self, x: np.ndarray, class_mask: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
-        weights = [self._torch.from_numpy(params[name]) for name in self.parameter_names]
-        mask = self._torch.from_numpy(class_mask)
+        weights = [self._tensor(params[name]) for name in self.parameter_names]
+        mask = self._tensor(class_mask)
         return _engine_call("predict", lambda: np.concatenate([
-            self._predict.execute([self._torch.from_numpy(x[i: i + self._predict_batch]), mask, *weights])[0].numpy()
+            self._predict.execute([self._tensor(x[i: i + self._predict_batch]), mask, *weights])[0].numpy()
             for i in range(0, len(x), self._predict_batch)]))
+
+
+    def _tensor(self, array: np.ndarray) -> Any:
+        """A tensor sharing ``array``'s memory, or a copy's where ``array`` is read-only (a restored state's view)."""
+        return self._torch.from_numpy(array if array.flags.writeable else array.copy())
 
 
 BackendFactory = Callable[[VerifiedArtifact, "int | None"], Backend]  # (verified artifact, threads) -> engine

@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any, Hashable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from .arguments import backend_argument, path_argument, threads_argument
 from .backends import BACKENDS, Backend
 from .errors import (AdaptationError, ArtifactError, InputError, InputTypeError, InputWarning, PredictionError,
                      SelfTestError)
@@ -19,6 +19,8 @@ from .format.inputs import InputSpec
 from .format.manifest import read_artifact
 from .format.names import ADAPT_ONNX, SELFCHECK
 from .format.signing import PublicKey
+from .labels import Label, as_labels
+from .selfcheck import read_selfcheck
 from .state import State, StateSpec, Support, read_state, write_state
 
 RANGE_TOLERANCE = 1e-3  # of the input range: values this far outside it are still accepted
@@ -31,10 +33,11 @@ class Learner:
 
     def __init__(self, path: str | os.PathLike, backend: str = "onnxruntime", threads: int | None = None,
                  public_key: PublicKey | None = None):
-        self.path = Path(path)
+        self.path = path_argument(path, "path")
+        self.backend = backend_argument(backend, BACKENDS)
+        threads = threads_argument(threads)
         artifact = read_artifact(self.path, public_key)
         self.manifest = artifact.manifest
-        self.backend = backend
         self._engine: Backend = BACKENDS[backend](artifact, threads)
         self._parameters = self._engine.parameter_names
         self._shapes = {p["name"]: tuple(p["shape"]) for p in self.manifest["adapted_parameters"]}
@@ -54,8 +57,9 @@ class Learner:
     def max_shots(self) -> int:
         return int(self.manifest["max_shots"])
 
-    def adapt(self, support_x: np.ndarray, support_y: Sequence[Hashable], steps: int | None = None) -> "AdaptedLearner":
-        """A classifier personalised to ``support_x`` (n, *input_shape) labelled by ``support_y`` (n labels)."""
+    def adapt(self, support_x: np.ndarray, support_y: Sequence[Label], steps: int | None = None) -> "AdaptedLearner":
+        """A classifier personalised to ``support_x`` (n, *input_shape) labelled by ``support_y`` (n labels: strings,
+        integers or finite floats, by the rule of :mod:`edgeadapt.runtime.labels`)."""
         if steps is not None and steps != self.manifest["inner_steps"]:
             raise InputError(f"this artifact adapts with {self.manifest['inner_steps']} steps; got steps={steps}")
         x, labels = self._examples(support_x, support_y, "support_x", "support_y")
@@ -67,14 +71,14 @@ class Learner:
         index = {c: i for i, c in enumerate(classes)}
         return self._fit(tuple(classes), Support(np.array(x), np.array([index[c] for c in labels], np.int64)))
 
-    def _examples(self, x: Any, y: Any, x_name: str, y_name: str) -> tuple[np.ndarray, list[Hashable]]:
+    def _examples(self, x: Any, y: Any, x_name: str, y_name: str) -> tuple[np.ndarray, list[Label]]:
         """Checked inputs and labels, as many of each."""
-        images, labels = self._images(x, x_name), _labels(y)
+        images, labels = self._images(x, x_name), as_labels(y, y_name)
         if len(labels) != len(images):
             raise InputError(f"{x_name} has {len(images)} examples but {y_name} has {len(labels)} labels")
         return images, labels
 
-    def _check_shots(self, labels: list[Hashable]) -> None:
+    def _check_shots(self, labels: list[Label]) -> None:
         label, most = Counter(labels).most_common(1)[0]
         if most > self.max_shots:
             raise InputError(f"class {label!r} has {most} examples; this artifact takes at most "
@@ -84,7 +88,7 @@ class Learner:
         if n_classes > self.max_ways:
             raise InputError(f"{n_classes} classes exceed this artifact's max_ways={self.max_ways}")
 
-    def _fit(self, classes: tuple[Hashable, ...], support: Support) -> "AdaptedLearner":
+    def _fit(self, classes: tuple[Label, ...], support: Support) -> "AdaptedLearner":
         """Adapt the meta-learned weights to ``support`` (class indices into ``classes``)."""
         outputs = self._engine.adapt(np.ascontiguousarray(support.x), support.y, np.ones(len(support.y), np.float32),
                                      _class_mask(len(classes), self.max_ways))
@@ -98,14 +102,7 @@ class Learner:
 
         Returns the largest absolute difference; raises SelfTestError above ``atol``.
         """
-        import io
-        import zipfile
-
-        try:
-            with np.load(io.BytesIO(self._selfcheck), allow_pickle=False) as data:
-                ref = {k: data[k] for k in ("support_x", "support_y", "query_x", "probabilities")}
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-            raise ArtifactError(f"{self.path / SELFCHECK} is not readable: {e}") from e
+        ref = read_selfcheck(self._selfcheck, self.manifest, str(self.path / SELFCHECK))
         adapted = self.adapt(ref["support_x"], ref["support_y"].tolist())
         difference = float(np.abs(adapted.predict_proba(ref["query_x"]) - ref["probabilities"]).max())
         if not difference <= atol:
@@ -116,7 +113,7 @@ class Learner:
         """Load a state written by :meth:`AdaptedLearner.save`, checking it belongs to this artifact and that every
         array has the dtype, byte order, shape and finiteness the artifact expects. A state of format 2 (no stored
         examples) predicts but cannot be updated."""
-        state = read_state(Path(path), self._state_spec)
+        state = read_state(path_argument(path, "path"), self._state_spec)
         return AdaptedLearner(self, tuple(state.classes), state.params, state.support)
 
     def _images(self, x: Any, name: str) -> np.ndarray:
@@ -163,7 +160,7 @@ class AdaptedLearner:
     Immutable: :meth:`update` returns a new learner and leaves this one as it was.
     """
 
-    def __init__(self, learner: Learner, classes: tuple[Hashable, ...], params: dict[str, np.ndarray],
+    def __init__(self, learner: Learner, classes: tuple[Label, ...], params: dict[str, np.ndarray],
                  support: Support | None = None):
         self._learner = learner
         self.classes = classes
@@ -176,7 +173,7 @@ class AdaptedLearner:
         """How many examples this learner keeps to re-adapt from (0 for one restored from a format-2 state)."""
         return 0 if self._support is None else len(self._support.y)
 
-    def update(self, new_x: np.ndarray, new_y: Sequence[Hashable]) -> "AdaptedLearner":
+    def update(self, new_x: np.ndarray, new_y: Sequence[Label]) -> "AdaptedLearner":
         """A learner that knows this one's classes and the new examples ``new_x`` labelled ``new_y`` (new classes or
         more examples of known ones).
 
@@ -209,15 +206,20 @@ class AdaptedLearner:
             raise PredictionError("the model produced non-finite probabilities (NaN or infinite); no prediction made")
         return probabilities
 
-    def predict(self, x: np.ndarray) -> list[Hashable]:
+    def predict(self, x: np.ndarray) -> list[Label]:
         """The most probable label for each input."""
         return [self.classes[i] for i in self.predict_proba(x).argmax(1)]
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the personalised state atomically: state format 3, a zip of .npy arrays (the adapted parameters and
-        the stored examples) and checksummed JSON metadata; no pickle."""
-        return write_state(Path(path), self._learner._state_spec, State(list(self.classes), self._params,
-                                                                       self._support))
+        the stored examples) and checksummed JSON metadata; no pickle.
+
+        What is written is first read back with :meth:`Learner.restore`'s own checks, so a state that could not be
+        restored is never written (InputError saying what to change). A file that cannot be written (disk full,
+        permissions, a folder in the way, a name too long) is a StorageError. Either way a previous file at
+        ``path`` is untouched."""
+        return write_state(path_argument(path, "path"), self._learner._state_spec,
+                           State(list(self.classes), self._params, self._support))
 
 
 def load(path: str | os.PathLike, backend: str = "onnxruntime", threads: int | None = None,
@@ -225,40 +227,12 @@ def load(path: str | os.PathLike, backend: str = "onnxruntime", threads: int | N
     """Load the artifact folder at ``path`` (verifying its manifest and every file) for adaptation on this device.
 
     ``backend`` is "onnxruntime", "executorch" (needs the optional executorch package) or a name given to
-    :func:`~edgeadapt.runtime.backends.register_backend`; ``threads``
-    caps the engine's intra-op threads (default: the engine's own choice). With ``public_key`` (an Ed25519
+    :func:`~edgeadapt.runtime.backends.register_backend`; ``threads`` (1 to 256)
+    caps the engine's intra-op threads (default: the engine's own choice). ``path`` is a str or os.PathLike. With ``public_key`` (an Ed25519
     key: PEM file path, PEM bytes or 32 raw bytes; needs the ``sign`` extra) the artifact must carry a valid
     signature by that key.
     """
-    if backend not in BACKENDS:
-        raise InputError(f"unknown backend {backend!r}; choose from {sorted(BACKENDS)} (edgeadapt.runtime.backends."
-                         "register_backend adds one)")
-    if threads is not None and (type(threads) is not int or threads < 1):
-        raise InputError(f"threads must be a positive integer or None, got {threads!r}")
     return Learner(path, backend, threads, public_key)
-
-
-def _labels(support_y: Any) -> list[Hashable]:
-    """``support_y`` as a list of hashable, non-NaN labels."""
-    if isinstance(support_y, (str, bytes)):
-        raise InputTypeError("support_y must be a sequence of labels, not a single string")
-    if isinstance(support_y, np.ndarray):
-        if support_y.ndim != 1:
-            raise InputError(f"support_y must be one-dimensional, got shape {support_y.shape}")
-        labels = support_y.tolist()
-    else:
-        try:
-            labels = list(support_y)
-        except TypeError:
-            raise InputTypeError(f"support_y must be a sequence of labels, got {type(support_y).__name__}") from None
-    for label in labels:
-        try:
-            hash(label)
-        except TypeError:
-            raise InputTypeError(f"labels must be hashable (ints, strings), got {type(label).__name__}") from None
-        if isinstance(label, (float, np.floating)) and math.isnan(label):
-            raise InputError("support_y contains NaN labels")
-    return labels
 
 
 def _class_mask(n_classes: int, max_ways: int) -> np.ndarray:
@@ -266,7 +240,7 @@ def _class_mask(n_classes: int, max_ways: int) -> np.ndarray:
     return (np.arange(max_ways) < n_classes).astype(np.float32)
 
 
-def _ordered(counts: Counter) -> list[Hashable]:
+def _ordered(counts: Counter) -> list[Label]:
     try:
         return sorted(counts)
     except TypeError:  # labels of mixed types: keep first-seen order

@@ -1,7 +1,9 @@
 """The saved state of an adapted learner: a zip (stored, not compressed) of one ``.npy`` per adapted parameter, the
 stored support set (``support/x.npy``, ``support/y.npy``) that :meth:`AdaptedLearner.update` re-adapts from, and
 ``meta.json`` (state format, artifact identity, class list, the sha256 of each array's exact stored bytes, sealed by
-its own checksum). Everything is checked before use; nothing is unpickled.
+its own checksum). Everything is checked before use; nothing is unpickled. The file is read within the sizes the
+artifact allows and members must be stored, never compressed (:mod:`.format.archive`); ``save`` runs the same
+reader on what it is about to write, so it never writes a state ``restore`` would refuse.
 
 Format 3 adds the support set to format 2. A format-2 state still loads (it predicts; ``update`` refuses it, having
 no examples to re-adapt from); format 1 gets a message to adapt again.
@@ -15,13 +17,15 @@ import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from .errors import ArtifactError, InputError, InputTypeError
-from .format.files import atomic_write, read_regular_file, sha256_bytes
+from .format.archive import read_npy, read_stored_zip
+from .format.files import atomic_write, open_regular_file, sha256_bytes
 from .format.manifest import parse_json, seal_matches, sealed
+from .labels import MAX_LABEL_CHARS, Label, check_classes
 
 STATE_FORMAT = 3
 READABLE_FORMATS = (2, 3)
@@ -29,8 +33,10 @@ META = "meta.json"
 SUPPORT_X, SUPPORT_Y = "support/x.npy", "support/y.npy"
 DTYPE = np.dtype("<f4")  # little-endian float32, whatever this machine's byte order
 LABEL_DTYPE = np.dtype("<i8")
-MAX_META_BYTES = 1 << 20
-NPY_HEADER_BYTES = 4096  # an upper bound on a .npy header
+META_BYTES = 1024  # the metadata less its labels and array digests
+NPY_HEADER_BYTES = 256  # an upper bound on the .npy header of an array of at most 8 dimensions
+ZIP_END = 22  # the zip directory's end record
+ZIP_MEMBER = 30 + 46  # a member's local and directory headers, less its name (written in both)
 
 
 @dataclass(frozen=True)
@@ -56,114 +62,120 @@ class Support:
 class State:
     """A verified state: the class list, the adapted parameters, and the support set (None for format 2)."""
 
-    classes: list[Any]
+    classes: list[Label]
     params: dict[str, np.ndarray]
     support: Support | None
 
 
 def write_state(path: Path, spec: StateSpec, state: State) -> Path:
-    """Write ``state`` atomically in format 3; InputTypeError for labels that JSON cannot hold exactly."""
-    classes = state.classes
-    try:
-        stored = json.loads(json.dumps(classes, allow_nan=False))
-    except (TypeError, ValueError) as e:
-        raise InputTypeError(f"labels must be JSON-serialisable (ints, floats, strings) to be saved: {e}") from e
-    if stored != classes or [type(c) for c in stored] != [type(c) for c in classes]:
-        raise InputTypeError("labels do not survive a JSON round trip (use ints or strings)")
-    check_classes(stored, spec.max_ways, "the labels")
+    """Write ``state`` atomically in format 3, after checking that :func:`read_state` would accept what is written.
+
+    InputError / InputTypeError (before anything is written) for a state restore would refuse; StorageError when
+    the file cannot be written. Either way a previous file at ``path`` is untouched."""
+    check_classes(state.classes, spec.max_ways, "the labels")
     arrays = {f"{name}.npy": np.ascontiguousarray(state.params[name], dtype=DTYPE) for name in sorted(state.params)}
     if state.support is not None:
         arrays[SUPPORT_X] = np.ascontiguousarray(state.support.x, dtype=DTYPE)
         arrays[SUPPORT_Y] = np.ascontiguousarray(state.support.y, dtype=LABEL_DTYPE)
     members = {name: _npy(array) for name, array in arrays.items()}
-    meta = sealed({"format": STATE_FORMAT, "artifact": spec.artifact, "classes": stored,
+    meta = sealed({"format": STATE_FORMAT, "artifact": spec.artifact, "classes": list(state.classes),
                    "examples": 0 if state.support is None else len(state.support.y),
                    "arrays": {name: sha256_bytes(data) for name, data in members.items()}}, "sha256")
     members[META] = json.dumps(meta, sort_keys=True).encode()
+    if len(members[META]) > meta_limit(spec):
+        raise InputError(f"the state's metadata would take {len(members[META])} bytes, more than the "
+                         f"{meta_limit(spec)} restore reads: use fewer or shorter labels")
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:
         for name, data in members.items():
             z.writestr(name, data)
-    return atomic_write(path, archive.getvalue())
+    data = archive.getvalue()
+    try:
+        parse_state(io.BytesIO(data), len(data), spec, "the state to save")
+    except ArtifactError as e:
+        raise InputError(f"this state cannot be saved, restore would refuse it: {e}") from e
+    return atomic_write(path, data)
 
 
 def read_state(path: Path, spec: StateSpec) -> State:
     """The state at ``path`` (format 2 or 3), verified against ``spec``.
 
-    Sizes are checked before anything is inflated; ArtifactError names what is wrong."""
+    The file and each member are read within the sizes the artifact allows, nothing is inflated, and arrays are
+    checked before they are allocated; ArtifactError names what is wrong."""
+    limits = member_limits(spec)
+    try:
+        present = path.exists() or path.is_symlink()
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as e:  # a name too long, a symlink loop, no permission
+        raise ArtifactError(f"{path} cannot be read: {e}") from e
+    if not present:
+        raise ArtifactError(f"no saved state at {path}")
+    with open_regular_file(resolved.parent, resolved.name, archive_limit(limits)) as opened:
+        return parse_state(opened[0], opened[1], spec, str(path))
+
+
+def parse_state(source: BinaryIO, size: int, spec: StateSpec, where: str) -> State:
+    """The state held in the zip ``source`` of ``size`` bytes, verified against ``spec`` (ArtifactError if not)."""
+    members = read_stored_zip(source, size, member_limits(spec), where, lambda names: _check_names(names, where))
+    meta = parse_json(members.pop(META), f"{where}: {META}")
+    version = meta.get("format")
+    if version not in READABLE_FORMATS:
+        raise ArtifactError(f"{where}: state format {version!r}; this runtime reads formats "
+                            f"{', '.join(map(str, READABLE_FORMATS))}")
+    if not seal_matches(meta, "sha256"):
+        raise ArtifactError(f"{where} does not match its checksum: corrupt or modified")
+    if meta.get("artifact") != spec.artifact:
+        raise ArtifactError(f"{where} was adapted from a different artifact")
+    examples = meta.get("examples", 0) if version == 3 else 0
+    expected = {f"{name}.npy" for name in spec.shapes} | ({SUPPORT_X, SUPPORT_Y} if examples else set())
+    if set(members) != expected:
+        raise ArtifactError(f"{where} holds {sorted([*members, META])}, expected {sorted([*expected, META])}")
+    digests = meta.get("arrays")
+    if not isinstance(digests, dict) or set(digests) != set(members):
+        raise ArtifactError(f"{where}: its metadata does not list the arrays it holds")
+    for member, raw in members.items():
+        if sha256_bytes(raw) != digests[member]:
+            raise ArtifactError(f"{where}: {member} does not match its checksum: corrupt or modified")
+    classes = meta.get("classes")
+    try:
+        check_classes(classes, spec.max_ways, f"{where}: the class list")
+    except (InputError, InputTypeError) as e:
+        raise ArtifactError(str(e)) from e
+    params = {name: _array(members[f"{name}.npy"], shape, DTYPE, f"{where}: {name}.npy")
+              for name, shape in spec.shapes.items()}
+    support = _support(members, examples, len(classes), spec, where) if examples else None
+    return State(classes, params, support)
+
+
+def member_limits(spec: StateSpec) -> dict[str, int]:
+    """The most bytes each member of a state of ``spec``'s artifact may hold."""
     limits = {f"{name}.npy": 4 * math.prod(shape) + NPY_HEADER_BYTES for name, shape in spec.shapes.items()}
     most = spec.max_ways * spec.max_shots
     limits[SUPPORT_X] = 4 * most * math.prod(spec.input_shape) + NPY_HEADER_BYTES
     limits[SUPPORT_Y] = 8 * most + NPY_HEADER_BYTES
-    limits[META] = MAX_META_BYTES
-    if not path.exists() and not path.is_symlink():
-        raise ArtifactError(f"no saved state at {path}")
-    resolved = path.resolve()
-    data = read_regular_file(resolved.parent, resolved.name, sum(limits.values()) + (1 << 16) * len(limits))
-    members = _members(path, data, limits)
-    meta = parse_json(members.pop(META), f"{path}: {META}")
-    version = meta.get("format")
-    if version not in READABLE_FORMATS:
-        raise ArtifactError(f"{path}: state format {version!r}; this runtime reads formats "
-                            f"{', '.join(map(str, READABLE_FORMATS))}")
-    if not seal_matches(meta, "sha256"):
-        raise ArtifactError(f"{path} does not match its checksum: corrupt or modified")
-    if meta.get("artifact") != spec.artifact:
-        raise ArtifactError(f"{path} was adapted from a different artifact")
-    examples = meta.get("examples", 0) if version == 3 else 0
-    expected = {f"{name}.npy" for name in spec.shapes} | ({SUPPORT_X, SUPPORT_Y} if examples else set())
-    if set(members) != expected:
-        raise ArtifactError(f"{path} holds {sorted([*members, META])}, expected {sorted([*expected, META])}")
-    digests = meta.get("arrays")
-    if not isinstance(digests, dict) or set(digests) != set(members):
-        raise ArtifactError(f"{path}: its metadata does not list the arrays it holds")
-    for member, raw in members.items():
-        if sha256_bytes(raw) != digests[member]:
-            raise ArtifactError(f"{path}: {member} does not match its checksum: corrupt or modified")
-    params = {name: _array(members[f"{name}.npy"], shape, DTYPE, f"{path}: {name}.npy")
-              for name, shape in spec.shapes.items()}
-    classes = meta.get("classes")
-    try:
-        check_classes(classes, spec.max_ways, f"{path}: the class list")
-    except (InputError, InputTypeError) as e:
-        raise ArtifactError(str(e)) from e
-    support = _support(members, examples, len(classes), spec, str(path)) if examples else None
-    return State(classes, params, support)
+    limits[META] = meta_limit(spec)
+    return limits
 
 
-def check_classes(classes: Any, max_ways: int, where: str) -> None:
-    """Raise InputError / InputTypeError unless ``classes`` is 2..max_ways distinct JSON-safe labels."""
-    if not isinstance(classes, list):
-        raise InputTypeError(f"{where} must be a list, got {type(classes).__name__}")
-    if not all(isinstance(c, (str, int, float)) and not (isinstance(c, float) and not math.isfinite(c))
-               for c in classes):
-        raise InputTypeError(f"{where} must hold only strings, integers and finite numbers")
-    if not 2 <= len(classes) <= max_ways:
-        raise InputError(f"{where} has {len(classes)} classes; this artifact takes 2..{max_ways}")
-    if len(set(classes)) != len(classes):
-        raise InputError(f"{where} repeats a class")
+def archive_limit(limits: dict[str, int]) -> int:
+    """The most bytes a state's zip may take: its members at their limits, each with its local and directory
+    headers (30 and 46 bytes plus the name), and the directory's end record."""
+    return ZIP_END + sum(limit + ZIP_MEMBER + 2 * len(name.encode()) for name, limit in limits.items())
 
 
-def _members(path: Path, data: bytes, limits: dict[str, int]) -> dict[str, bytes]:
-    """The zip's members, each name known and each size within its limit before it is inflated."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
-            infos = {info.filename: info for info in z.infolist()}
-            if META not in infos and "__meta__.npy" in infos:
-                raise ArtifactError(f"{path} was saved in state format 1; this runtime reads formats "
-                                    f"{', '.join(map(str, READABLE_FORMATS))}: adapt again and save")
-            unknown = sorted(set(infos) - set(limits))
-            if unknown or META not in infos or len(infos) != len(z.infolist()):
-                raise ArtifactError(f"{path} holds {sorted(infos)}, expected the parameters "
-                                    f"{sorted(n for n in limits if n not in (META, SUPPORT_X, SUPPORT_Y))}, "
-                                    f"{META} and optionally {SUPPORT_X}, {SUPPORT_Y}")
-            for name, info in infos.items():
-                if info.file_size > limits[name]:
-                    raise ArtifactError(f"{path}: {name} would inflate to {info.file_size} bytes, more than the "
-                                        f"{limits[name]} this artifact allows; refused")
-            return {name: z.read(name) for name in infos}
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
-        raise ArtifactError(f"{path} is not a readable saved state: {e}") from e
+def meta_limit(spec: StateSpec) -> int:
+    """The most bytes a state's metadata may take: room for ``max_ways`` labels of the longest kind (each
+    character escaped as JSON's 12-byte surrogate pair at worst) and a digest per array."""
+    return META_BYTES + spec.max_ways * (12 * MAX_LABEL_CHARS + 8) + 160 * (len(spec.shapes) + 2)
+
+
+def _check_names(names: list[str], where: str) -> None:
+    if META not in names and "__meta__.npy" in names:
+        raise ArtifactError(f"{where} was saved in state format 1; this runtime reads formats "
+                            f"{', '.join(map(str, READABLE_FORMATS))}: adapt again and save")
+    if META not in names:
+        raise ArtifactError(f"{where} holds {sorted(names)}, expected the parameters, {META} and optionally "
+                            f"{SUPPORT_X}, {SUPPORT_Y}")
 
 
 def _support(members: dict[str, bytes], examples: Any, n_classes: int, spec: StateSpec, where: str) -> Support:
@@ -188,14 +200,7 @@ def _npy(array: np.ndarray) -> bytes:
 
 
 def _array(raw: bytes, shape: tuple[int, ...], dtype: np.dtype, where: str) -> np.ndarray:
-    try:
-        array = np.lib.format.read_array(io.BytesIO(raw), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise ArtifactError(f"{where} is not a readable array: {e}") from e
-    if array.dtype != dtype:
-        raise ArtifactError(f"{where} has dtype {array.dtype.str}; expected {dtype.str} (little-endian)")
-    if array.shape != shape:
-        raise ArtifactError(f"{where} has shape {array.shape}; this artifact expects {shape}")
+    array = read_npy(raw, shape, dtype, where)
     if not np.isfinite(array).all():
         raise ArtifactError(f"{where} holds NaN or infinite values")
-    return array.astype(dtype.newbyteorder("="))  # native byte order for the engine
+    return array

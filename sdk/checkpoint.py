@@ -159,12 +159,13 @@ def verify_checkpoint(path: str | os.PathLike) -> Path:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Strict JSON (no NaN or infinity, which the loader refuses), or CheckpointError naming the file."""
+    """Strict UTF-8 JSON (no NaN or infinity, no lone surrogates: what the loader refuses), or CheckpointError."""
     try:
-        text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False)
-    except ValueError as e:  # a non-finite number: a diverged run, or a setting that is not a number
-        raise CheckpointError(f"cannot save {path.name}: {e} (did training diverge?)") from None
-    path.write_text(text + "\n")
+        text = (json.dumps(data, indent=2, sort_keys=True, allow_nan=False, ensure_ascii=False) + "\n").encode()
+    except ValueError as e:  # UnicodeEncodeError is a ValueError too
+        advice = "text that is not valid Unicode" if isinstance(e, UnicodeError) else "did training diverge?"
+        raise CheckpointError(f"cannot save {path.name}: {e} ({advice})") from None
+    path.write_bytes(text)
 
 
 def _read_bytes(folder: Path, name: str, limit: int = 1 << 32) -> bytes:

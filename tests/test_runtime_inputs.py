@@ -24,9 +24,9 @@ def learner(artifact):
     (lambda x, y: (np.full_like(x, 3.0e38), y), rt.InputError, r"takes values in \[0.0, 1.0\]"),
     (lambda x, y: (x - 0.5, y), rt.InputError, "takes values in"),
     (lambda x, y: (x[:4], "abcd"), rt.InputTypeError, "not a single string"),
-    (lambda x, y: (x[:4], [0.0, 0.0, np.nan, np.nan]), rt.InputError, "NaN labels"),
-    (lambda x, y: (x[:4], np.array([0.0, 0.0, np.nan, np.nan])), rt.InputError, "NaN labels"),
-    (lambda x, y: (x[:4], [[0], [0], [1], [1]]), rt.InputTypeError, "hashable"),
+    (lambda x, y: (x[:4], [0.0, 0.0, np.nan, np.nan]), rt.InputError, "labels must be finite"),
+    (lambda x, y: (x[:4], np.array([0.0, 0.0, np.nan, np.nan])), rt.InputError, "labels must be finite"),
+    (lambda x, y: (x[:4], [[0], [0], [1], [1]]), rt.InputTypeError, "type list; labels are strings"),
     (lambda x, y: (x[:4], 7), rt.InputTypeError, "sequence of labels"),
     (lambda x, y: (x[:4], np.zeros((2, 2))), rt.InputError, "one-dimensional"),
 ])

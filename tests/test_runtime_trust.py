@@ -37,6 +37,8 @@ def test_an_edited_manifest_value_is_refused_by_its_own_checksum(artifact, tmp_p
     (lambda m: m.pop("inner_lr"), "lacks the key 'inner_lr'"),
     (lambda m: m["onnx"].update(min_onnxruntime="newest"), "min_onnxruntime must be a version"),
     (lambda m: m["files"].update({"../escape": "0" * 64}), "a plain file name"),
+    (lambda m: m["files"].update({"nul\0name": "0" * 64}), "a plain file name"),
+    (lambda m: m["files"].update({"line\nbreak": "0" * 64}), "a plain file name"),
     (lambda m: m["files"].update({"adapt.onnx": "xyz"}), "sha256 hex digest"),
     (lambda m: m["files"].pop("selfcheck.npz"), "does not list"),
     (lambda m: m["adapted_parameters"].append(m["adapted_parameters"][0]), "distinct parameter names"),

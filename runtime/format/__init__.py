@@ -1,7 +1,9 @@
 """The artifact format shared by ``edgeadapt.export`` (writes it) and ``edgeadapt.runtime`` (reads it), torch-free.
 
 - :mod:`.names`: file names, graph input/output names and ExecuTorch method names;
-- :mod:`.files`: sha256, bounded reads of regular files inside a folder, atomic file and folder writes;
+- :mod:`.files`: sha256, bounded reads of regular files inside a folder, atomic file and folder writes whose
+  operating-system errors are StorageErrors;
+- :mod:`.archive`: bounded reading of zips (stored members only) and ``.npy`` arrays (header checked first);
 - :mod:`.manifest`: the format version, the manifest's schema, canonical form and self-checksum, and its reader;
 - :mod:`.signing`: optional Ed25519 signatures over the manifest (the ``sign`` extra);
 - :mod:`.extras`: optional dependencies imported on first use, with an error naming the extra to install;

@@ -19,6 +19,11 @@ class ArtifactError(EdgeAdaptError):
     """An artifact or saved state is missing, corrupt, tampered with, or of an unknown format."""
 
 
+class StorageError(EdgeAdaptError, OSError):
+    """A file could not be written: the disk is full, the location is read-only or not permitted, a folder is in the
+    way, or a name is too long. The operating system's error is chained; any previous file is untouched."""
+
+
 class AdaptationError(EdgeAdaptError):
     """Adaptation diverged: the adapted parameters are not finite (lower the learning rate or check the data)."""
 

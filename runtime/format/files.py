@@ -7,6 +7,7 @@ Created files and folders get the usual permissions (0666 / 0777 less the umask)
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -15,11 +16,16 @@ import shutil
 import stat
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
-from .errors import ArtifactError
+from .errors import ArtifactError, InputError, StorageError
 
 TEMP_PATTERN = re.compile(r"\.edgeadapt-(\d+)-[0-9a-f]+\.tmp")
+_REASONS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+            errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+            errno.EROFS: "the file system is read-only", errno.EISDIR: "a folder is in the way",
+            errno.ENOTDIR: "a file is in the way of a folder on the path", errno.EEXIST: "something is in the way",
+            errno.ENAMETOOLONG: "the name is too long"}
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -42,15 +48,29 @@ def read_regular_file(folder: Path, name: str, limit: int) -> bytes:
     Raises ArtifactError for a path outside the folder (``..``, a subfolder, a symlink leading out), a FIFO,
     device, socket or folder, a file over ``limit`` and an unreadable file; a FIFO never blocks the read.
     """
+    with open_regular_file(folder, name, limit) as (f, _):
+        try:
+            data = f.read(limit + 1)
+        except OSError as e:
+            raise ArtifactError(f"{folder / name} cannot be read: {e}") from e
+    if len(data) > limit:
+        raise ArtifactError(f"{folder / name} grew past the limit of {limit} bytes while being read")
+    return data
+
+
+@contextmanager
+def open_regular_file(folder: Path, name: str, limit: int) -> Iterator[tuple[BinaryIO, int]]:
+    """The open regular file ``name`` directly inside ``folder`` and its size, at most ``limit`` bytes, with the
+    checks of :func:`read_regular_file`; for readers that take only what they need of it."""
     path = folder / name
-    if not name or Path(name).name != name or name in (".", ".."):
+    if not name or Path(name).name != name or name in (".", "..") or "\0" in name:
         raise ArtifactError(f"{folder}: {name!r} is not a plain file name")
     try:
         resolved = path.resolve(strict=True)
         inside = resolved.parent == folder.resolve(strict=True)
     except FileNotFoundError:
         raise ArtifactError(f"{path} is missing") from None
-    except (OSError, RuntimeError) as e:  # symlink loops, permissions
+    except (OSError, RuntimeError, ValueError) as e:  # symlink loops, permissions, a NUL in the folder's name
         raise ArtifactError(f"{path} cannot be resolved: {e}") from e
     if not inside:
         raise ArtifactError(f"{path} links outside the folder {folder} (to {resolved}); refused")
@@ -65,13 +85,7 @@ def read_regular_file(folder: Path, name: str, limit: int) -> bytes:
             raise ArtifactError(f"{path} is not a regular file; refused")
         raise ArtifactError(f"{path} holds {info.st_size} bytes, more than the limit of {limit}")
     with os.fdopen(fd, "rb") as f:
-        try:
-            data = f.read(limit + 1)
-        except OSError as e:
-            raise ArtifactError(f"{path} cannot be read: {e}") from e
-    if len(data) > limit:
-        raise ArtifactError(f"{path} grew past the limit of {limit} bytes while being read")
-    return data
+        yield f, info.st_size
 
 
 def remove_orphans(directory: Path) -> None:
@@ -91,24 +105,40 @@ def remove_orphans(directory: Path) -> None:
 
 
 @contextmanager
+def storage_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn an OSError raised while writing ``path`` into a StorageError that says what to change (chained)."""
+    if "\0" in os.fspath(path):
+        raise InputError(f"{os.fspath(path)!r} holds a NUL character: not a usable file name")
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as e:
+        reason = _REASONS.get(e.errno, "the operating system refused")
+        raise StorageError(f"cannot write {os.fspath(path)}: {reason} ({e.strerror or e})") from e
+
+
+@contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a new empty temporary file beside ``path``; on success it is fsynced and renamed onto ``path``.
 
-    A crash or exception leaves any previous file at ``path`` untouched and removes the temporary file.
+    A crash or exception leaves any previous file at ``path`` untouched and removes the temporary file; an
+    operating-system error (full disk, permissions, a folder in the way, a name too long) is a StorageError.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_orphans(target.parent)
-    tmp = _temp_name(target.parent)
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with storage_errors(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_orphans(target.parent)
+        tmp = _temp_name(target.parent)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        try:
+            yield tmp
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+            _fsync_dir(target.parent)
+        finally:
+            _remove_quietly(tmp)
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
@@ -123,18 +153,20 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a new empty staging folder beside ``path``; on success its files are fsynced and it replaces ``path``.
 
     The previous folder is kept until the swap is done: if the process dies between the two renames it
-    survives as ``.<name>.<pid>.old``. On an exception the staging folder is removed and ``path`` is untouched.
+    survives as ``.<name>.<pid>.old``. On an exception the staging folder is removed and ``path`` is untouched;
+    operating-system errors are StorageErrors, as for :func:`atomic_path`.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_orphans(target.parent)
-    staging = _temp_name(target.parent)
-    staging.mkdir(0o777)
-    try:
-        yield staging
-        replace_folder(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with storage_errors(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_orphans(target.parent)
+        staging = _temp_name(target.parent)
+        staging.mkdir(0o777)
+        try:
+            yield staging
+            replace_folder(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def replace_folder(staging: Path, target: Path) -> None:
@@ -155,6 +187,13 @@ def replace_folder(staging: Path, target: Path) -> None:
 
 def _temp_name(directory: Path) -> Path:
     return directory / f".edgeadapt-{os.getpid()}-{secrets.token_hex(6)}.tmp"
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _alive(pid: int) -> bool:

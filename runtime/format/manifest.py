@@ -28,6 +28,7 @@ FORMAT_VERSION = 3
 CHECKSUM_KEY = "manifest_sha256"
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_FILE_BYTES = 1 << 30
+MAX_ARTIFACT_BYTES = 2 << 30  # all of an artifact's files together
 MAX_FILES = 64
 MAX_DEPTH = 32
 LIMIT = 1 << 16  # upper bound on ways, shots, steps, sizes
@@ -37,9 +38,16 @@ Check = Callable[[Any, str], None]
 
 
 def canonical_bytes(document: dict[str, Any]) -> bytes:
-    """The canonical serialisation that checksums and signatures cover."""
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    """The canonical serialisation that checksums and signatures cover.
+
+    InputError for a document JSON cannot hold exactly (NaN or infinity, text that is not valid Unicode such as
+    a lone surrogate, objects that are not JSON); :func:`parse_json` refuses all of these when reading, so a
+    document it returned always has canonical bytes."""
+    try:
+        return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as e:  # UnicodeEncodeError is a ValueError
+        raise InputError(f"cannot be written as canonical JSON: {e}") from e
 
 
 def sealed(document: dict[str, Any], key: str = CHECKSUM_KEY) -> dict[str, Any]:
@@ -59,9 +67,10 @@ def manifest_text(manifest: dict[str, Any]) -> str:
 
 
 def parse_json(data: bytes, where: str) -> dict[str, Any]:
-    """A JSON object from ``data``, nested at most MAX_DEPTH deep; ArtifactError otherwise."""
+    """A JSON object from ``data``, nested at most MAX_DEPTH deep, its numbers finite and its text valid Unicode
+    (no lone surrogates); ArtifactError otherwise, so hashing what it returns never fails."""
     try:
-        document = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+        document = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
     except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as e:
         raise ArtifactError(f"{where} is not valid JSON: {e}") from e
     except RecursionError:
@@ -70,6 +79,10 @@ def parse_json(data: bytes, where: str) -> dict[str, Any]:
         raise ArtifactError(f"{where} must hold a JSON object")
     if _depth(document) > MAX_DEPTH:
         raise ArtifactError(f"{where} is nested more than {MAX_DEPTH} levels deep")
+    try:
+        canonical_bytes(document)
+    except InputError as e:
+        raise ArtifactError(f"{where}: {e}") from None
     return document
 
 
@@ -89,7 +102,11 @@ def read_artifact(folder: str | Path, public_key: PublicKey | None = None) -> Ve
 
     Raises ArtifactError naming what is wrong."""
     folder = Path(folder)
-    if not folder.is_dir():
+    try:
+        present = folder.is_dir()
+    except OSError as e:  # a name too long, no permission
+        raise ArtifactError(f"{folder} cannot be read: {e}") from e
+    if not present:
         raise ArtifactError(f"no artifact folder at {folder}")
     where = str(folder / MANIFEST)
     raw = read_regular_file(folder, MANIFEST, MAX_MANIFEST_BYTES)
@@ -104,9 +121,10 @@ def read_artifact(folder: str | Path, public_key: PublicKey | None = None) -> Ve
     if public_key is not None:
         signature = read_regular_file(folder, SIGNATURE, 1024) if (folder / SIGNATURE).exists() else None
         verify(canonical_bytes(manifest), signature, public_key, where)
-    files = {}
+    files, budget = {}, MAX_ARTIFACT_BYTES
     for name, expected in manifest["files"].items():
-        data = read_regular_file(folder, name, MAX_FILE_BYTES)
+        data = read_regular_file(folder, name, min(MAX_FILE_BYTES, budget))
+        budget -= len(data)
         if sha256_bytes(data) != expected:
             raise ArtifactError(f"{folder / name} does not match its sha256 in the manifest: corrupt or modified")
         files[name] = data
@@ -218,7 +236,8 @@ def _files(value: Any, where: str) -> None:
     if not 1 <= len(value) <= MAX_FILES:
         _fail(where, f"an object of 1..{MAX_FILES} files", value)
     for name, digest in value.items():
-        if not name or Path(name).name != name or name in (".", "..", MANIFEST) or name.startswith("."):
+        if (not name or Path(name).name != name or name in (".", "..", MANIFEST) or name.startswith(".")
+                or not name.isprintable() or len(name) > 255):
             _fail(f"{where} key", "a plain file name", name)
         if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
             _fail(f"{where}[{name!r}]", "a sha256 hex digest", digest)
@@ -237,6 +256,13 @@ def _checksum(value: Any, where: str) -> None:
 
 def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not allowed")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is out of range for a finite number")
+    return value
 
 
 def _depth(value: Any) -> int:
