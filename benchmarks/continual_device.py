@@ -1,7 +1,8 @@
 """On-device continual personalisation: classes arriving one batch at a time, learned by two designs of update.
 
 - A, ``AdaptedLearner.update`` (shipped): re-adapt the meta-learned weights, through the artifact's ``adapt`` graph,
-  to a stored support set of the most recent ``max_shots`` examples per class plus the new examples.
+  to a stored support set of at most ``max_shots`` examples per class plus the new examples (these streams offer
+  no class more than ``max_shots``, so nothing is dropped and the keep policy plays no part).
 - B, fast/slow consolidation (measured here only, in PyTorch; not exported): continue from the adapted head; each new
   class's rows start at its prototype; K SGD steps (the artifact's inner_lr and inner_steps) on the *new* examples
   only, of cross-entropy over all classes seen plus lambda/2 ||theta - theta_slow||^2; then
@@ -15,7 +16,11 @@ held-out speaker's digits arriving one at a time (the first arrival two digits: 
 examples each, the reported streams split evenly between the speakers. Accuracy on held-out examples of every class
 seen so far, after each arrival.
 
-    python benchmarks/continual_device.py [--streams 1000] [--speaker NAME]
+Keep policies (``--only keep``, its own section): ``update(..., keep="newest")`` against ``keep="reservoir"`` on the
+same streams of MNIST digits revisited, so that every digit is offered more examples than ``max_shots`` and the
+policies store different examples (see :func:`keep_streams`).
+
+    python benchmarks/continual_device.py [--streams 1000] [--speaker NAME] [--only omniglot|fsdd|keep]
 """
 
 from __future__ import annotations
@@ -35,12 +40,15 @@ import torch
 import torch.nn.functional as F
 
 import edgeadapt.runtime as rt
-from deployment import ROOT, reference
+from deployment import PRETRAINED, ROOT, reference
 from edgeadapt.export import export_artifact
 from edgeadapt.runtime.format.files import atomic_write
+from edgeadapt.runtime.learner import DEFAULT_KEEP
+from edgeadapt.runtime.memory import KEEP_POLICIES
 from edgeadapt.sdk import Conv4
 from edgeadapt.sdk.datasets import find_data_dir, load_omniglot, omniglot_path, omniglot_splits
 from edgeadapt.sdk.datasets.fsdd import SpokenDigits, load_fsdd
+from edgeadapt.sdk.datasets.mnist import load_mnist
 from edgeadapt.sdk.evaluation import EvalResult
 from edgeadapt.sdk.heads import prototype_head
 from edgeadapt.sdk.inner_loop import InnerLoop, mask_classes
@@ -53,6 +61,8 @@ SHOTS = 5
 GRID = [(lam, alpha) for lam in (0.0, 1.0, 3.0, 10.0) for alpha in (0.0, 0.5)]  # B's (lambda, alpha_m)
 TUNING_SEED = 10_000  # tuning streams are drawn from seeds disjoint from the reported ones
 EAGER_STREAMS = 50  # streams (split between sources) on which A's re-adaptation is also timed in PyTorch eager
+KEEP_VISITS, KEEP_EARLY, KEEP_WIDTH, KEEP_QUERIES = 5, 2, 5, 10  # visits of SHOTS per digit, early ones, digits
+# per update, held-out queries per digit
 AUDIO_RECIPE = {"scope": "head", "head_init": "prototypes", "head_scale": 0.05, "inner_steps": 3, "inner_lr": 0.1}
 
 
@@ -418,6 +428,164 @@ def verdict(measured: list[Measured]) -> list[str]:
     return lines + [""]
 
 
+@dataclass(frozen=True)
+class KeepKind:
+    """Streams for the keep policies: per digit, the examples its early visits draw from and its late ones'
+    (the same arrays: no drift), and how to describe them."""
+
+    title: str
+    early: list[np.ndarray]
+    late: list[np.ndarray]
+    describe: str
+
+
+def mnist_kinds() -> list[KeepKind]:
+    """Digits revisited: from the training set in a random order; and with the writers changing, early visits
+    from the first 5,000 test images (NIST's SD-3 writers, Census employees) and late ones from the last 5,000
+    (SD-1, high-school students), as MNIST's documentation splits them."""
+    def digits(split: str, part: slice) -> list[np.ndarray]:
+        data = load_mnist(find_data_dir(), split)
+        images = (data.images[part].astype(np.float32) / 255)[:, None]
+        return [images[data.labels[part] == d] for d in range(10)]
+
+    train = digits("train", slice(None))
+    return [KeepKind("stationary", train, train, "digits from the 60,000 training images, in a random order"),
+            KeepKind("writers change", digits("test", slice(0, 5000)), digits("test", slice(5000, None)),
+                     "early visits (the first two) by the writers of the test set's first 5,000 images (NIST SD-3, "
+                     "Census employees), later ones by those of its last 5,000 (SD-1, students); queries half "
+                     "from each")]
+
+
+def keep_streams(kind: KeepKind, count: int, seed: int) -> Iterator[tuple[Stream, Stream, np.ndarray, np.ndarray,
+                                                                           np.ndarray]]:
+    """Each digit offered SHOTS examples on each of KEEP_VISITS visits (the first KEEP_EARLY early, the rest late)
+    and KEEP_QUERIES held-out queries (half early, half late); a visit brings every digit once, in a random order,
+    KEEP_WIDTH digits per update. Yields the arrivals before any digit has more than max_shots examples (both
+    policies keep everything there), those after, the queries, their digits, and whether each is late."""
+    early_n, late_n, half = KEEP_EARLY * SHOTS, (KEEP_VISITS - KEEP_EARLY) * SHOTS, KEEP_QUERIES // 2
+    for s in range(count):
+        rng = np.random.default_rng(seed + s)
+        offered, queries = [], []
+        for d in range(10):
+            if kind.early is kind.late:
+                picks = kind.early[d][rng.choice(len(kind.early[d]), early_n + late_n + KEEP_QUERIES, False)]
+                offered.append(picks[: early_n + late_n])
+                queries.append(picks[early_n + late_n:])
+            else:
+                e = kind.early[d][rng.choice(len(kind.early[d]), early_n + half, False)]
+                late = kind.late[d][rng.choice(len(kind.late[d]), late_n + half, False)]
+                offered.append(np.concatenate([e[:early_n], late[:late_n]]))
+                queries.append(np.concatenate([e[early_n:], late[late_n:]]))
+        arrivals = []
+        for visit in range(KEEP_VISITS):
+            turn = rng.permutation(10)
+            for group in (turn[i: i + KEEP_WIDTH] for i in range(0, 10, KEEP_WIDTH)):
+                x = np.concatenate([offered[d][visit * SHOTS: (visit + 1) * SHOTS] for d in group])
+                arrivals.append(Arrival(x, [int(d) for d in group for _ in range(SHOTS)], x[:0], np.zeros(0)))
+        split = 2 * math.ceil(10 / KEEP_WIDTH)  # two visits: max_shots (10) examples of every digit
+        late = np.tile(np.arange(KEEP_QUERIES) >= half, 10)
+        yield arrivals[:split], arrivals[split:], np.concatenate(queries), np.repeat(np.arange(10), KEEP_QUERIES), late
+
+
+@dataclass
+class KeepRuns:
+    """Per policy and stream: final accuracy on all queries, on the early and the late writers' (drift only), and
+    the mean update time (ms); per stream, the share of reservoir's stored examples not among newest's."""
+
+    accuracy: dict[str, list[float]] = field(default_factory=dict)
+    early: dict[str, list[float]] = field(default_factory=dict)
+    late: dict[str, list[float]] = field(default_factory=dict)
+    latency: dict[str, list[float]] = field(default_factory=dict)
+    differ: list[float] = field(default_factory=list)
+
+
+def keep_run(learner: rt.Learner, stream: tuple, runs: KeepRuns) -> None:
+    """One stream: its shared prefix once, then the rest with each keep policy; records into ``runs``."""
+    prefix, rest, query_x, query_y, late = stream
+    shared = learner.adapt(prefix[0].x, prefix[0].y)
+    for arrival in prefix[1:]:
+        shared = shared.update(arrival.x, arrival.y)
+    kept = {}
+    for policy in KEEP_POLICIES:
+        state = shared
+        start = time.perf_counter()
+        for arrival in rest:
+            state = state.update(arrival.x, arrival.y, keep=policy)
+        runs.latency.setdefault(policy, []).append(1000 * (time.perf_counter() - start) / len(rest))
+        right = np.array(state.predict(query_x)) == query_y
+        runs.accuracy.setdefault(policy, []).append(float(right.mean()))
+        runs.early.setdefault(policy, []).append(float(right[~late].mean()))
+        runs.late.setdefault(policy, []).append(float(right[late].mean()))
+        kept[policy] = {row.tobytes() for row in state._support.x}
+    runs.differ.append(len(kept["reservoir"] - kept["newest"]) / len(kept["newest"]))
+
+
+def measure_keep(kind: KeepKind, count: int, learner: rt.Learner) -> KeepRuns:
+    """Both keep policies on ``count`` streams of ``kind``."""
+    runs = KeepRuns()
+    for i, stream in enumerate(keep_streams(kind, count, 0)):
+        keep_run(learner, stream, runs)
+        if (i + 1) % 100 == 0:
+            print(f"keep policies, {kind.title}: {i + 1}/{count} streams; " + "; ".join(
+                f"{p} {mean_ci(a)}" for p, a in runs.accuracy.items()), flush=True)
+    return runs
+
+
+def keep_gap(runs: KeepRuns, which: str = "accuracy") -> str:
+    """Reservoir minus newest on the same streams (points, ± 95% CI) and what it reads as."""
+    table = getattr(runs, which)
+    gap = np.array(table["reservoir"]) - np.array(table["newest"])
+    result = EvalResult("gap", 100 * gap)
+    reading = ("reservoir ahead" if result.mean - result.ci95 > 0 else "newest ahead"
+               if result.mean + result.ci95 < 0 else "no significant difference")
+    return f"{mean_ci(gap, 2)} ({reading})"
+
+
+def keep_section(measured: list[tuple[KeepKind, KeepRuns]]) -> list[str]:
+    """The keep-policy comparison: per kind of stream, final accuracy per policy and the paired gaps."""
+    count = len(measured[0][1].differ)
+    lines = ["## Which examples `update` keeps: newest against reservoir", "",
+             f"The shipped artifact (`models/omniglot-conv4`, max_ways 20, max_shots 10; trained on Omniglot only, "
+             f"so MNIST digits are new to it) on {count} streams of each kind. Each stream offers every digit 0-9 "
+             f"{SHOTS} examples on each of {KEEP_VISITS} visits ({KEEP_VISITS * SHOTS} in all, of which 10 can be "
+             f"kept); a visit brings every digit once, in a random order, {KEEP_WIDTH} digits per update. "
+             "`keep=\"newest\"` keeps each digit's last 10, `keep=\"reservoir\"` a uniform sample of all it was "
+             "offered. Both run on the same streams from the same learner after the second visit (identical up to "
+             f"there: nothing is dropped before). Then {KEEP_QUERIES} held-out queries per digit.", ""]
+    for kind, runs in measured:
+        drift = kind.early is not kind.late
+        rows = [[p, mean_ci(runs.accuracy[p])] + ([mean_ci(runs.early[p]), mean_ci(runs.late[p])] if drift else [])
+                + [f"{np.median(runs.latency[p]):.1f}"] for p in runs.accuracy]
+        halves = " (all queries, the early writers' and the late writers')" if drift else ""
+        lines += [f"### {kind.title}: {kind.describe}", "",
+                  f"Final accuracy (%, mean ± 95% CI over streams){halves} and the median update time after the "
+                  "second visit (ms, onnxruntime, 1 thread):", ""]
+        lines += markdown_table(["keep", "all queries"] + (["early writers", "late writers"] if drift else [])
+                                + ["update ms"], rows)
+        gaps = (f"all queries {keep_gap(runs)}; early writers' {keep_gap(runs, 'early')}; late writers' "
+                f"{keep_gap(runs, 'late')}") if drift else keep_gap(runs)
+        lines += ["", f"Reservoir minus newest on the same streams (points): {gaps}. "
+                  f"{100 * np.mean(runs.differ):.0f}% of reservoir's stored examples are not among newest's.", ""]
+    lines += ["With digits in a random order the two stored sets are samples of the same distribution, so a gap "
+              "there can only be chance; when the writers change, newest forgets the early writers once their "
+              "examples are no longer the last 10, and reservoir keeps them in proportion to what they offered. "
+              f"`update` keeps with `{DEFAULT_KEEP}` by default (`keep=` picks; see docs/deploy.md, \"Runtime\").", ""]
+    return lines
+
+
+def keep_report(streams: int, no_report: bool) -> None:
+    """Measure the keep policies on both kinds of MNIST stream and write (or print) their section."""
+    started = time.perf_counter()
+    learner = rt.load(PRETRAINED, threads=1)
+    measured = [(kind, measure_keep(kind, streams, learner)) for kind in mnist_kinds()]
+    body = "\n".join(keep_section(measured)) + f"\nWall time: {(time.perf_counter() - started) / 60:.1f} min.\n"
+    if no_report:
+        print(body)
+    else:
+        write_section("continual-device-keep", body,
+                      f"python benchmarks/continual_device.py --only keep --streams {streams}")
+
+
 def audio_artifact(digits: SpokenDigits, speaker: str, epochs: int) -> Path:
     """A log-mel Conv4 pretrained on every speaker but ``speaker``, exported head-only (built once into runs/)."""
     folder = RUNS / f"fsdd-without-{speaker}"
@@ -483,11 +651,16 @@ def main() -> None:
     parser.add_argument("--speaker", default=None,
                         help="hold out only this FSDD speaker (default: every speaker in turn)")
     parser.add_argument("--epochs", type=int, default=10, help="pretraining epochs of each audio model")
-    parser.add_argument("--only", choices=("omniglot", "fsdd"), default=None)
+    parser.add_argument("--only", choices=("omniglot", "fsdd", "keep"), default=None,
+                        help="one kind of stream (keep: the keep policies, written to their own section)")
     parser.add_argument("--no-report", action="store_true",
                         help="print the section instead of writing it into docs/benchmarks.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.only in (None, "keep"):
+        keep_report(args.streams, args.no_report)
+    if args.only == "keep":
+        return
     body = ["## Continual personalisation on the device", "", __doc__.split("\n\n")[1], "",
             __doc__.split("\n\n")[2].replace("\n", " "), ""]
     measured = []

@@ -1,13 +1,20 @@
-"""Rotated MNIST (0, 90, 180, 270 degrees, one task each), learned in sequence by SGD, SGD + EWC, Reptile (K=5)
-and Reptile + EWC with the same MLP and the same small CNN (3 seeds each): the accuracy matrix, final average
-accuracy, forgetting, the few-shot view, and the published table beside ours.
+"""Continual learning on MNIST streams, every method on the same tasks and seeds: SGD, SGD + EWC, Reptile (K=5),
+Reptile + EWC, and with a bounded replay memory SGD + replay (experience replay), Reptile + replay (Reptile over
+replay batches, as Meta-Experience Replay) and Reptile + replay + EWC.
 
-    python benchmarks/continual_mnist.py            # full: writes docs/benchmarks.md and docs/images/continual_mnist.png
-    python benchmarks/continual_mnist.py --quick    # reduced (MLP, 1 seed, fewer steps); prints only
+Streams: ``rotated4`` (0, 90, 180, 270 degrees, the reference table's sequence; the MLP and the small CNN, with
+the published table beside ours and the few-shot view), ``rotated20`` (Lopez-Paz & Ranzato's protocol: 20 angles
+in [0, 180), 1,000 training examples per task, one pass of batch 10) and ``permuted20`` (20 pixel orders, same
+sizes); MLP, memories of 200, 1,000 and 5,120 examples. Reported: the accuracy matrix, final average (retained)
+accuracy, forgetting, backward and forward transfer.
+
+    python benchmarks/continual_mnist.py                      # rotated4: docs/benchmarks.md, docs/images/
+    python benchmarks/continual_mnist.py --stream rotated20   # likewise for the 20-task streams
+    python benchmarks/continual_mnist.py --quick    # reduced rotated4 (MLP, 1 seed, fewer steps); prints only
     python benchmarks/continual_mnist.py --search 12  # Optuna on a validation slice of the training set
 
-The last line printed is JSON: {"methods": {NAME: {"matrix": [[...]], "average": A, "forgetting": F}}}
-(NAME is the method for the MLP, "cnn/<method>" for the CNN; values are means over seeds).
+The last line printed is JSON: {"methods": {NAME: {"matrix": [[...]], "average": A, "forgetting": F, ...}}}
+(NAME is the method for the MLP, "cnn/<method>" for the CNN, "<method>@<memory>" with a memory; means over seeds).
 """
 
 from __future__ import annotations
@@ -28,12 +35,17 @@ from edgeadapt.sdk.continual import (
     ContinualRun,
     ControllerConfig,
     average_accuracy,
+    backward_transfer,
     continual_model,
     few_shot_accuracy,
     forgetting,
+    forward_transfer,
+    permuted_mnist,
     rotated_mnist,
 )
-from edgeadapt.sdk.continual.recipes import CNN_INNER_LR, HYPERPARAMETERS, STREAMS, hyperparameters
+from edgeadapt.sdk.continual.recipes import (CNN_INNER_LR, REPLAY_METHODS, STREAMS, base_method,
+                                             hyperparameters)
+from edgeadapt.sdk.continual.streams import lopez_paz_rotations
 from edgeadapt.runtime.format.files import atomic_write
 
 from report import REPORT, markdown_table, write_section
@@ -50,13 +62,23 @@ SETTINGS = {
     "full": {arch: dataclasses.asdict(stream) for arch, stream in STREAMS.items()},  # the CLI's defaults too
     "quick": {"mlp": {"hidden": 100, "train_size": 5000, "eval_size": 2000, "steps": 300, "batch": 32}},
 }
+ALL_METHODS = (*METHODS, *REPLAY_METHODS)
+# Replay memory per stream (examples): 1% of the training examples the rotated4 stream shows (4 x 20,000; quick
+# 4 x 5,000), and the 20-task streams' three sizes.
+MEMORY = {"full": 800, "quick": 200}
+MEMORY_SIZES = (200, 1000, 5120)
+# On the 20-task streams (minibatches of 10, one pass) every method takes alpha_f 0.1 (the better of 0.03 and 0.1 for
+# sgd+replay on rotated20's validation slice) and EWC lambda 1 (14, the rotated4 value, diverges with 20 anchors).
+LONG_OVERRIDES = {"inner_lr": 0.1, "ewc_lambda": 1.0}
+LONG_STREAMS = {"rotated20": {"hidden": 100, "train_size": 1000, "eval_size": 10000, "steps": 100, "batch": 10},
+                "permuted20": {"hidden": 100, "train_size": 1000, "eval_size": 10000, "steps": 100, "batch": 10}}
 FEW_SHOT = 5
 IMAGE = Path(__file__).resolve().parent.parent / "docs" / "images" / "continual_mnist.png"
 
 
 def config_for(method: str, setting: dict, hyper: dict) -> ContinualConfig:
-    """The run configuration of ``method`` under ``setting`` with hyperparameters ``hyper``."""
-    base = ContinualConfig.of(method, steps_per_task=setting["steps"], batch_size=setting["batch"],
+    """The run configuration of ``method`` (a replay method with ``hyper["memory"]``) under ``setting``."""
+    base = ContinualConfig.of(base_method(method), steps_per_task=setting["steps"], batch_size=setting["batch"],
                            controller=ControllerConfig(), eval_every=max(setting["steps"] // 4, 1))
     return base.replace(**hyper)
 
@@ -77,17 +99,29 @@ def cached_run(method: str, arch: str, setting: dict, hyper: dict, seed: int, da
     return result
 
 
+def stream_tasks(stream: str, arch: str, setting: dict, seed: int, data: str | None, evaluate_on: str = "test"):
+    """The tasks of ``stream`` ("rotated4", "rotated20", "permuted20") for ``arch`` under ``setting``."""
+    sizes = {"train_size": setting["train_size"], "eval_size": setting["eval_size"], "evaluate_on": evaluate_on}
+    if stream == "permuted20":
+        return permuted_mnist(data, tasks=20, seed=seed, **sizes)
+    rotations = lopez_paz_rotations(20, seed) if stream == "rotated20" else (0, 90, 180, 270)
+    return rotated_mnist(data, rotations=rotations, flatten=arch == "mlp", seed=seed, **sizes)
+
+
 def run_one(method: str, arch: str, setting: dict, hyper: dict, seed: int, data: str | None) -> dict:
-    """One method, one architecture, one seed: matrix, curve, few-shot accuracies and seconds taken."""
-    tasks = rotated_mnist(data, train_size=setting["train_size"], eval_size=setting["eval_size"],
-                          flatten=arch == "mlp", seed=seed)
+    """One method, one architecture, one seed: matrix, initial accuracies, curve, few-shot accuracies (rotated4
+    only) and seconds taken."""
+    stream = setting.get("stream", "rotated4")
+    tasks = stream_tasks(stream, arch, setting, seed, data)
     torch.manual_seed(seed)
     model = continual_model(arch, setting["hidden"])[0]
     start = time.perf_counter()
     run = ContinualRun(model, tasks, config_for(method, setting, hyper), seed)
     matrix = run.train(progress=False)
-    few = [few_shot_accuracy(run.model, t, FEW_SHOT, 5, hyper["inner_lr"], seed) for t in tasks]
-    return {"matrix": matrix, "curve": run.curve, "few_shot": few, "seconds": time.perf_counter() - start}
+    seconds = time.perf_counter() - start
+    few = [few_shot_accuracy(run.model, t, FEW_SHOT, 5, hyper["inner_lr"], seed) for t in tasks] \
+        if stream == "rotated4" else []
+    return {"matrix": matrix, "initial": run.initial, "curve": run.curve, "few_shot": few, "seconds": seconds}
 
 
 def search(trials: int, data: str | None, setting: dict) -> dict[str, dict]:
@@ -97,12 +131,48 @@ def search(trials: int, data: str | None, setting: dict) -> dict[str, dict]:
     tasks = rotated_mnist(data, train_size=setting["train_size"], eval_size=setting["eval_size"],
                           evaluate_on="validation", flatten=True, seed=0)
     found = {}
-    for method in METHODS:
+    for method in ALL_METHODS:
         result = search_hyperparameters(tasks, lambda: continual_model("mlp", setting["hidden"])[0],
-                                        config_for(method, setting, HYPERPARAMETERS[method]), trials, seed=0)
+                                        config_for(method, setting, method_values(method, "mlp", "quick")), trials,
+                                        seed=0)
         found[method] = result
         print(method, result["best"], f"{result['best_validation_average']:.3f}", flush=True)
     return found
+
+
+# The replay methods' validation grid: (method, values) pairs, every one with memory 800 (balanced) on the full
+# rotated4 MLP stream, seed 0; the best of each method is its recipe (edgeadapt.sdk.continual.recipes).
+REPLAY_GRID = [
+    *[("sgd+replay", {"inner_lr": lr, "distill": d}) for lr in (0.05, 0.1) for d in (0.0, 0.5, 1.0)],
+    *[("reptile+replay", {"inner_lr": 0.1, "meta_lr": m, "distill": d}) for m in (0.3, 0.6, 0.88)
+      for d in (0.0, 0.5, 1.0)],
+    *[("reptile+replay+ewc", {"inner_lr": 0.1, "meta_lr": 0.6, "distill": 0.5, "ewc_lambda": lam})
+      for lam in (2.0, 20.5)],
+]
+
+
+def replay_grid(data: str | None) -> None:
+    """Score :data:`REPLAY_GRID` on the validation slice; print each and the best per method, write its section."""
+    setting = SETTINGS["full"]["mlp"]
+    tasks = stream_tasks("rotated4", "mlp", setting, 0, data, evaluate_on="validation")
+    rows, best = [], {}
+    for method, values in REPLAY_GRID:
+        hyper = {**hyperparameters(method, "mlp"), **values, "memory": MEMORY["full"]}
+        torch.manual_seed(0)
+        run = ContinualRun(continual_model("mlp", setting["hidden"])[0], tasks, config_for(method, setting, hyper), 0)
+        matrix = run.train(progress=False)
+        score = average_accuracy(matrix)
+        rows.append([method, ", ".join(f"{k} {v}" for k, v in values.items()), f"{100 * score:.1f}",
+                     f"{100 * matrix[-1][0]:.1f}"])
+        print(*rows[-1], flush=True)
+        if score > best.get(method, (None, -1.0))[1]:
+            best[method] = (values, score)
+    body = ["## Rotated MNIST: the replay methods' validation grid", "",
+            f"Memory {MEMORY['full']} (class-balanced), MLP, seed 0, the full stream; scored on the last 5,000 training "
+            "images (never trained on; the test set is not looked at). The best of each method is its recipe.", "",
+            *markdown_table(["method", "values", "validation final average (%)", "task 1 at the end (%)"], rows)]
+    write_section("continual-mnist-replay-grid", "\n".join(body), "python benchmarks/continual_mnist.py --replay-grid")
+    print(json.dumps({"best": {m: v for m, (v, _) in best.items()}}))
 
 
 def write_search_section(found: dict[str, tuple[dict, float, int]], trials: int) -> None:
@@ -134,7 +204,10 @@ def summarise(results: dict[str, list[dict]]) -> dict[str, dict]:
         matrix = np.mean([r["matrix"] for r in runs], axis=0)
         out[method] = {"matrix": np.round(matrix, 4).tolist(),
                        "average": round(float(np.mean([average_accuracy(r["matrix"]) for r in runs])), 4),
-                       "forgetting": round(float(np.mean([forgetting(r["matrix"]) for r in runs])), 4)}
+                       "forgetting": round(float(np.mean([forgetting(r["matrix"]) for r in runs])), 4),
+                       "backward_transfer": round(float(np.mean([backward_transfer(r["matrix"]) for r in runs])), 4),
+                       "forward_transfer": round(float(np.mean([forward_transfer(r["matrix"], r["initial"])
+                                                               for r in runs])), 4)}
     return out
 
 
@@ -150,12 +223,13 @@ def tables(arch: str, setting: dict, results: dict[str, list[dict]]) -> list[str
     rows = []
     for method, runs in results.items():
         first = [pct([r["matrix"][i][0] for r in runs]) for i in range(4)]
-        published = " / ".join(f"{v:.1f}" for v in PUBLISHED[method])
+        published = " / ".join(f"{v:.1f}" for v in PUBLISHED[method]) if method in PUBLISHED else "(not published)"
         rows.append([method, *first, published, pct([average_accuracy(r["matrix"]) for r in runs]),
                      pct([forgetting(r["matrix"]) for r in runs]),
                      f"{np.mean([r['seconds'] for r in runs]):.0f}"])
     lines += markdown_table(["method", "after 1", "after 2", "after 3", "after 4", "published", "final average",
                              "forgetting", "s / run"], rows)
+    lines += ["", verdict(results)]
     lines += ["", f"Few-shot view: accuracy (%) on each task after {FEW_SHOT} examples per class of it and K = 5 "
                   "full-batch SGD steps (alpha_f) from the final weights (the last task is the one just learned).", ""]
     lines += markdown_table(["method", "rot0", "rot90", "rot180", "rot270"],
@@ -167,6 +241,17 @@ def tables(arch: str, setting: dict, results: dict[str, list[dict]]) -> list[str
     return lines + [""]
 
 
+def verdict(results: dict[str, list[dict]]) -> str:
+    """One sentence per published row: reached or not, on task 1 after task 4; and the best method measured."""
+    final = {m: 100 * float(np.mean([r["matrix"][-1][0] for r in runs])) for m, runs in results.items()}
+    missed = [f"{m} ({final[m]:.1f} against {PUBLISHED[m][-1]:.1f})" for m in PUBLISHED
+              if m in final and final[m] < PUBLISHED[m][-1]]
+    best = max(final, key=final.get)
+    return (f"Published task-1 accuracies after task 4 not reached: {', '.join(missed) or 'none'}. The best measured "
+            f"here: {best}, {final[best]:.1f}% on task 1 after task 4, "
+            f"{100 * float(np.mean([average_accuracy(r['matrix']) for r in results[best]])):.1f}% final average.")
+
+
 def plot(all_results: dict[str, dict[str, list[dict]]], settings: dict) -> None:
     """Accuracy on each task as training proceeds, one panel per architecture and method (mean over seeds)."""
     import matplotlib
@@ -175,11 +260,11 @@ def plot(all_results: dict[str, dict[str, list[dict]]], settings: dict) -> None:
     import matplotlib.pyplot as plt
 
     archs = list(all_results)
-    fig, axes = plt.subplots(len(archs), len(METHODS), figsize=(4 * len(METHODS), 3 * len(archs)), squeeze=False,
-                             sharey=True)
+    columns = max(len(r) for r in all_results.values())
+    fig, axes = plt.subplots(len(archs), columns, figsize=(4 * columns, 3 * len(archs)), squeeze=False, sharey=True)
     for row, arch in enumerate(archs):
         steps = settings[arch]["steps"]
-        for col, method in enumerate(METHODS):
+        for col, method in enumerate(all_results[arch]):
             ax = axes[row][col]
             runs = all_results[arch][method]
             x = [p["task"] * steps + p["step"] for p in runs[0]["curve"]]
@@ -199,71 +284,164 @@ def plot(all_results: dict[str, dict[str, list[dict]]], settings: dict) -> None:
     fig.savefig(IMAGE, dpi=90)
 
 
+def method_values(method: str, arch: str, mode: str) -> dict:
+    """The hyperparameters ``method`` runs with, its memory included (the rotated4 stream's)."""
+    values = hyperparameters(method, arch)
+    return {**values, "memory": MEMORY[mode]} if method in REPLAY_METHODS else values
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="MLP only, 1 seed, fewer steps; writes no docs")
+    parser.add_argument("--stream", choices=("rotated4", *LONG_STREAMS), default="rotated4")
+    parser.add_argument("--quick", action="store_true", help="rotated4, MLP only, 1 seed, fewer steps; writes no docs")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per method (default: 3, quick 1)")
     parser.add_argument("--archs", nargs="+", choices=("mlp", "cnn"), default=None)
     parser.add_argument("--search", type=int, default=0, metavar="TRIALS",
                         help="instead: Optuna search per method (MLP, quick-sized stream) on a validation slice")
+    parser.add_argument("--replay-grid", action="store_true",
+                        help="instead: the replay methods' validation grid (their recipes' source)")
     parser.add_argument("--data", default=None, help="data folder holding mnist/ (default: $EDGEADAPT_DATA)")
     parser.add_argument("--cached-only", action="store_true",
                         help="report only the seeds whose runs have all finished (in runs/continual-mnist/)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1; the machine is shared)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-
     if args.search:
         found = search(args.search, args.data, SETTINGS["quick"]["mlp"])
         write_search_section({m: (r["best"], r["best_validation_average"], len(r["trials"])) for m, r in found.items()},
                              args.search)
         print(json.dumps({"search": {m: r["best"] for m, r in found.items()}}))
         return
+    if args.replay_grid:
+        replay_grid(args.data)
+        return
+    results = run_long(args) if args.stream in LONG_STREAMS else run_rotated4(args)
+    print(json.dumps({"methods": results}))
 
+
+def collect(methods: dict[str, dict], arch: str, setting: dict, seeds: int, args) -> dict[str, list[dict]]:
+    """Every run of ``methods`` (name -> hyperparameters) over ``seeds``; a seed only when all its runs finished."""
+    collected: dict[str, list[dict]] = {m: [] for m in methods}
+    for seed in range(seeds):
+        results = {m: cached_run(m.split("@")[0], arch, setting, hyper, seed, args.data, args.cached_only)
+                   for m, hyper in methods.items()}
+        if None in results.values():
+            continue
+        for method, result in results.items():
+            collected[method].append(result)
+            print(f"{arch} {method} seed {seed}: final average {100 * average_accuracy(result['matrix']):.1f}%, "
+                  f"forgetting {100 * forgetting(result['matrix']):.1f}, {result['seconds']:.0f} s", flush=True)
+    return collected
+
+
+def run_rotated4(args) -> dict[str, dict]:
+    """The four-task stream: every method on the MLP (the CNN: the methods without a memory); docs unless quick."""
     mode = "quick" if args.quick else "full"
     archs = args.archs or list(SETTINGS[mode])
     settings = {arch: SETTINGS[mode].get(arch, SETTINGS["full"][arch]) for arch in archs}
-    all_results: dict[str, dict[str, list[dict]]] = {}
+    all_results = {}
     for arch in archs:
-        all_results[arch] = {m: [] for m in METHODS}
-        for seed in range(args.seeds or SEEDS[mode].get(arch, 1)):
-            results = {m: cached_run(m, arch, settings[arch], hyperparameters(m, arch), seed, args.data,
-                                     args.cached_only) for m in METHODS}
-            if None in results.values():  # a seed is reported only when every method has finished it
-                continue
-            for method, result in results.items():
-                all_results[arch][method].append(result)
-                print(f"{arch} {method} seed {seed}: final average {100 * average_accuracy(result['matrix']):.1f}%, "
-                      f"forgetting {100 * forgetting(result['matrix']):.1f}, {result['seconds']:.0f} s", flush=True)
-
+        methods = {m: method_values(m, arch, mode) for m in (ALL_METHODS if arch == "mlp" else METHODS)}
+        all_results[arch] = collect(methods, arch, settings[arch], args.seeds or SEEDS[mode].get(arch, 1), args)
     all_results = {arch: r for arch, r in all_results.items() if r[next(iter(METHODS))]}
-    archs = list(all_results)
-    if not args.quick and archs:
-        hyper = "; ".join(f"{m}: " + ", ".join(f"{k} {v}" for k, v in h.items()) for m, h in HYPERPARAMETERS.items())
-        body = ["## Continual learning: rotated MNIST", "",
-                "Four tasks in sequence: MNIST, then rotated by 90, 180 and 270 degrees; one network trained through "
-                "them, never revisiting a task. Every method takes the same number of gradient steps per task "
-                "(Reptile: 1 outer update per K = 5 inner steps). Forgetting = mean over tasks 1-3 of "
-                "(accuracy right after learning it - accuracy at the end), i.e. minus the backward transfer. "
-                f"Hyperparameters (MLP; the best of the search below, rounded, with K = 5 for Reptile as published): "
-                f"{hyper}; the CNN takes the same with alpha_f = {CNN_INNER_LR} (not searched). Plain SGD inner loop, "
-                "true Fisher on 500 training images of each task.",
-                "", f"![accuracy on each task as training proceeds]({IMAGE.relative_to(REPORT.parent).as_posix()})", ""]
-        missing = [f"{arch} {len(all_results[arch][next(iter(METHODS))])} of {SEEDS['full'][arch]}" for arch in archs
-                   if len(all_results[arch][next(iter(METHODS))]) < SEEDS["full"][arch]]
-        if missing or len(archs) < len(SETTINGS["full"]):
-            body += [f"Partial: seeds reported {', '.join(missing) or 'all'}; architectures {', '.join(archs)}. "
-                     "Rerunning the command below finishes the rest (finished runs are reused).", ""]
-        for arch in archs:
-            body += tables(arch, settings[arch], all_results[arch])
-        plot(all_results, settings)
-        write_section("continual-mnist", "\n".join(body), "python benchmarks/continual_mnist.py")
+    if not args.quick and all_results:
+        write_rotated4(all_results, settings)
+    return {(m if arch == "mlp" else f"{arch}/{m}"): summary for arch in all_results
+            for m, summary in summarise(all_results[arch]).items()}
 
-    methods = {}
+
+def write_rotated4(all_results: dict[str, dict[str, list[dict]]], settings: dict) -> None:
+    """The rotated4 section of docs/benchmarks.md and its plot."""
+    archs = list(all_results)
+    hyper = "; ".join(f"{m}: " + ", ".join(f"{k} {v}" for k, v in method_values(m, "mlp", "full").items())
+                      for m in ALL_METHODS)
+    body = ["## Continual learning: rotated MNIST", "",
+            "Four tasks in sequence: MNIST, then rotated by 90, 180 and 270 degrees; one network trained through "
+            "them, never revisiting a task. Every method takes the same number of gradient steps per task "
+            "(Reptile: 1 outer update per K = 5 inner steps). The replay methods keep a memory of "
+            f"{MEMORY['full']} examples (1% of the 80,000 training examples the stream shows), filled from every "
+            "finished task by class-balanced reservoir sampling with the network's outputs for each example, and "
+            "replay it as half of every minibatch. "
+            "Forgetting = mean over tasks 1-3 of (accuracy right after learning it - accuracy at the end), i.e. minus "
+            f"the backward transfer. Hyperparameters (MLP): {hyper}; the methods without a memory take the best of "
+            "the search below, rounded, with K = 5 for Reptile as published; the replay methods the best of their "
+            "validation grid below (distill: the weight of holding the network's outputs on replayed examples to "
+            f"those stored with them). The CNN takes the same with alpha_f = {CNN_INNER_LR} (not searched). Plain "
+            "SGD inner loop, true Fisher on 500 training images of each task.",
+            "", f"![accuracy on each task as training proceeds]({IMAGE.relative_to(REPORT.parent).as_posix()})", ""]
+    missing = [f"{arch} {len(all_results[arch][next(iter(METHODS))])} of {SEEDS['full'][arch]}" for arch in archs
+               if len(all_results[arch][next(iter(METHODS))]) < SEEDS["full"][arch]]
+    if missing or len(archs) < len(SETTINGS["full"]):
+        body += [f"Partial: seeds reported {', '.join(missing) or 'all'}; architectures {', '.join(archs)}. "
+                 "Rerunning the command below finishes the rest (finished runs are reused).", ""]
     for arch in archs:
-        for method, summary in summarise(all_results[arch]).items():
-            methods[method if arch == "mlp" else f"{arch}/{method}"] = summary
-    print(json.dumps({"methods": methods}))
+        body += tables(arch, settings[arch], all_results[arch])
+    plot(all_results, settings)
+    write_section("continual-mnist", "\n".join(body), "python benchmarks/continual_mnist.py")
+
+
+def run_long(args) -> dict[str, dict]:
+    """A 20-task stream: the methods without a memory, and the replay methods at each memory size (MLP)."""
+    setting = {**LONG_STREAMS[args.stream], "stream": args.stream}
+    methods = {m: {**hyperparameters(m, "mlp"), **LONG_OVERRIDES} for m in METHODS}
+    methods.update({f"{m}@{size}": {**hyperparameters(m, "mlp"), **LONG_OVERRIDES, "memory": size}
+                    for m in REPLAY_METHODS for size in MEMORY_SIZES})
+    results = collect(methods, "mlp", setting, args.seeds or 3, args)
+    results = {m: runs for m, runs in results.items() if runs}
+    if results and not args.cached_only:
+        write_long(args.stream, setting, results)
+    return summarise(results)
+
+
+def write_long(stream: str, setting: dict, results: dict[str, list[dict]]) -> None:
+    """The 20-task stream's section of docs/benchmarks.md: retained accuracy and transfer per method and memory."""
+    rows = []
+    for name, runs in results.items():
+        method, _, memory = name.partition("@")
+        rows.append([method, memory or "-", pct([average_accuracy(r["matrix"]) for r in runs]),
+                     pct([r["matrix"][-1][0] for r in runs]), pct([backward_transfer(r["matrix"]) for r in runs]),
+                     pct([forward_transfer(r["matrix"], r["initial"]) for r in runs]), str(len(runs)),
+                     f"{np.mean([r['seconds'] for r in runs]):.0f}"])
+    title = {"rotated20": "rotated MNIST, 20 tasks", "permuted20": "permuted MNIST, 20 tasks"}[stream]
+    image = IMAGE.with_name(f"continual_{stream}.png")
+    plot_matrices(results, image)
+    body = [f"## Continual learning: {title}", "",
+            f"Lopez-Paz & Ranzato's protocol: {setting['train_size']:,} training examples per task, one pass in "
+            f"minibatches of {setting['batch']} ({setting['steps']} steps per task), scored on "
+            f"{setting['eval_size']:,} test images per task; MLP 784-100-100-10. Memories hold 200, 1,000 or 5,120 "
+            "examples of the 20,000 seen. Retained = final average accuracy over the 20 tasks; BWT and FWT as "
+            "Lopez-Paz & Ranzato define them (percentage points). MER's published retained accuracy on rotated MNIST "
+            "is 89.6% (memory 5,120), EWC's 54.6%, online SGD's 53.4%. Hyperparameters: the rotated4 MLP values with "
+            f"{', '.join(f'{k} {v}' for k, v in LONG_OVERRIDES.items())} for every method (alpha_f: the better of 0.03 "
+            "and 0.1 for sgd+replay on rotated20's validation slice; EWC's lambda of 14 diverges with 20 anchors).",
+            "",
+            *markdown_table(["method", "memory", "retained", "task 1 at the end", "BWT", "FWT", "seeds", "s / run"],
+                            rows),
+            "", f"![final accuracy matrices]({image.relative_to(REPORT.parent).as_posix()})"]
+    write_section(f"continual-{stream}", "\n".join(body), f"python benchmarks/continual_mnist.py --stream {stream}")
+
+
+def plot_matrices(results: dict[str, list[dict]], image: Path) -> None:
+    """One heatmap per method: the accuracy matrix (mean over seeds; row: after task i, column: task j)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    columns = 4
+    rows = -(-len(names) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        ax.imshow(100 * np.mean([r["matrix"] for r in results[name]], axis=0), vmin=0, vmax=100, cmap="viridis")
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("task", fontsize=7)
+        ax.set_ylabel("after task", fontsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.tight_layout()
+    image.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(image, dpi=80)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from edgeadapt.sdk.continual.ewc import FISHERS
 from edgeadapt.sdk.continual.meta_controller import INNER_OPTIMIZERS, ControllerConfig
 from edgeadapt.sdk.continual.metrics import average_accuracy, few_shot_accuracy, forgetting
 from edgeadapt.sdk.continual.recipes import STREAMS, hyperparameters
+from edgeadapt.runtime.memory import POLICIES as MEMORY_POLICIES
 from edgeadapt.sdk.continual.config import METHODS, ContinualConfig
 from edgeadapt.sdk.continual.runner import ContinualRun
 from edgeadapt.sdk.continual.streams import ROTATIONS, Task, rotated_mnist
@@ -69,9 +70,7 @@ def add_continual_parser(commands: Any) -> argparse.ArgumentParser:
     p.add_argument("--meta-lr-policy", action="store_true",
                    help="choose alpha_m per outer step with the logistic policy trained on a replay batch")
     p.add_argument("--ewc-lambda", type=float, default=None, help=f"EWC's lambda ({tuned})")
-    p.add_argument("--memory", type=int, default=0, metavar="N",
-                   help="keep N training examples of each finished task and replay them as half of every later "
-                        "minibatch (0: no memory; default: %(default)s)")
+    _add_memory_arguments(p, defaults)
     p.add_argument("--fisher", choices=FISHERS, default=defaults.fisher, help="EWC's Fisher estimate")
     p.add_argument("--fisher-samples", type=int, default=defaults.fisher_samples,
                    help="training examples the Fisher is estimated on")
@@ -131,6 +130,19 @@ def run_continual(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def _add_memory_arguments(p: argparse.ArgumentParser, defaults: ContinualConfig) -> None:
+    """The replay memory's options."""
+    p.add_argument("--memory", type=int, default=0, metavar="N",
+                   help="a replay memory of N examples over the whole stream, filled from every finished task by "
+                        "--memory-policy and replayed as half of every later minibatch (0: no memory; default: "
+                        "%(default)s)")
+    p.add_argument("--memory-policy", choices=sorted(MEMORY_POLICIES), default=defaults.memory_policy,
+                   help="which examples the memory keeps: uniform or class-balanced reservoir sampling")
+    p.add_argument("--distill", type=float, default=defaults.distill,
+                   help="with --memory: weight of holding the network's outputs on replayed examples to those it gave "
+                        "when they were stored (dark experience replay; 0: labels only)")
+
+
 def _config(args: argparse.Namespace) -> ContinualConfig:
     """The run's settings: the command line's, else the method's tuned recipe (:mod:`.recipes`)."""
     stream = STREAMS[args.arch]
@@ -144,7 +156,7 @@ def _config(args: argparse.Namespace) -> ContinualConfig:
         args.method, steps_per_task=args.steps_per_task, batch_size=args.batch_size,
         controller=ControllerConfig(inner_optimizer=args.inner_optimizer, momentum=args.momentum,
                                     meta_batch=args.meta_batch),
-        memory=args.memory, meta_lr_policy=args.meta_lr_policy, fisher=args.fisher, fisher_samples=args.fisher_samples,
+        memory=args.memory, memory_policy=args.memory_policy, distill=args.distill, meta_lr_policy=args.meta_lr_policy, fisher=args.fisher, fisher_samples=args.fisher_samples,
         online_gamma=args.online_gamma, eval_every=args.eval_every)
     return base.replace(**{**tuned, **{k: v for k, v in given.items() if v is not None}})
 

@@ -4,6 +4,7 @@
 (onnxruntime, ExecuTorch), fed verified bytes; ``format/`` the artifact format shared with ``edgeadapt.export``;
 ``state`` the saved-state format of :meth:`AdaptedLearner.save`; ``labels`` the one rule for labels;
 ``arguments`` the checks of paths, engine names and thread counts; ``selfcheck`` the export-time reference task;
+``memory`` which examples a bounded memory keeps (the stored support set's policies, shared with training);
 ``preprocess`` turns raw images into what a model expects; ``audio`` turns recordings into log-mel images (as the
 spoken-digit models expect); ``errors`` the exceptions, all :class:`EdgeAdaptError`.
 """

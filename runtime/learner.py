@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from collections import Counter
@@ -20,11 +21,13 @@ from .format.manifest import read_artifact
 from .format.names import ADAPT_ONNX, SELFCHECK
 from .format.signing import PublicKey
 from .labels import Label, as_labels
+from .memory import KEEP_POLICIES, KeepPolicy
 from .selfcheck import read_selfcheck
-from .state import State, StateSpec, Support, read_state, write_state
+from .state import MAX_OFFERED, State, StateSpec, Support, read_state, write_state
 
 RANGE_TOLERANCE = 1e-3  # of the input range: values this far outside it are still accepted
 INVERTED_MEAN = 0.7  # ink_high inputs whose mean exceeds this look like paper = 1 (inverted)
+DEFAULT_KEEP = "reservoir"  # AdaptedLearner.update's keep policy (see KEEP_POLICIES, docs/deploy.md)
 
 
 class Learner:
@@ -173,16 +176,29 @@ class AdaptedLearner:
         """How many examples this learner keeps to re-adapt from (0 for one restored from a format-2 state)."""
         return 0 if self._support is None else len(self._support.y)
 
-    def update(self, new_x: np.ndarray, new_y: Sequence[Label]) -> "AdaptedLearner":
+    @property
+    def offered(self) -> dict[Label, int]:
+        """Per class, how many examples this learner was ever given (``adapt`` plus every ``update``; empty for one
+        restored from a format-2 state)."""
+        if self._support is None:
+            return {}
+        return dict(zip(self.classes, self._support.offered_counts(len(self.classes)).tolist()))
+
+    def update(self, new_x: np.ndarray, new_y: Sequence[Label], keep: str = DEFAULT_KEEP) -> "AdaptedLearner":
         """A learner that knows this one's classes and the new examples ``new_x`` labelled ``new_y`` (new classes or
         more examples of known ones).
 
-        It re-adapts the meta-learned weights to the stored support set plus the new examples, keeping the most
-        recent ``max_shots`` examples of each class, so the state never holds more than ``max_ways x max_shots``
-        examples. Classes keep their order; new ones follow. More than ``max_ways`` classes in all is an
-        InputError, and this learner stays as it was.
+        It re-adapts the meta-learned weights to the stored support set plus the new examples, keeping at most
+        ``max_shots`` examples of each class, so the state never holds more than ``max_ways x max_shots`` examples.
+        ``keep`` names which (a key of :data:`KEEP_POLICIES`): "reservoir" (the default) a uniform sample of every
+        example of the class ever offered (:func:`edgeadapt.runtime.memory.reservoir`, the training side's
+        definition), drawn from a generator seeded by the sha256 of this learner's stored examples, offered counts
+        and the new examples, so the same update gives the same learner; "newest" the most recent ones. Classes
+        keep their order; new ones follow. More than ``max_ways`` classes in all, more than ``max_shots`` new
+        examples of one class or an unknown ``keep`` is an InputError, and this learner stays as it was.
         """
         learner = self._learner
+        policy = _keep_policy(keep)
         if self._support is None:
             raise ArtifactError("this learner was restored from a state of format 2, which keeps no examples to "
                                 "re-adapt from: adapt again (then save) to be able to update it")
@@ -193,10 +209,15 @@ class AdaptedLearner:
         learner._check_ways(len(classes))
         learner._check_shots(labels)
         index = {c: i for i, c in enumerate(classes)}
+        new = np.array([index[c] for c in labels], np.int64)
+        offered = np.zeros(len(classes), np.int64)
+        offered[: len(self.classes)] = self._support.offered_counts(len(self.classes))
         all_x = np.concatenate([self._support.x, x])
-        all_y = np.concatenate([self._support.y, np.array([index[c] for c in labels], np.int64)])
-        keep = np.concatenate([np.flatnonzero(all_y == k)[-learner.max_shots:] for k in range(len(classes))])
-        return learner._fit(classes, Support(all_x[keep], all_y[keep]))
+        all_y = np.concatenate([self._support.y, new])
+        rng = _update_generator(keep, self._support, offered, x, new)
+        kept = policy(all_y, len(self._support.y), offered, learner.max_shots, rng)
+        total = np.minimum(offered + np.bincount(new, minlength=len(classes)), MAX_OFFERED)
+        return learner._fit(classes, Support(all_x[kept], all_y[kept], total))
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """(m, n_classes) probabilities for inputs ``x`` (m, *input_shape); PredictionError if any is not finite."""
@@ -233,6 +254,22 @@ def load(path: str | os.PathLike, backend: str = "onnxruntime", threads: int | N
     signature by that key.
     """
     return Learner(path, backend, threads, public_key)
+
+
+def _keep_policy(keep: Any) -> KeepPolicy:
+    if not isinstance(keep, str) or keep not in KEEP_POLICIES:
+        raise InputError(f"keep must be one of {', '.join(map(repr, KEEP_POLICIES))}, got {keep!r}")
+    return KEEP_POLICIES[keep]
+
+
+def _update_generator(keep: str, support: Support, offered: np.ndarray, new_x: np.ndarray,
+                      new_y: np.ndarray) -> np.random.Generator:
+    """A generator seeded by the sha256 of everything the update depends on: the same update, the same draws."""
+    digest = hashlib.sha256(keep.encode())
+    for array, dtype in ((support.y, "<i8"), (offered, "<i8"), (new_y, "<i8"), (support.x, "<f4"), (new_x, "<f4")):
+        digest.update(np.ascontiguousarray(array, dtype=dtype).tobytes())
+        digest.update(b"|")
+    return np.random.default_rng(int.from_bytes(digest.digest(), "little"))
 
 
 def _class_mask(n_classes: int, max_ways: int) -> np.ndarray:

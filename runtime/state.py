@@ -5,7 +5,10 @@ its own checksum). Everything is checked before use; nothing is unpickled. The f
 artifact allows and members must be stored, never compressed (:mod:`.format.archive`); ``save`` runs the same
 reader on what it is about to write, so it never writes a state ``restore`` would refuse.
 
-Format 3 adds the support set to format 2. A format-2 state still loads (it predicts; ``update`` refuses it, having
+Format 3 adds the support set to format 2, and ``offered``: per class, how many examples the learner was ever given
+(``adapt`` plus every ``update``), which the ``reservoir`` keep policy draws from; a format-3 state without it (written
+before it existed) counts only its stored examples. Each count is an integer from the class's stored examples to
+``MAX_OFFERED``. A format-2 state still loads (it predicts; ``update`` refuses it, having
 no examples to re-adapt from); format 1 gets a message to adapt again.
 """
 
@@ -36,6 +39,8 @@ LABEL_DTYPE = np.dtype("<i8")
 META_BYTES = 1024  # the metadata less its labels and array digests
 NPY_HEADER_BYTES = 256  # an upper bound on the .npy header of an array of at most 8 dimensions
 ZIP_END = 22  # the zip directory's end record
+MAX_OFFERED = 10**12  # the most examples of one class a state counts as offered (update saturates there)
+OFFERED_BYTES = 16  # a count in the metadata: up to 13 digits and its separator
 ZIP_MEMBER = 30 + 46  # a member's local and directory headers, less its name (written in both)
 
 
@@ -52,10 +57,18 @@ class StateSpec:
 
 @dataclass(frozen=True)
 class Support:
-    """The stored support set: examples ``x`` (n, *input_shape) float32 and class indices ``y`` (n,) int64."""
+    """The stored support set: examples ``x`` (n, *input_shape) float32, class indices ``y`` (n,) int64, and per class
+    the examples offered so far (``offered``, int64; None: as many as are stored)."""
 
     x: np.ndarray
     y: np.ndarray
+    offered: np.ndarray | None = None
+
+    def offered_counts(self, n_classes: int) -> np.ndarray:
+        """Per class (``n_classes`` of them), how many examples were ever offered: at least those stored."""
+        if self.offered is not None:
+            return np.asarray(self.offered, np.int64)
+        return np.bincount(self.y, minlength=n_classes).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -78,9 +91,12 @@ def write_state(path: Path, spec: StateSpec, state: State) -> Path:
         arrays[SUPPORT_X] = np.ascontiguousarray(state.support.x, dtype=DTYPE)
         arrays[SUPPORT_Y] = np.ascontiguousarray(state.support.y, dtype=LABEL_DTYPE)
     members = {name: _npy(array) for name, array in arrays.items()}
-    meta = sealed({"format": STATE_FORMAT, "artifact": spec.artifact, "classes": list(state.classes),
-                   "examples": 0 if state.support is None else len(state.support.y),
-                   "arrays": {name: sha256_bytes(data) for name, data in members.items()}}, "sha256")
+    fields = {"format": STATE_FORMAT, "artifact": spec.artifact, "classes": list(state.classes),
+              "examples": 0 if state.support is None else len(state.support.y),
+              "arrays": {name: sha256_bytes(data) for name, data in members.items()}}
+    if state.support is not None:
+        fields["offered"] = [int(n) for n in state.support.offered_counts(len(state.classes))]
+    meta = sealed(fields, "sha256")
     members[META] = json.dumps(meta, sort_keys=True).encode()
     if len(members[META]) > meta_limit(spec):
         raise InputError(f"the state's metadata would take {len(members[META])} bytes, more than the "
@@ -143,7 +159,11 @@ def parse_state(source: BinaryIO, size: int, spec: StateSpec, where: str) -> Sta
         raise ArtifactError(str(e)) from e
     params = {name: _array(members[f"{name}.npy"], shape, DTYPE, f"{where}: {name}.npy")
               for name, shape in spec.shapes.items()}
+    if not examples and "offered" in meta:
+        raise ArtifactError(f"{where}: its metadata counts offered examples but it stores none")
     support = _support(members, examples, len(classes), spec, where) if examples else None
+    if support is not None and "offered" in meta:
+        support = Support(support.x, support.y, _offered(meta["offered"], support, len(classes), where))
     return State(classes, params, support)
 
 
@@ -165,8 +185,10 @@ def archive_limit(limits: dict[str, int]) -> int:
 
 def meta_limit(spec: StateSpec) -> int:
     """The most bytes a state's metadata may take: room for ``max_ways`` labels of the longest kind (each
-    character escaped as JSON's 12-byte surrogate pair at worst) and a digest per array."""
-    return META_BYTES + spec.max_ways * (12 * MAX_LABEL_CHARS + 8) + 160 * (len(spec.shapes) + 2)
+    character escaped as JSON's 12-byte surrogate pair at worst), an offered count per class and a digest per
+    array."""
+    return (META_BYTES + spec.max_ways * (12 * MAX_LABEL_CHARS + 8 + OFFERED_BYTES)
+            + 160 * (len(spec.shapes) + 2))
 
 
 def _check_names(names: list[str], where: str) -> None:
@@ -191,6 +213,18 @@ def _support(members: dict[str, bytes], examples: Any, n_classes: int, spec: Sta
         raise ArtifactError(f"{where}: the stored labels must name each of the {n_classes} classes 1 to "
                             f"{spec.max_shots} times")
     return Support(x, y)
+
+
+def _offered(offered: Any, support: Support, n_classes: int, where: str) -> np.ndarray:
+    """The per-class offered counts of a state's metadata: integers from each class's stored examples to
+    MAX_OFFERED."""
+    stored = np.bincount(support.y, minlength=n_classes)
+    valid = (isinstance(offered, list) and len(offered) == n_classes
+             and all(type(n) is int and stored[k] <= n <= MAX_OFFERED for k, n in enumerate(offered)))
+    if not valid:
+        raise ArtifactError(f"{where}: offered must list, for each of the {n_classes} classes, an integer from its "
+                            f"stored examples to {MAX_OFFERED}")
+    return np.array(offered, np.int64)
 
 
 def _npy(array: np.ndarray) -> bytes:

@@ -206,6 +206,7 @@ def test_reptile_with_ewc_at_lambda_zero_equals_reptile():
     ("reptile-ewc", {"momentum": 0.9, "meta_lr_policy": True, "meta_lr": 0.2, "eval_every": 5}, 7),
     ("reptile", {"inner_optimizer": "adam", "meta_batch": 2}, 3),
     ("sgd", {"memory": 5}, 17),  # the crash falls in the second task, with the first task's examples remembered
+    ("reptile-ewc", {"memory": 7, "memory_policy": "balanced", "distill": 0.5}, 6),
 ])
 def test_resume_after_an_interruption_is_exact(tmp_path, monkeypatch, method, overrides, crash_at):
     reference = _run(method, **overrides)
@@ -316,14 +317,71 @@ def test_a_checkpoint_that_is_not_a_continual_run_is_refused(tmp_path):
 
 def test_a_memory_keeps_examples_of_finished_tasks_and_replays_them_as_half_of_each_batch():
     run = _run("sgd", memory=5, batch_size=8)
-    assert run.config.method == "sgd+memory"
+    assert run.config.method == "sgd+replay" and _run("reptile-ewc", memory=5).config.method == "reptile+replay+ewc"
     first, second = run.tasks
     for _ in range(run.config.updates_per_task):
         run.step()
-    (kept_x, kept_y), = run.memory
-    assert len(kept_y) == 5 and all(any(torch.equal(x, row) for row in first.train_x) for x in kept_x)
-    batch_x, _ = run._batch(second)
+    kept_x = run.memory.x[: len(run.memory)]
+    assert len(run.memory) == 5 and run.memory.seen == len(first.train_y)
+    assert all(any(torch.equal(x, row) for row in first.train_x) for x in kept_x)
+    batch_x, _, logits = run._batch(second)
+    assert logits is None
     from_memory = [any(torch.equal(x, row) for row in kept_x) for x in batch_x]
     assert sum(from_memory[4:]) == 4 and len(batch_x) == 8  # the second half replays the memory
     with pytest.raises(ValueError, match="memory must be >= 0"):
         ContinualConfig(memory=-1)
+    with pytest.raises(ValueError, match="memory_policy must be one of"):
+        ContinualConfig(memory=5, memory_policy="newest")
+
+
+@pytest.mark.parametrize("policy", ["reservoir", "balanced"])
+def test_a_replay_memory_keeps_a_uniform_sample_of_everything_offered(policy):
+    from edgeadapt.sdk.continual.memory import ReplayMemory
+
+    n, capacity, trials = 40, 10, 3000
+    kept = torch.zeros(n)
+    for trial in range(trials):
+        memory = ReplayMemory(capacity, policy, (1,), seed=trial)
+        memory.offer(torch.arange(n, dtype=torch.float32)[:, None], torch.zeros(n, dtype=torch.int64))
+        assert len(memory) == capacity and len(set(memory.x[:, 0].tolist())) == capacity
+        kept[memory.x[:, 0].long()] += 1
+    frequency = kept / trials  # each example kept with probability capacity / n = 0.25
+    assert (frequency - capacity / n).abs().max() < 0.04  # 5 standard deviations of one frequency
+
+
+def test_a_balanced_memory_gives_a_rare_class_its_share():
+    from edgeadapt.sdk.continual.memory import ReplayMemory
+
+    labels = torch.tensor([0] * 90 + [1] * 10)  # 90 of one class, then 10 of another
+    for policy, expected in (("balanced", 10), ("reservoir", None)):
+        memory = ReplayMemory(20, policy, (1,), seed=0)
+        memory.offer(torch.arange(100, dtype=torch.float32)[:, None], labels)
+        rare = int((memory.y[: len(memory)] == 1).sum())
+        assert rare == expected if expected else rare < 10  # reservoir keeps about 20 x 10 / 100 = 2
+
+
+def test_transfer_metrics_follow_lopez_paz_and_ranzato():
+    from edgeadapt.sdk.continual import backward_transfer, forward_transfer
+
+    matrix = [[0.9, 0.2, 0.1], [0.7, 0.8, 0.3], [0.6, 0.5, 0.9]]
+    assert backward_transfer(matrix) == pytest.approx(((0.6 - 0.9) + (0.5 - 0.8)) / 2)
+    assert forward_transfer(matrix, [0.1, 0.1, 0.1]) == pytest.approx(((0.2 - 0.1) + (0.3 - 0.1)) / 2)
+    run = _run("sgd", memory=4)
+    run.train(progress=False)
+    assert len(run.initial) == 2 and all(0 <= a <= 1 for a in run.initial)
+
+
+def test_a_distilling_memory_keeps_the_outputs_its_examples_had_when_offered():
+    run = _run("reptile", memory=6, distill=1.0)
+    for _ in range(run.config.updates_per_task):
+        run.step()
+    kept = len(run.memory)
+    with torch.no_grad():
+        assert torch.allclose(run.memory.logits[:kept], run.model(run.memory.x[:kept]))  # the slow weights scored
+    x, y, targets = run._batch(run.tasks[1])
+    assert targets.shape == (2, 3) and len(x) == 4
+    plain = run.loss((x, y, None))
+    assert torch.isclose(run.loss((x, y, targets)), plain)  # the weights that gave the logits give them still
+    assert torch.isclose(run.loss((x, y, targets + 1.0)), plain + 1.0)  # distill x mean squared error of the logits
+    with pytest.raises(ValueError, match="distill needs a memory"):
+        ContinualConfig(distill=1.0)

@@ -74,8 +74,7 @@ def test_rotated_stream_rotates_and_keeps_the_validation_slice_out_of_training(t
     validation = rotated_mnist(tmp_path, validation_size=10, evaluate_on="validation", flatten=True)
     assert validation[0].eval_x.shape == (10, 784)
     assert ((validation[0].eval_x[:, 0] * 255).round().long() == torch.arange(50, 60)).all()
-    with pytest.raises(ValueError, match="multiples of 90"):
-        rotated_mnist(tmp_path, rotations=(0, 45))
+    assert rotated_mnist(tmp_path, rotations=(0, 45), validation_size=10)[1].name == "rot45"
 
 
 def test_cli_trains_resumes_and_reports_on_tiny_idx_files(tmp_path, capsys):
@@ -129,3 +128,23 @@ def test_continual_help(capsys):
     assert exit_.value.code == 0
     printed = capsys.readouterr().out
     assert "usage: edgeadapt continual" in printed and "--method" in printed and "%%" not in printed
+
+
+def test_any_rotation_angle_and_permuted_streams(tmp_path):
+    from edgeadapt.sdk.continual.streams import lopez_paz_rotations, permuted_mnist
+
+    folder = write_tiny_mnist(tmp_path / "mnist")
+    near, exact = rotated_mnist(folder.parent, rotations=(89.999, 90), validation_size=5)
+    assert torch.allclose(near.eval_x, exact.eval_x, atol=1e-3) and near.name == "rot89.999"
+    assert torch.equal(exact.eval_x, torch.rot90(rotated_mnist(folder.parent, rotations=(0,), validation_size=5)[0]
+                                                 .eval_x, 1, (-2, -1)))
+    angles = lopez_paz_rotations(20, seed=3)
+    assert len(set(angles)) == 20 and all(0 <= a < 180 for a in angles) and angles == lopez_paz_rotations(20, seed=3)
+    tasks = permuted_mnist(folder.parent, tasks=3, validation_size=5)
+    plain = rotated_mnist(folder.parent, rotations=(0,), validation_size=5, flatten=True)[0]
+    assert [t.train_x.shape for t in tasks] == [plain.train_x.shape] * 3
+    for task in tasks:  # one pixel order per task, the same for its training and evaluation images
+        order = [int(torch.nonzero(plain.eval_x[0] == v)[0]) if (plain.eval_x[0] == v).sum() == 1 else None
+                 for v in task.eval_x[0]]
+        assert sorted(task.eval_x[0].tolist()) == sorted(plain.eval_x[0].tolist()) and order != list(range(784))
+    assert not torch.equal(tasks[0].eval_x, tasks[1].eval_x)

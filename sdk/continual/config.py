@@ -2,10 +2,12 @@
 
 The outer rule moves the weights: ``sgd`` steps them directly; ``reptile`` keeps slow weights that move towards
 each inner run's fast weights (:mod:`.meta_controller`). The regulariser holds on to earlier tasks: ``ewc``
-penalises moving the weights that mattered to them (:mod:`.ewc`), or none. The memory keeps ``memory`` examples
-of each finished task and replays them in every later minibatch (experience replay; 0: no memory). The four
-combinations without a memory are the benchmark's methods, named by :data:`METHODS` (``sgd``, ``sgd-ewc``,
-``reptile``, ``reptile-ewc``).
+penalises moving the weights that mattered to them (:mod:`.ewc`), or none. The memory is a bounded replay memory
+of ``memory`` examples in all (:mod:`.memory`), filled from every finished task's examples by ``memory_policy``
+(uniform or class-balanced reservoir sampling) and replayed as half of every later minibatch (0: no memory);
+with ``reptile`` that is Reptile over replay batches, as Meta-Experience Replay runs it. The outer rule and the
+regulariser are named by :data:`METHODS` (``sgd``, ``sgd-ewc``, ``reptile``, ``reptile-ewc``); a memory is the
+setting ``memory`` beside them, so ``reptile`` with ``memory=1000`` is ``reptile+replay``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
+
+from edgeadapt.runtime.memory import POLICIES as MEMORY_POLICIES
 
 from ..errors import ConfigError
 from .ewc import FISHERS
@@ -33,8 +37,12 @@ class ContinualConfig:
     Args:
         outer: ``sgd`` or ``reptile`` (fast weights from the slow ones, K steps, then the slow update).
         regulariser: ``ewc`` or None.
-        memory: examples of each finished task kept (drawn once by the SDK's task seeding) and replayed: once it
-            holds any, half of every minibatch comes from it (0: no memory).
+        memory: the replay memory's capacity in examples, over the whole stream (0: no memory); once it holds
+            any, half of every minibatch comes from it.
+        memory_policy: which examples it keeps (:data:`edgeadapt.runtime.memory.POLICIES`: ``reservoir``,
+            ``balanced``); every example of a finished task is offered, in an order fixed by the SDK's seeding.
+        distill: with a memory, the weight of matching the network's outputs on replayed examples to those it gave
+            when they were offered (mean squared error of the logits, dark experience replay); 0: labels only.
         steps_per_task, batch_size: gradient steps on each task, of minibatches drawn with replacement.
         controller: Reptile's settings (:class:`ControllerConfig`); its ``inner_lr`` is also SGD's rate.
         meta_lr_policy: choose Reptile's alpha_m per outer step with :class:`~.lr_policy.MetaLRPolicy`.
@@ -47,6 +55,8 @@ class ContinualConfig:
     outer: str = "sgd"
     regulariser: str | None = None
     memory: int = 0
+    memory_policy: str = "reservoir"
+    distill: float = 0.0
     steps_per_task: int = 1000
     batch_size: int = 32
     controller: ControllerConfig = ControllerConfig()
@@ -64,10 +74,14 @@ class ContinualConfig:
         if self.outer not in OUTER_RULES or self.regulariser not in REGULARISERS:
             raise ConfigError(f"outer must be one of {OUTER_RULES} and regulariser one of {REGULARISERS}, got "
                               f"{self.outer!r} and {self.regulariser!r}")
+        if self.memory_policy not in MEMORY_POLICIES:
+            raise ConfigError(f"memory_policy must be one of {sorted(MEMORY_POLICIES)}, got {self.memory_policy!r}")
         if self.fisher not in FISHERS:
             raise ConfigError(f"fisher must be one of {FISHERS}, got {self.fisher!r}")
         if min(self.steps_per_task, self.batch_size, self.fisher_samples, self.replay_per_task) < 1:
             raise ConfigError("steps_per_task, batch_size, fisher_samples and replay_per_task must be >= 1")
+        if self.distill < 0 or (self.distill and not self.memory):
+            raise ConfigError(f"distill needs a memory and must be >= 0, got {self.distill} with memory {self.memory}")
         if self.memory < 0 or (self.memory and self.batch_size < 2):
             raise ConfigError(f"memory must be >= 0 (and the batch hold 2 examples or more to share), got {self.memory}")
         meta_lr = self.controller.meta_lr
@@ -100,8 +114,11 @@ class ContinualConfig:
 
     @property
     def method(self) -> str:
-        """The method's name: the outer rule, ``-ewc`` with EWC, ``+memory`` with a memory."""
-        return self.outer + (f"-{self.regulariser}" if self.regulariser else "") + ("+memory" if self.memory else "")
+        """The method's name: the outer rule, ``+replay`` with a memory, ``+ewc`` with EWC (``reptile+replay+ewc``;
+        without a memory the named methods' spelling, ``reptile-ewc``)."""
+        if not self.memory:
+            return self.outer + (f"-{self.regulariser}" if self.regulariser else "")
+        return self.outer + "+replay" + (f"+{self.regulariser}" if self.regulariser else "")
 
     @property
     def reptile(self) -> bool:

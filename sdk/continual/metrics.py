@@ -35,6 +35,20 @@ def forgetting(matrix: list[list[float]]) -> float:
     return sum(matrix[j][j] - matrix[last][j] for j in range(last)) / last
 
 
+def backward_transfer(matrix: list[list[float]]) -> float:
+    """Lopez-Paz & Ranzato's BWT: mean over the tasks before the last of (accuracy at the end - accuracy right
+    after learning it); minus :func:`forgetting`."""
+    return -forgetting(matrix)
+
+
+def forward_transfer(matrix: list[list[float]], initial: list[float]) -> float:
+    """Lopez-Paz & Ranzato's FWT: mean over the tasks after the first of (accuracy just before learning it -
+    accuracy of the network before any training, ``initial``)."""
+    if len(matrix) < 2:
+        return 0.0
+    return sum(matrix[j - 1][j] - initial[j] for j in range(1, len(matrix))) / (len(matrix) - 1)
+
+
 def few_shot_accuracy(model: nn.Module, task: Task, shots: int, steps: int, lr: float, seed: int = 0) -> float:
     """Accuracy on ``task`` after ``steps`` full-batch SGD steps (rate ``lr``) on ``shots`` examples per class.
 

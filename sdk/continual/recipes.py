@@ -32,8 +32,23 @@ HYPERPARAMETERS: dict[str, dict[str, Any]] = {
     "reptile-ewc": {"inner_lr": 0.047, "meta_lr": 0.73, "inner_steps": 5, "ewc_lambda": 20.5},
 }
 CNN_INNER_LR = 0.05  # stable with EWC
+# The methods with a replay memory: the named method they add the memory to, and what they change of its values.
+REPLAY_METHODS = {"sgd+replay": "sgd", "reptile+replay": "reptile", "reptile+replay+ewc": "reptile-ewc"}
+# Chosen on the validation slice by ``benchmarks/continual_mnist.py --replay-grid`` (MLP, seed 0, memory 800).
+REPLAY_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
+    "sgd+replay": {"inner_lr": 0.1, "memory_policy": "balanced", "distill": 0.5},
+    "reptile+replay": {"inner_lr": 0.1, "meta_lr": 0.88, "memory_policy": "balanced", "distill": 0.5},
+    "reptile+replay+ewc": {"inner_lr": 0.1, "meta_lr": 0.6, "ewc_lambda": 2.0, "memory_policy": "balanced",
+                           "distill": 0.5},
+}
+
+
+def base_method(method: str) -> str:
+    """The named method (:data:`~.config.METHODS`) under ``method``: itself, or the one a replay method extends."""
+    return REPLAY_METHODS.get(method, method)
 
 
 def hyperparameters(method: str, arch: str) -> dict[str, Any]:
-    """The values ``method`` runs with on ``arch`` (``mlp`` or ``cnn``)."""
-    return HYPERPARAMETERS[method] if arch == "mlp" else {**HYPERPARAMETERS[method], "inner_lr": CNN_INNER_LR}
+    """The values ``method`` (a named method or a replay method) runs with on ``arch`` (``mlp`` or ``cnn``)."""
+    values = {**HYPERPARAMETERS[base_method(method)], **REPLAY_HYPERPARAMETERS.get(method, {})}
+    return values if arch == "mlp" else {**values, "inner_lr": CNN_INNER_LR}

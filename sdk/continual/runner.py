@@ -5,8 +5,10 @@ Every method takes the same number of gradient steps per task (``steps_per_task`
 ``batch_size`` drawn with replacement): SGD steps the model directly; Reptile runs ``meta_batch`` inner loops
 of K steps from the slow weights and then updates them (so ``steps_per_task`` is rounded up to whole outer
 updates). One step of the run is one update; the last update of a task also scores every task (a row of the
-accuracy matrix), consolidates the task for EWC at the weights that are scored (Reptile: the slow weights), and
-asks for a checkpoint.
+accuracy matrix), consolidates the task for EWC at the weights that are scored (Reptile: the slow weights), offers
+the task's examples to the replay memory (with those weights' outputs for them when ``distill`` is set), and asks
+for a checkpoint. With a memory that holds examples, the second half of every minibatch is replayed from it, so a
+Reptile inner loop runs on batches mixing the current task with the memory (Meta-Experience Replay's scheme).
 """
 
 from __future__ import annotations
@@ -30,9 +32,12 @@ from ..run_state import load_weights
 from .config import ContinualConfig
 from .ewc import EWC
 from .lr_policy import POLICY_MAX_LR, MetaLRPolicy
+from .memory import ReplayMemory
 from .meta_controller import MetaController
 from .metrics import accuracy
 from .streams import Task
+
+Batch = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]  # inputs, labels, the memory part's kept logits
 
 
 class ContinualRun:
@@ -52,12 +57,14 @@ class ContinualRun:
         self.ewc = EWC(model, config.ewc_lambda, config.fisher, config.online_gamma) if config.ewc else None
         self.policy = MetaLRPolicy(config.controller.meta_lr, POLICY_MAX_LR) if config.meta_lr_policy else None
         self.replay: list[tuple[torch.Tensor, torch.Tensor]] = []  # the meta learning-rate policy's examples
-        self.memory: list[tuple[torch.Tensor, torch.Tensor]] = []  # examples of finished tasks, replayed
+        self.memory = (ReplayMemory(config.memory, config.memory_policy, tuple(tasks[0].train_x.shape[1:]), seed)
+                       if config.memory else None)  # examples of finished tasks, replayed
         self.task = 0  # the task being learned
         self.task_step = 0  # gradient steps taken on it
         self.iteration = 0  # updates taken on the whole stream
         self.history: list[dict[str, Any]] = []
         self.matrix: list[list[float]] = []
+        self.initial: list[float] = []  # every task's accuracy before any training (for forward transfer)
         self.curve: list[dict[str, Any]] = []
         self.checkpoint_due = False  # a task has just ended
 
@@ -65,14 +72,21 @@ class ContinualRun:
     def total_updates(self) -> int:
         return len(self.tasks) * self.config.updates_per_task
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy on (x, y), plus the EWC penalty when the method has one."""
-        loss = F.cross_entropy(self.model(x), y)
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """Cross-entropy on the batch, plus the memory's logit matching (``distill``) and the EWC penalty when the
+        method has them."""
+        x, y, targets = batch
+        outputs = self.model(x)
+        loss = F.cross_entropy(outputs, y)
+        if targets is not None and self.config.distill:
+            loss = loss + self.config.distill * F.mse_loss(outputs[len(x) - len(targets):], targets)
         return loss + self.ewc.penalty() if self.ewc is not None else loss
 
     def step(self) -> dict[str, Any]:
         """One update of the current task; at the task's end, the scores of every task (its ``accuracies``, a row
         of the matrix) and the move to the next task. Returns the update's metrics record."""
+        if self.iteration == 0:
+            self.initial = self.evaluate()
         if self.task_step == 0 and self.policy is not None:
             self._add_replay(self.tasks[self.task])
         record = self.update()
@@ -90,7 +104,7 @@ class ContinualRun:
         """One SGD step, or one Reptile outer update; returns its metrics record."""
         task = self.tasks[self.task]
         if self.controller is None:
-            loss = self.loss(*self._batch(task))
+            loss = self.loss(self._batch(task))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -100,7 +114,7 @@ class ContinualRun:
             for _ in range(self.config.controller.meta_batch):
                 self.controller.reset_to_slow()
                 for _ in range(self.config.controller.inner_steps):
-                    losses.append(self.controller.inner_loop_step(self.loss(*self._batch(task))))
+                    losses.append(self.controller.inner_loop_step(self.loss(self._batch(task))))
                 self.controller.finish_inner_loop()
             alpha = None
             if self.policy is not None:
@@ -128,9 +142,13 @@ class ContinualRun:
         if self.ewc is not None:
             index = self._subset(len(task.train_y), self.config.fisher_samples, "fisher")
             self.ewc.consolidate_task((task.train_x[index], task.train_y[index]))
-        if self.config.memory:
-            index = self._subset(len(task.train_y), self.config.memory, "memory")
-            self.memory.append((task.train_x[index], task.train_y[index]))
+        if self.memory is not None:  # every example of the task, offered in a fixed random order
+            order = self._subset(len(task.train_y), len(task.train_y), "memory")
+            logits = None
+            if self.config.distill:  # the scored weights' outputs, which later batches are held to
+                with torch.no_grad():
+                    logits = self.model(task.train_x[order])
+            self.memory.offer(task.train_x[order], task.train_y[order], logits)
         self.task, self.task_step = self.task + 1, 0
         return row
 
@@ -157,12 +175,14 @@ class ContinualRun:
             tensors.update(self.ewc.state_tensors())
         if self.policy is not None:
             tensors["policy.weight"] = self.policy.weight
-        for kind, held in (("replay", self.replay), ("memory", self.memory)):
-            for t, (x, y) in enumerate(held):
-                tensors.update({f"{kind}.{t}.x": x, f"{kind}.{t}.y": y})
+        for t, (x, y) in enumerate(self.replay):
+            tensors.update({f"replay.{t}.x": x, f"replay.{t}.y": y})
         state = {"task": self.task, "step": self.task_step, "iteration": self.iteration, "history": self.history,
                  "matrix": self.matrix, "curve": self.curve, "ewc_anchors": len(self.ewc.anchors) if self.ewc else 0,
-                 "replay_tasks": len(self.replay), "memory_tasks": len(self.memory)}
+                 "replay_tasks": len(self.replay), "initial": self.initial}
+        if self.memory is not None:
+            memory_tensors, state["memory"] = self.memory.state()
+            tensors.update(memory_tensors)
         config = {"continual": asdict(self.config), "data": self.data, "seed": self.seed}
         return save_checkpoint(path, self.model, config, tensors, state)
 
@@ -195,25 +215,28 @@ class ContinualRun:
                 self.ewc.load_state_tensors(tensors, int(state["ewc_anchors"]))
             if self.policy is not None:
                 self.policy.weight = tensors["policy.weight"].clone()
-            self.replay, self.memory = ([(tensors[f"{kind}.{t}.x"], tensors[f"{kind}.{t}.y"])
-                                         for t in range(state.get(f"{kind}_tasks", 0))] for kind in ("replay", "memory"))
+            self.replay = [(tensors[f"replay.{t}.x"], tensors[f"replay.{t}.y"])
+                           for t in range(state.get("replay_tasks", 0))]
+            if self.memory is not None:
+                self.memory.load(tensors, state["memory"])
             self.task, self.task_step, self.iteration = int(state["task"]), int(state["step"]), int(state["iteration"])
             self.history, self.matrix, self.curve = list(state["history"]), state["matrix"], state["curve"]
+            self.initial = list(state.get("initial", []))
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"{path}: training state is incomplete or does not fit: {e}") from e
         if self.task > len(self.tasks) or len(self.matrix) != self.task:
             raise CheckpointError(f"{path} is at task {self.task} of a {len(self.tasks)}-task stream; it does not fit")
 
-    def _batch(self, task: Task) -> tuple[torch.Tensor, torch.Tensor]:
-        """A minibatch of ``task`` drawn with replacement; with a memory that holds examples, half from it."""
-        if not self.memory:
+    def _batch(self, task: Task) -> Batch:
+        """A minibatch of ``task`` drawn with replacement; with a memory that holds examples, half from it (the
+        last half, with the logits the memory kept for it, if any)."""
+        if self.memory is None or not len(self.memory):
             index = torch.randint(len(task.train_y), (self.config.batch_size,), generator=self.generator)
-            return task.train_x[index], task.train_y[index]
+            return task.train_x[index], task.train_y[index], None
         remembered = self.config.batch_size // 2
-        memory_x, memory_y = torch.cat([m[0] for m in self.memory]), torch.cat([m[1] for m in self.memory])
         new = torch.randint(len(task.train_y), (self.config.batch_size - remembered,), generator=self.generator)
-        old = torch.randint(len(memory_y), (remembered,), generator=self.generator)
-        return torch.cat([task.train_x[new], memory_x[old]]), torch.cat([task.train_y[new], memory_y[old]])
+        old_x, old_y, old_logits = self.memory.sample(remembered, self.generator)
+        return torch.cat([task.train_x[new], old_x]), torch.cat([task.train_y[new], old_y]), old_logits
 
     def _add_replay(self, task: Task) -> None:
         """Keep ``replay_per_task`` of ``task``'s training examples for the meta learning-rate policy."""
