@@ -20,6 +20,7 @@ from edgeadapt.sdk.continual import (
     few_shot_accuracy,
     forgetting,
 )
+from edgeadapt.sdk.checkpoint import CheckpointError
 from edgeadapt.sdk.models import MLP
 
 
@@ -298,7 +299,7 @@ def test_bad_configurations_are_refused():
 
 
 def test_a_checkpoint_that_is_not_a_continual_run_is_refused(tmp_path):
-    from edgeadapt.sdk.checkpoint import CheckpointError, save_checkpoint
+    from edgeadapt.sdk.checkpoint import save_checkpoint
 
     save_checkpoint(tmp_path / "ckpt", MLP(6, (8,), 3), {"training": {}}, {}, {"iteration": 1})
     with pytest.raises(CheckpointError, match="not a continual-learning checkpoint"):
@@ -385,3 +386,17 @@ def test_a_distilling_memory_keeps_the_outputs_its_examples_had_when_offered():
     assert torch.isclose(run.loss((x, y, targets + 1.0)), plain + 1.0)  # distill x mean squared error of the logits
     with pytest.raises(ValueError, match="distill needs a memory"):
         ContinualConfig(distill=1.0)
+
+
+def test_a_replay_memory_refuses_a_state_that_does_not_fit():
+    from edgeadapt.sdk.continual.memory import ReplayMemory
+
+    memory = ReplayMemory(5, "reservoir", (2,), seed=0)
+    memory.offer(torch.ones(3, 2), torch.tensor([0, 1, 0]))
+    tensors, state = memory.state()
+    for edit in ({"size": 7}, {"size": "x"}, {"rng": "{}"}):
+        with pytest.raises(CheckpointError):
+            ReplayMemory(5, "reservoir", (2,), seed=0).load(tensors, {**state, **edit})
+    restored = ReplayMemory(5, "reservoir", (2,), seed=0)
+    restored.load(tensors, state)
+    assert len(restored) == 3 and restored.seen == 3 and restored.seen_per_class == memory.seen_per_class

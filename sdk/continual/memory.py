@@ -76,8 +76,12 @@ class ReplayMemory:
         """Restore what :meth:`state` saved."""
         try:
             size = int(state["size"])
-            if not 0 <= size <= self.capacity or tensors["memory.y"].shape != (size,):
-                raise ValueError(f"{size} stored examples do not fit a memory of {self.capacity}")
+            fits = 0 <= size <= self.capacity and tensors["memory.y"].shape == (size,)
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"the replay memory's state is incomplete: {e}") from e
+        if not fits:
+            raise CheckpointError(f"{size} stored examples do not fit a replay memory of {self.capacity}")
+        try:
             self.x[:size], self.y[:size] = tensors["memory.x"], tensors["memory.y"]
             if "memory.logits" in tensors:
                 self.logits = torch.zeros((self.capacity, tensors["memory.logits"].shape[1]))
