@@ -70,8 +70,8 @@ MEMORY_SIZES = (200, 1000, 5120)
 # On the 20-task streams (minibatches of 10, one pass) every method takes alpha_f 0.1 (the better of 0.03 and 0.1 for
 # sgd+replay on rotated20's validation slice) and EWC lambda 1 (14, the rotated4 value, diverges with 20 anchors).
 LONG_OVERRIDES = {"inner_lr": 0.1, "ewc_lambda": 1.0}
-LONG_STREAMS = {"rotated20": {"hidden": 100, "train_size": 1000, "eval_size": 10000, "steps": 100, "batch": 10},
-                "permuted20": {"hidden": 100, "train_size": 1000, "eval_size": 10000, "steps": 100, "batch": 10}}
+LONG_STREAMS = {"rotated20": {"hidden": 100, "train_size": 1000, "eval_size": 2000, "steps": 100, "batch": 10},
+                "permuted20": {"hidden": 100, "train_size": 1000, "eval_size": 2000, "steps": 100, "batch": 10}}
 FEW_SHOT = 5
 IMAGE = Path(__file__).resolve().parent.parent / "docs" / "images" / "continual_mnist.png"
 
@@ -388,7 +388,7 @@ def run_long(args) -> dict[str, dict]:
                     for m in REPLAY_METHODS for size in MEMORY_SIZES})
     results = collect(methods, "mlp", setting, args.seeds or 3, args)
     results = {m: runs for m, runs in results.items() if runs}
-    if results and not args.cached_only:
+    if results:  # the table's seeds column says how many seeds finished
         write_long(args.stream, setting, results)
     return summarise(results)
 

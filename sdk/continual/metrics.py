@@ -12,6 +12,7 @@ from .streams import Task
 
 
 @torch.no_grad()
+@torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000) -> float:
     """Fraction of ``x`` that ``model`` classifies as ``y``."""
     correct = sum(int((model(x[i:i + batch_size]).argmax(-1) == y[i:i + batch_size]).sum())
