@@ -134,13 +134,18 @@ def _add_memory_arguments(p: argparse.ArgumentParser, defaults: ContinualConfig)
     """The replay memory's options."""
     p.add_argument("--memory", type=int, default=0, metavar="N",
                    help="a replay memory of N examples over the whole stream, filled from every finished task by "
-                        "--memory-policy and replayed as half of every later minibatch (0: no memory; default: "
+                        "--memory-policy and replayed beside every later minibatch (0: no memory; default: "
                         "%(default)s)")
+    p.add_argument("--replay-size", type=int, default=None, metavar="R",
+                   help="remembered examples beside each minibatch (default: as many as --batch-size)")
     p.add_argument("--memory-policy", choices=sorted(MEMORY_POLICIES), default=defaults.memory_policy,
                    help="which examples the memory keeps: uniform or class-balanced reservoir sampling")
     p.add_argument("--distill", type=float, default=defaults.distill,
                    help="with --memory: weight of holding the network's outputs on replayed examples to those it gave "
                         "when they were stored (dark experience replay; 0: labels only)")
+    p.add_argument("--steps-per-batch", type=int, default=defaults.steps_per_batch, metavar="S",
+                   help="gradient steps each draw of the current task's examples serves, each beside a fresh draw "
+                        "from the memory (Meta-Experience Replay's s; default: %(default)s)")
 
 
 def _config(args: argparse.Namespace) -> ContinualConfig:
@@ -156,7 +161,9 @@ def _config(args: argparse.Namespace) -> ContinualConfig:
         args.method, steps_per_task=args.steps_per_task, batch_size=args.batch_size,
         controller=ControllerConfig(inner_optimizer=args.inner_optimizer, momentum=args.momentum,
                                     meta_batch=args.meta_batch),
-        memory=args.memory, memory_policy=args.memory_policy, distill=args.distill, meta_lr_policy=args.meta_lr_policy, fisher=args.fisher, fisher_samples=args.fisher_samples,
+        memory=args.memory, memory_policy=args.memory_policy, distill=args.distill, steps_per_batch=args.steps_per_batch,
+        replay_size=args.replay_size,
+        meta_lr_policy=args.meta_lr_policy, fisher=args.fisher, fisher_samples=args.fisher_samples,
         online_gamma=args.online_gamma, eval_every=args.eval_every)
     return base.replace(**{**tuned, **{k: v for k, v in given.items() if v is not None}})
 

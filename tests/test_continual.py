@@ -155,6 +155,28 @@ def test_ewc_penalty_and_its_gradient_by_hand():
     torch.testing.assert_close(model.bias.grad, expected_bias_grad.detach())
 
 
+def test_the_penalty_over_many_anchors_is_their_sum_and_is_restored_from_a_checkpoint():
+    model, x, y = _softmax_regression()
+    ewc = EWC(model, lam=3.0, fisher="true")
+    g = torch.Generator().manual_seed(1)
+    for _ in range(20):  # 20 anchors at different weights, each with its own Fisher
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+        ewc.consolidate_task((x, y))
+    with torch.no_grad():
+        model.weight.add_(0.1)
+    params = dict(model.named_parameters())
+    naive = 3.0 / 2 * sum((fisher[n] * (params[n] - theta[n]) ** 2).sum() for theta, fisher in ewc.anchors for n in params)
+    naive_grad = torch.autograd.grad(naive, model.weight)[0]
+    penalty = ewc.penalty()
+    assert penalty.item() == pytest.approx(naive.item(), rel=1e-5) and penalty.item() > 0
+    torch.testing.assert_close(torch.autograd.grad(penalty, model.weight)[0], naive_grad, rtol=1e-5, atol=1e-7)
+    restored = EWC(model, lam=3.0)
+    restored.load_state_tensors(ewc.state_tensors(), len(ewc.anchors))
+    assert restored.penalty().item() == penalty.item()
+
+
 def test_online_ewc_keeps_one_decayed_anchor():
     model, x, y = _softmax_regression()
     ewc = EWC(model, lam=1.0, fisher="true", gamma=0.5)
@@ -208,6 +230,8 @@ def test_reptile_with_ewc_at_lambda_zero_equals_reptile():
     ("reptile", {"inner_optimizer": "adam", "meta_batch": 2}, 3),
     ("sgd", {"memory": 5}, 17),  # the crash falls in the second task, with the first task's examples remembered
     ("reptile-ewc", {"memory": 7, "memory_policy": "balanced", "distill": 0.5}, 6),
+    ("sgd", {"memory": 5, "steps_per_batch": 3}, 22),  # resumed at step 8 of task 2: inside a draw of three steps
+    ("reptile", {"memory": 5, "steps_per_batch": 2}, 4),
 ])
 def test_resume_after_an_interruption_is_exact(tmp_path, monkeypatch, method, overrides, crash_at):
     reference = _run(method, **overrides)
@@ -316,8 +340,8 @@ def test_a_checkpoint_that_is_not_a_continual_run_is_refused(tmp_path):
         ContinualRun.resume(tmp_path / "good", _tiny_tasks(n_tasks=1))
 
 
-def test_a_memory_keeps_examples_of_finished_tasks_and_replays_them_as_half_of_each_batch():
-    run = _run("sgd", memory=5, batch_size=8)
+def test_a_memory_keeps_examples_of_finished_tasks_and_replays_them_beside_each_batch():
+    run = _run("sgd", memory=5, batch_size=4, replay_size=3)
     assert run.config.method == "sgd+replay" and _run("reptile-ewc", memory=5).config.method == "reptile+replay+ewc"
     first, second = run.tasks
     for _ in range(run.config.updates_per_task):
@@ -328,11 +352,34 @@ def test_a_memory_keeps_examples_of_finished_tasks_and_replays_them_as_half_of_e
     batch_x, _, logits = run._batch(second)
     assert logits is None
     from_memory = [any(torch.equal(x, row) for row in kept_x) for x in batch_x]
-    assert sum(from_memory[4:]) == 4 and len(batch_x) == 8  # the second half replays the memory
+    from_task = [any(torch.equal(x, row) for row in second.train_x) for x in batch_x]
+    assert len(batch_x) == 7 and all(from_task[:4]) and all(from_memory[4:])  # 4 new, then 3 remembered
+    assert len(_run("sgd", memory=5, batch_size=4)._batch(first)[0]) == 4  # nothing remembered yet: new only
+    full = _run("sgd", memory=5, batch_size=4)
+    for _ in range(full.config.updates_per_task):
+        full.step()
+    assert len(full._batch(second)[0]) == 8  # replay_size defaults to batch_size
     with pytest.raises(ValueError, match="memory must be >= 0"):
         ContinualConfig(memory=-1)
+    with pytest.raises(ValueError, match="replay_size"):
+        ContinualConfig(memory=5, replay_size=0)
     with pytest.raises(ValueError, match="memory_policy must be one of"):
         ContinualConfig(memory=5, memory_policy="newest")
+
+
+def test_each_draw_of_new_examples_serves_steps_per_batch_steps_beside_fresh_memory_draws():
+    run = _run("sgd", memory=5, batch_size=4, steps_per_batch=3)
+    for _ in range(run.config.updates_per_task):
+        run.step()
+    second = run.tasks[1]
+    batches = [run._batch(second)[0] for _ in range(6)]
+    assert all(len(b) == 8 for b in batches)
+    for first, later in ((0, 1), (0, 2), (3, 4), (3, 5)):  # the same new half within a draw
+        assert torch.equal(batches[first][:4], batches[later][:4])
+    assert not torch.equal(batches[0][:4], batches[3][:4])  # a new draw every third batch
+    assert len({tuple(b[4:].flatten().tolist()) for b in batches}) > 1  # the memory's half is drawn every time
+    with pytest.raises(ValueError, match="steps_per_batch"):
+        ContinualConfig(steps_per_batch=0)
 
 
 @pytest.mark.parametrize("policy", ["reservoir", "balanced"])
@@ -380,7 +427,7 @@ def test_a_distilling_memory_keeps_the_outputs_its_examples_had_when_offered():
     with torch.no_grad():
         assert torch.allclose(run.memory.logits[:kept], run.model(run.memory.x[:kept]))  # the slow weights scored
     x, y, targets = run._batch(run.tasks[1])
-    assert targets.shape == (2, 3) and len(x) == 4
+    assert targets.shape == (4, 3) and len(x) == 8
     plain = run.loss((x, y, None))
     assert torch.isclose(run.loss((x, y, targets)), plain)  # the weights that gave the logits give them still
     assert torch.isclose(run.loss((x, y, targets + 1.0)), plain + 1.0)  # distill x mean squared error of the logits

@@ -4,7 +4,7 @@ The outer rule moves the weights: ``sgd`` steps them directly; ``reptile`` keeps
 each inner run's fast weights (:mod:`.meta_controller`). The regulariser holds on to earlier tasks: ``ewc``
 penalises moving the weights that mattered to them (:mod:`.ewc`), or none. The memory is a bounded replay memory
 of ``memory`` examples in all (:mod:`.memory`), filled from every finished task's examples by ``memory_policy``
-(uniform or class-balanced reservoir sampling) and replayed as half of every later minibatch (0: no memory);
+(uniform or class-balanced reservoir sampling) and replayed beside every later minibatch (0: no memory);
 with ``reptile`` that is Reptile over replay batches, as Meta-Experience Replay runs it. The outer rule and the
 regulariser are named by :data:`METHODS` (``sgd``, ``sgd-ewc``, ``reptile``, ``reptile-ewc``); a memory is the
 setting ``memory`` beside them, so ``reptile`` with ``memory=1000`` is ``reptile+replay``.
@@ -38,12 +38,17 @@ class ContinualConfig:
         outer: ``sgd`` or ``reptile`` (fast weights from the slow ones, K steps, then the slow update).
         regulariser: ``ewc`` or None.
         memory: the replay memory's capacity in examples, over the whole stream (0: no memory); once it holds
-            any, half of every minibatch comes from it.
+            any, every minibatch of the current task's examples gets ``replay_size`` remembered ones beside it.
+        replay_size: remembered examples beside each minibatch (None: as many as ``batch_size``, experience
+            replay's usual equal share).
         memory_policy: which examples it keeps (:data:`edgeadapt.runtime.memory.POLICIES`: ``reservoir``,
             ``balanced``); every example of a finished task is offered, in an order fixed by the SDK's seeding.
         distill: with a memory, the weight of matching the network's outputs on replayed examples to those it gave
             when they were offered (mean squared error of the logits, dark experience replay); 0: labels only.
         steps_per_task, batch_size: gradient steps on each task, of minibatches drawn with replacement.
+        steps_per_batch: gradient steps each draw of the current task's examples serves, each with its own draw
+            from the memory (Meta-Experience Replay's ``s``): a stream seen once still trains ``steps_per_batch``
+            times on every example beside different remembered ones. 1: a new draw for every step.
         controller: Reptile's settings (:class:`ControllerConfig`); its ``inner_lr`` is also SGD's rate.
         meta_lr_policy: choose Reptile's alpha_m per outer step with :class:`~.lr_policy.MetaLRPolicy`.
         ewc_lambda, fisher, fisher_samples, online_gamma: EWC's strength, Fisher estimate, its sample size,
@@ -59,6 +64,8 @@ class ContinualConfig:
     distill: float = 0.0
     steps_per_task: int = 1000
     batch_size: int = 32
+    steps_per_batch: int = 1
+    replay_size: int | None = None
     controller: ControllerConfig = ControllerConfig()
     meta_lr_policy: bool = False
     ewc_lambda: float = 100.0
@@ -78,12 +85,15 @@ class ContinualConfig:
             raise ConfigError(f"memory_policy must be one of {sorted(MEMORY_POLICIES)}, got {self.memory_policy!r}")
         if self.fisher not in FISHERS:
             raise ConfigError(f"fisher must be one of {FISHERS}, got {self.fisher!r}")
-        if min(self.steps_per_task, self.batch_size, self.fisher_samples, self.replay_per_task) < 1:
-            raise ConfigError("steps_per_task, batch_size, fisher_samples and replay_per_task must be >= 1")
+        if min(self.steps_per_task, self.batch_size, self.steps_per_batch, self.fisher_samples,
+               self.replay_per_task) < 1:
+            raise ConfigError("steps_per_task, batch_size, steps_per_batch, fisher_samples and replay_per_task must "
+                              "be >= 1")
         if self.distill < 0 or (self.distill and not self.memory):
             raise ConfigError(f"distill needs a memory and must be >= 0, got {self.distill} with memory {self.memory}")
-        if self.memory < 0 or (self.memory and self.batch_size < 2):
-            raise ConfigError(f"memory must be >= 0 (and the batch hold 2 examples or more to share), got {self.memory}")
+        if self.memory < 0 or (self.replay_size is not None and self.replay_size < 1):
+            raise ConfigError(f"memory must be >= 0 and replay_size >= 1 (or None), got {self.memory} and "
+                              f"{self.replay_size}")
         meta_lr = self.controller.meta_lr
         if self.meta_lr_policy and not (self.reptile and 0 < meta_lr < POLICY_MAX_LR):
             raise ConfigError(f"the meta learning-rate policy needs a Reptile method and a meta_lr (its starting "

@@ -9,6 +9,10 @@ The Fisher is ``"true"`` (default, as in the paper): F_i = mean_x sum_c p(c | x)
 the exact expectation over the model's own predictive distribution; or ``"empirical"``: the squared gradient of
 log p(y | x) at the observed label y. Online EWC (Schwarz et al., 2018; ``gamma`` given) keeps a single
 penalty: F := gamma * F + F_t and theta* := theta*_t.
+
+A sum of quadratics is one quadratic: sum_t F_t (theta - theta*_t)^2 = A (theta - m)^2 + c with A = sum_t F_t,
+m = sum_t F_t theta*_t / A and c >= 0 constant, so the penalty costs the same for 20 anchors as for one; the anchors
+themselves are kept (checkpoints store them) and (A, m, c) recomputed from them in float64.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class EWC:
     gamma: float | None = None
     chunk_size: int = 32
     anchors: list[tuple[Params, Params]] = field(default_factory=list, init=False)
+    combined: tuple[Params, Params, torch.Tensor] | None = field(default=None, init=False)  # (A, m, c), see above
 
     def __post_init__(self) -> None:
         if self.fisher not in FISHERS:
@@ -83,14 +88,33 @@ class EWC:
             fisher = {n: self.gamma * previous[n] + fisher[n] for n in fisher}
             self.anchors = []
         self.anchors.append((theta, fisher))
+        self._combine()
+
+    def _combine(self) -> None:
+        """(A, m, c) of the module docstring from the anchors, in float64 then stored in the weights' dtype."""
+        if not self.anchors:
+            self.combined = None
+            return
+        total, mean, constant = {}, {}, torch.zeros((), dtype=torch.float64)
+        for n in self.anchors[0][0]:
+            f = torch.stack([fisher[n] for _, fisher in self.anchors]).double()
+            theta = torch.stack([anchor[n] for anchor, _ in self.anchors]).double()
+            a = f.sum(0)
+            m = torch.where(a > 0, (f * theta).sum(0) / a.clamp_min(1e-300), theta[-1])
+            constant = constant + (f * (theta - m) ** 2).sum()
+            total[n], mean[n] = a.to(self.anchors[0][1][n].dtype), m.to(self.anchors[0][0][n].dtype)
+        self.combined = (total, mean, constant)
 
     def penalty(self, model: nn.Module | None = None) -> torch.Tensor:
         """lambda/2 * sum over anchors of sum_i F_i (theta_i - theta*_i)^2, differentiable in ``model``'s weights."""
         params = dict((model or self.model).named_parameters())
-        total = torch.zeros((), device=next(iter(params.values())).device)
-        for theta, fisher in self.anchors:
-            for n, p in params.items():
-                total = total + (fisher[n] * (p - theta[n]) ** 2).sum()
+        device = next(iter(params.values())).device
+        if self.combined is None:
+            return torch.zeros((), device=device)
+        fisher, mean, constant = self.combined
+        total = constant.to(device=device, dtype=torch.float32)
+        for n, p in params.items():
+            total = total + (fisher[n] * (p - mean[n]) ** 2).sum()
         return self.lam / 2 * total
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
@@ -109,3 +133,7 @@ class EWC:
                              {n: tensors[f"ewc.{t}.fisher.{n}"] for n in names}) for t in range(count)]
         except KeyError as e:
             raise CheckpointError(f"EWC state lacks {e.args[0]}") from None
+        try:
+            self._combine()
+        except RuntimeError as e:
+            raise CheckpointError(f"EWC state does not fit the model: {e}") from e

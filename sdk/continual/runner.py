@@ -7,8 +7,11 @@ of K steps from the slow weights and then updates them (so ``steps_per_task`` is
 updates). One step of the run is one update; the last update of a task also scores every task (a row of the
 accuracy matrix), consolidates the task for EWC at the weights that are scored (Reptile: the slow weights), offers
 the task's examples to the replay memory (with those weights' outputs for them when ``distill`` is set), and asks
-for a checkpoint. With a memory that holds examples, the second half of every minibatch is replayed from it, so a
-Reptile inner loop runs on batches mixing the current task with the memory (Meta-Experience Replay's scheme).
+for a checkpoint. With a memory that holds examples, every minibatch gets ``replay_size`` remembered examples beside
+the current task's, so a Reptile inner loop runs on batches mixing the current task with the memory
+(Meta-Experience Replay's scheme); each
+draw of the current task's examples serves ``steps_per_batch`` minibatches in a row, beside fresh memory draws (MER's
+``s`` steps per incoming batch).
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ class ContinualRun:
                        if config.memory else None)  # examples of finished tasks, replayed
         self.task = 0  # the task being learned
         self.task_step = 0  # gradient steps taken on it
+        self.drawn = 0  # minibatches drawn on it
+        self.incoming = torch.zeros(0, dtype=torch.int64)  # the task's examples the current draw serves
         self.iteration = 0  # updates taken on the whole stream
         self.history: list[dict[str, Any]] = []
         self.matrix: list[list[float]] = []
@@ -149,7 +154,7 @@ class ContinualRun:
                 with torch.no_grad():
                     logits = self.model(task.train_x[order])
             self.memory.offer(task.train_x[order], task.train_y[order], logits)
-        self.task, self.task_step = self.task + 1, 0
+        self.task, self.task_step, self.drawn = self.task + 1, 0, 0
         return row
 
     def train(self, checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 0,
@@ -168,7 +173,7 @@ class ContinualRun:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Checkpoint the model and everything needed to continue bit-identically (between updates)."""
-        tensors = {"rng": self.generator.get_state()}
+        tensors = {"rng": self.generator.get_state(), "incoming": self.incoming}
         if self.controller is not None:
             tensors.update(self.controller.state_tensors())
         if self.ewc is not None:
@@ -179,7 +184,7 @@ class ContinualRun:
             tensors.update({f"replay.{t}.x": x, f"replay.{t}.y": y})
         state = {"task": self.task, "step": self.task_step, "iteration": self.iteration, "history": self.history,
                  "matrix": self.matrix, "curve": self.curve, "ewc_anchors": len(self.ewc.anchors) if self.ewc else 0,
-                 "replay_tasks": len(self.replay), "initial": self.initial}
+                 "replay_tasks": len(self.replay), "initial": self.initial, "drawn": self.drawn}
         if self.memory is not None:
             memory_tensors, state["memory"] = self.memory.state()
             tensors.update(memory_tensors)
@@ -222,21 +227,27 @@ class ContinualRun:
             self.task, self.task_step, self.iteration = int(state["task"]), int(state["step"]), int(state["iteration"])
             self.history, self.matrix, self.curve = list(state["history"]), state["matrix"], state["curve"]
             self.initial = list(state.get("initial", []))
+            self.drawn = int(state.get("drawn", 0))
+            self.incoming = tensors.get("incoming", self.incoming).clone()
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"{path}: training state is incomplete or does not fit: {e}") from e
         if self.task > len(self.tasks) or len(self.matrix) != self.task:
             raise CheckpointError(f"{path} is at task {self.task} of a {len(self.tasks)}-task stream; it does not fit")
 
     def _batch(self, task: Task) -> Batch:
-        """A minibatch of ``task`` drawn with replacement; with a memory that holds examples, half from it (the
-        last half, with the logits the memory kept for it, if any)."""
+        """``batch_size`` examples of ``task`` drawn with replacement; with a memory that holds examples,
+        ``replay_size`` remembered ones after them (with the logits the memory kept for them, if any). Each draw of
+        the task's examples serves ``steps_per_batch`` minibatches in a row, the remembered ones drawn afresh for
+        each."""
+        if self.drawn % self.config.steps_per_batch == 0:
+            self.incoming = torch.randint(len(task.train_y), (self.config.batch_size,), generator=self.generator)
+        self.drawn += 1
+        x, y = task.train_x[self.incoming], task.train_y[self.incoming]
         if self.memory is None or not len(self.memory):
-            index = torch.randint(len(task.train_y), (self.config.batch_size,), generator=self.generator)
-            return task.train_x[index], task.train_y[index], None
-        remembered = self.config.batch_size // 2
-        new = torch.randint(len(task.train_y), (self.config.batch_size - remembered,), generator=self.generator)
-        old_x, old_y, old_logits = self.memory.sample(remembered, self.generator)
-        return torch.cat([task.train_x[new], old_x]), torch.cat([task.train_y[new], old_y]), old_logits
+            return x, y, None
+        old_x, old_y, old_logits = self.memory.sample(self.config.replay_size or self.config.batch_size,
+                                                      self.generator)
+        return torch.cat([x, old_x]), torch.cat([y, old_y]), old_logits
 
     def _add_replay(self, task: Task) -> None:
         """Keep ``replay_per_task`` of ``task``'s training examples for the meta learning-rate policy."""
