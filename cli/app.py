@@ -14,11 +14,13 @@ from .common import Parser, configure_logging, import_plugins
 from .continual import add_continual_parser
 from .evaluate import add_eval_parser
 from .export import add_export_parser
+from .import_weights import add_import_weights_parser
 from .pretrain import add_pretrain_parser
 from .train import add_train_parser
 
 DESCRIPTION = "Meta-train few-shot models (train, eval) and export them for on-device adaptation (export)."
-COMMANDS = (add_pretrain_parser, add_train_parser, add_eval_parser, add_export_parser, add_continual_parser)
+COMMANDS = (add_pretrain_parser, add_train_parser, add_eval_parser, add_export_parser, add_continual_parser,
+            add_import_weights_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

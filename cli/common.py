@@ -86,6 +86,9 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
     pictures.add_argument("--channels", type=int, choices=(1, 3), default=None, help="3: RGB, 1: grayscale (default: 3)")
     pictures.add_argument("--fit", choices=FITS, default=None,
                           help="crop: centre-crop to square, then resize; stretch: resize as is (default: crop)")
+    pictures.add_argument("--value-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                          help="the values pixels 0 and 255 become (default: 0 1; an imported ImageNet MobileNet V1 "
+                               "takes -1 0.9921875, as `edgeadapt import-weights` prints)")
     split = p.add_argument_group("which classes of a folder validate (class-disjoint; fixed by --split-seed)")
     split.add_argument("--val-fraction", type=float, default=SplitRule.validation,
                        help="fraction of classes (or groups) held out (default: %(default)s)")
@@ -125,6 +128,7 @@ def data_source(args: argparse.Namespace, like: InputSpec | None = None) -> Data
         image_size=args.image_size or (trained.shape[-1] if trained else IMAGE_SIZE),
         channels=args.channels or (trained.shape[0] if trained else 3),
         fit=args.fit or (trained.fit if trained and trained.fit else "crop"),
+        value_range=tuple(args.value_range) if args.value_range else (trained.value_range if trained else (0.0, 1.0)),
         split=SplitRule(args.val_fraction, args.split_seed, args.split_by, args.val_classes),
     )
 

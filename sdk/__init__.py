@@ -2,6 +2,7 @@
 
 - ``datasets/``: Omniglot, procedural glyphs, sine regression, MNIST; the data folder, cache and downloads;
 - ``algorithms/``: the meta-learning algorithms, one per module; ``continual/``: learning a stream of tasks;
+- ``importers/``: weights of models trained elsewhere (a TFLite MobileNet V1) read into these networks;
 - ``tasks``: episodic task sampling; ``models``: networks and their registry; ``networks``: ResNet-12 and the
   MobileNets; ``backbones``: the registry of backbones by name, sized for an input; ``inner_loop``, ``scopes`` and
   ``heads``: the one adaptation routine, what it adapts and where its head starts; ``preconditioner``:

@@ -9,6 +9,7 @@ that ``edgeadapt --import MODULE`` (or an ``edgeadapt.plugins`` entry point) imp
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Callable
 
@@ -19,6 +20,8 @@ from edgeadapt.runtime.format.inputs import InputSpec
 from .errors import ConfigError
 from .models import MLP, Conv4
 from .networks import MobileNetV1, MobileNetV2, ResNet12, resnet12_widths
+
+log = logging.getLogger("edgeadapt")
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,31 @@ def _mobilenet_v1(spec: InputSpec, settings: BackboneSettings) -> nn.Module:
                        feature_norm=settings.feature_norm)
 
 
+# What the ImageNet MobileNet V1 of a TFLite file takes (``edgeadapt import-weights`` prints the file's own): uint8
+# pixels q read as (q - 128) / 128, i.e. prepared pixels in [0, 1] mapped to [-1, 127/128].
+IMAGENET_VALUE_RANGE = (-1.0, 127 / 128)
+
+
+def _mobilenet_v1_imagenet(spec: InputSpec, settings: BackboneSettings) -> nn.Module:
+    """The ImageNet MobileNet V1 (width 1.0) that ``edgeadapt import-weights`` fills from a TFLite file: all 13
+    blocks, width 32, ReLU6, batch norm (the folded biases), TensorFlow's SAME padding. ``--hidden``,
+    ``--activation`` and ``--norm`` would not fit the imported weights, so only their defaults are accepted."""
+    channels, side = picture_size(spec, "mobilenet_v1_imagenet")
+    if channels != 3 or side < 32:
+        raise ConfigError(f"mobilenet_v1_imagenet takes RGB pictures of side 32 or more (224 as trained), not "
+                          f"{spec.shape}")
+    for name, value, fixed in (("width", settings.width, 32), ("activation", settings.activation, "relu6"),
+                               ("norm", settings.norm, "batch")):
+        if value not in (None, fixed):
+            raise ConfigError(f"mobilenet_v1_imagenet has the imported model's {name}, {fixed}; got {value!r}")
+    if spec.value_range != IMAGENET_VALUE_RANGE or spec.mean is not None:
+        log.warning("mobilenet_v1_imagenet was trained on pixels in %s; these inputs span %s%s (read a folder with "
+                    "--value-range %g %g)", IMAGENET_VALUE_RANGE, spec.value_range,
+                    " (then normalised)" if spec.mean is not None else "", *IMAGENET_VALUE_RANGE)
+    return MobileNetV1(ways=settings.ways, in_channels=3, width=32, layout="full", activation="relu6", norm="batch",
+                       feature_norm=settings.feature_norm, padding="same")
+
+
 def _mobilenet_v2(spec: InputSpec, settings: BackboneSettings) -> nn.Module:
     channels, _ = picture_size(spec, "mobilenet_v2")
     return MobileNetV2(ways=settings.ways, in_channels=channels, width=settings.width or 32,
@@ -111,3 +139,4 @@ register_backbone("mlp", _mlp)
 register_backbone("resnet12", _resnet12)
 register_backbone("mobilenet_v1", _mobilenet_v1)
 register_backbone("mobilenet_v2", _mobilenet_v2)
+register_backbone("mobilenet_v1_imagenet", _mobilenet_v1_imagenet)

@@ -7,6 +7,10 @@ average pooling and ``nn.Flatten()`` (and optionally :class:`~edgeadapt.sdk.mode
 adapts exactly the last block, the pooling after it and the head. Every network is registered
 (``@register_model``) with its constructor arguments in ``self.config``, so checkpoints rebuild it; the backbone
 registry (:mod:`~edgeadapt.sdk.backbones`) sizes them for a dataset's inputs.
+
+The MobileNets take ``padding``: ``"symmetric"`` (default, PyTorch's: ``kernel // 2`` on every side) or ``"same"``
+(TensorFlow's SAME, what TFLite models were trained with: a stride-2 convolution of an even side pads 0 before and
+1 after), so that weights imported from a TFLite file (:mod:`~edgeadapt.sdk.importers`) compute what they did there.
 """
 
 from __future__ import annotations
@@ -47,10 +51,43 @@ def _check_common(activation: str, norm: str, feature_norm: float | None) -> Non
         raise ConfigError(f"feature_norm must be > 0 or None, got {feature_norm}")
 
 
+PADDINGS = ("symmetric", "same")  # the MobileNets' ``padding`` choices (see the module's docstring)
+
+
+def _check_padding(padding: str) -> None:
+    if padding not in PADDINGS:
+        raise ConfigError(f"padding must be one of {list(PADDINGS)}, got {padding!r}")
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's SAME padding of one axis of ``size``: ``(before, after)``, the odd one after."""
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class SameConv2d(nn.Conv2d):
+    """A convolution padded as TensorFlow's SAME pads (zeros, the odd one at the bottom and right), with plain
+    ``nn.functional.pad`` + ``conv2d`` so that torch.export and ONNX export take it; its parameters are named as
+    ``nn.Conv2d``'s (built with ``padding=0``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top, bottom = same_padding(x.shape[-2], self.kernel_size[0], self.stride[0])
+        left, right = same_padding(x.shape[-1], self.kernel_size[1], self.stride[1])
+        if top or bottom or left or right:
+            x = nn.functional.pad(x, (left, right, top, bottom))
+        return self._conv_forward(x, self.weight, self.bias)
+
+
 def _conv_norm(in_channels: int, out_channels: int, kernel: int, stride: int, norm: str,
-               groups: int = 1) -> list[nn.Module]:
-    """A bias-free ``kernel`` x ``kernel`` convolution ("same" padding) and its normalisation."""
-    conv = nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False)
+               groups: int = 1, padding: str = "symmetric") -> list[nn.Module]:
+    """A bias-free ``kernel`` x ``kernel`` convolution (padded to keep the side at stride 1: ``padding``
+    ``"symmetric"``, PyTorch's ``kernel // 2``, or TensorFlow's ``"same"``) and its normalisation."""
+    if padding == "same" and stride > 1:  # at stride 1 and an odd kernel, SAME is symmetric
+        conv: nn.Conv2d = SameConv2d(in_channels, out_channels, kernel, stride=stride, padding=0, groups=groups,
+                                     bias=False)
+    else:
+        conv = nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2, groups=groups,
+                         bias=False)
     return [conv, NORMS[norm](out_channels)]
 
 
@@ -128,39 +165,44 @@ class DepthwiseSeparable(nn.Sequential):
     """MobileNetV1's block: a depthwise 3x3 convolution (``groups`` = channels) with its norm and activation, then a
     pointwise 1x1 convolution with its norm and activation."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, activation: str, norm: str):
-        super().__init__(*_conv_norm(in_channels, in_channels, 3, stride, norm, groups=in_channels),
+    def __init__(self, in_channels: int, out_channels: int, stride: int, activation: str, norm: str,
+                 padding: str = "symmetric"):
+        super().__init__(*_conv_norm(in_channels, in_channels, 3, stride, norm, groups=in_channels, padding=padding),
                          ACTIVATIONS[activation](),
                          *_conv_norm(in_channels, out_channels, 1, 1, norm), ACTIVATIONS[activation]())
 
 
-def _stem(in_channels: int, width: int, activation: str, norm: str) -> nn.Sequential:
+def _stem(in_channels: int, width: int, activation: str, norm: str, padding: str = "symmetric") -> nn.Sequential:
     """A MobileNet's stem: a 3x3 convolution of stride 2, its norm and activation."""
-    return nn.Sequential(*_conv_norm(in_channels, width, 3, 2, norm), ACTIVATIONS[activation]())
+    return nn.Sequential(*_conv_norm(in_channels, width, 3, 2, norm, padding=padding), ACTIVATIONS[activation]())
 
 
 class _MobileNet(nn.Module):
     """What both MobileNets share: their arguments, a stride-2 stem of ``width`` channels, the blocks
-    :meth:`_blocks` lays out for ``layout`` (one of ``LAYOUTS``), global average pooling and a linear head."""
+    :meth:`_blocks` lays out for ``layout`` (one of ``LAYOUTS``), global average pooling and a linear head; every
+    strided convolution padded as ``padding`` says (``"symmetric"``, the default, or TensorFlow's ``"same"``)."""
 
     LAYOUTS: dict[str, tuple[tuple[int, ...], ...]] = {}
 
     def __init__(self, ways: int = 5, in_channels: int = 3, width: int = 32, layout: str = "compact",
-                 activation: str = "relu6", norm: str = "batch", feature_norm: float | None = None):
+                 activation: str = "relu6", norm: str = "batch", feature_norm: float | None = None,
+                 padding: str = "symmetric"):
         super().__init__()
         _check_common(activation, norm, feature_norm)
+        _check_padding(padding)
         if layout not in self.LAYOUTS:
             raise ConfigError(f"layout must be one of {sorted(self.LAYOUTS)}, got {layout!r}")
         if width < 1:
             raise ConfigError(f"width must be >= 1, got {width}")
         self.config = {"ways": ways, "in_channels": in_channels, "width": width, "layout": layout,
-                       "activation": activation, "norm": norm, "feature_norm": feature_norm}
-        blocks, channels = self._blocks(width, self.LAYOUTS[layout], activation, norm)
-        self.features = _pooled_features([_stem(in_channels, width, activation, norm), *blocks], feature_norm)
+                       "activation": activation, "norm": norm, "feature_norm": feature_norm, "padding": padding}
+        blocks, channels = self._blocks(width, self.LAYOUTS[layout], activation, norm, padding)
+        stem = _stem(in_channels, width, activation, norm, padding)
+        self.features = _pooled_features([stem, *blocks], feature_norm)
         self.head = nn.Linear(channels, ways)
 
     def _blocks(self, width: int, layout: tuple[tuple[int, ...], ...], activation: str,
-                norm: str) -> tuple[list[nn.Module], int]:
+                norm: str, padding: str) -> tuple[list[nn.Module], int]:
         """The blocks after a stem of ``width`` channels, and the channels of the last one."""
         raise NotImplementedError
 
@@ -172,22 +214,24 @@ class _MobileNet(nn.Module):
 class MobileNetV1(_MobileNet):
     """MobileNetV1 (Howard et al., 2017): a stride-2 stem, :class:`DepthwiseSeparable` blocks, global average pooling;
     a linear head: ``MobileNetV1(ways=5, in_channels=3, width=32, layout="compact", activation="relu6",
-    norm="batch", feature_norm=None)``.
+    norm="batch", feature_norm=None, padding="symmetric")``.
 
     ``width`` is the stem's channels (32 in the paper: width multiplier ``width / 32``); block ``i`` has
     ``MOBILENET_V1_LAYOUTS[layout][i][0] * width`` channels. ``layout="compact"`` (default) keeps the first 6 of the
     13 blocks, enough for 84x84 few-shot inputs (6x6 before pooling, 512 features): 271,685 parameters for 3 input
     channels and 5 ways; ``"full"`` is the paper's 13 blocks (1024 features, 3,212,101 parameters).
+    ``padding="same"`` pads as TensorFlow does (the backbone ``mobilenet_v1_imagenet``, whose weights
+    ``edgeadapt import-weights`` reads from a TFLite file, uses it); the parameters are the same either way.
     """
 
     LAYOUTS = MOBILENET_V1_LAYOUTS
 
     def _blocks(self, width: int, layout: tuple[tuple[int, ...], ...], activation: str,
-                norm: str) -> tuple[list[nn.Module], int]:
+                norm: str, padding: str) -> tuple[list[nn.Module], int]:
         blocks: list[nn.Module] = []
         channels = width
         for multiple, stride in layout:
-            blocks.append(DepthwiseSeparable(channels, multiple * width, stride, activation, norm))
+            blocks.append(DepthwiseSeparable(channels, multiple * width, stride, activation, norm, padding))
             channels = multiple * width
         return blocks, channels
 
@@ -196,11 +240,13 @@ class InvertedResidual(nn.Module):
     """MobileNetV2's block: a 1x1 expansion by ``expansion`` (norm, activation; none when it is 1), a depthwise 3x3
     convolution (norm, activation), a linear 1x1 projection (norm), and the input added back when the shapes match."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, expansion: int, activation: str, norm: str):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, expansion: int, activation: str, norm: str,
+                 padding: str = "symmetric"):
         super().__init__()
         hidden = in_channels * expansion
         expand = [*_conv_norm(in_channels, hidden, 1, 1, norm), ACTIVATIONS[activation]()] if expansion != 1 else []
-        self.layers = nn.Sequential(*expand, *_conv_norm(hidden, hidden, 3, stride, norm, groups=hidden),
+        self.layers = nn.Sequential(*expand, *_conv_norm(hidden, hidden, 3, stride, norm, groups=hidden,
+                                                         padding=padding),
                                     ACTIVATIONS[activation](), *_conv_norm(hidden, out_channels, 1, 1, norm))
         self.residual = stride == 1 and in_channels == out_channels
 
@@ -213,7 +259,7 @@ class InvertedResidual(nn.Module):
 class MobileNetV2(_MobileNet):
     """MobileNetV2 (Sandler et al., 2018): a stride-2 stem, :class:`InvertedResidual` blocks, global average pooling;
     a linear head: ``MobileNetV2(ways=5, in_channels=3, width=32, layout="compact", activation="relu6",
-    norm="batch", feature_norm=None)``.
+    norm="batch", feature_norm=None, padding="symmetric")``.
 
     ``width`` is the stem's channels (32 in the paper); every stage's channels scale by ``width / 32`` (rounded, at
     least 1; no rounding to multiples of 8). ``layout="compact"`` (default) has 8 blocks for 84x84 few-shot inputs
@@ -225,12 +271,13 @@ class MobileNetV2(_MobileNet):
     LAYOUTS = MOBILENET_V2_LAYOUTS
 
     def _blocks(self, width: int, layout: tuple[tuple[int, ...], ...], activation: str,
-                norm: str) -> tuple[list[nn.Module], int]:
+                norm: str, padding: str) -> tuple[list[nn.Module], int]:
         blocks: list[nn.Module] = []
         channels = width
         for expansion, base, repeats, stride in layout:
             out = max(1, round(base * width / 32))
             for i in range(repeats):
-                blocks.append(InvertedResidual(channels, out, stride if i == 0 else 1, expansion, activation, norm))
+                blocks.append(InvertedResidual(channels, out, stride if i == 0 else 1, expansion, activation, norm,
+                                               padding))
                 channels = out
         return blocks, channels

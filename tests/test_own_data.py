@@ -34,6 +34,12 @@ def test_an_image_folder_is_ragged_uint8_and_shaped_by_its_input_description(tmp
     assert np.array_equal(data.class_examples(1)[0].numpy(), expected)
     gray = load_source(DataSource(root, image_size=12, channels=1, fit="stretch", cache_dir=tmp_path / "cache"))
     assert gray.examples.shape == (17, 1, 12, 12)
+    imagenet = load_source(DataSource(root, image_size=16, value_range=(-1.0, 127 / 128), cache_dir=tmp_path / "c"))
+    assert imagenet.input_spec.value_range == (-1.0, 127 / 128)  # what the manifest tells the device, too
+    torch.testing.assert_close(imagenet.decode(data.examples), -1.0 + decoded * (127 / 128 + 1.0))
+    for bad in ((1.0, 0.0), (0.0, float("nan"))):
+        with pytest.raises(DatasetError, match="value range"):
+            DataSource(root, value_range=bad)
 
 
 def test_a_folder_is_decoded_once_then_read_from_the_cache(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@ of arrays (``--data PATH``), with the input description and the split it is read
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,8 @@ class DataSource:
         image_size: pictures: the side of the square inputs they are brought to.
         channels: pictures: 3 (RGB) or 1 (grayscale); pictures of the other kind are converted.
         fit: pictures: ``crop`` (centre-crop to square, then resize; the default) or ``stretch``.
+        value_range: pictures: the values pixels 0 and 255 become (``(0, 1)``; an imported ImageNet network takes
+            what its file says, e.g. ``(-1, 127/128)``).
         split: which classes train and which validate (:class:`SplitRule`).
         cache_dir: where decoded folders are cached (default ``$EDGEADAPT_CACHE`` or ``~/.cache/edgeadapt``).
     """
@@ -37,6 +40,7 @@ class DataSource:
     image_size: int = IMAGE_SIZE
     channels: int = 3
     fit: str = "crop"
+    value_range: tuple[float, float] = (0.0, 1.0)
     split: SplitRule = field(default_factory=SplitRule)
     cache_dir: Path | None = None
 
@@ -46,11 +50,14 @@ class DataSource:
         if self.channels not in (1, 3) or self.image_size < 8:
             raise DatasetError(f"pictures need 1 or 3 channels and a side of at least 8 pixels, got "
                                f"{self.channels} and {self.image_size}")
+        low, high = self.value_range
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise DatasetError(f"the value range must be two finite numbers, low < high, got {self.value_range}")
 
     def picture_spec(self) -> InputSpec:
-        """What one picture becomes: ``(channels, image_size, image_size)`` in [0, 1], Lanczos, fit as set."""
+        """What one picture becomes: ``(channels, image_size, image_size)`` in ``value_range``, Lanczos, fit as set."""
         return InputSpec((self.channels, self.image_size, self.image_size), modality="image", resize="lanczos",
-                         fit=self.fit)
+                         fit=self.fit, value_range=tuple(self.value_range))
 
 
 def load_source(source: DataSource) -> ClassDataset:
