@@ -18,7 +18,7 @@ from edgeadapt.sdk.backbones import BACKBONES, BackboneSettings
 from edgeadapt.sdk.checkpoint import start_from
 from edgeadapt.sdk.datasets.source import DataSource
 from edgeadapt.sdk.models import ACTIVATIONS, NORMS
-from edgeadapt.sdk.pretraining import CLASSIFIERS, PretrainConfig, pretrain
+from edgeadapt.sdk.pretraining import CLASSIFIERS, NORM_STATISTICS, PretrainConfig, pretrain
 from edgeadapt.sdk.recipes import SPLITS, build_default_model, dataset_classes, get_dataset, make_sampler
 from edgeadapt.sdk.sanity import class_hashes
 
@@ -60,6 +60,10 @@ def add_pretrain_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=Path, default=None, metavar="FILE",
                    help="start from these weights: a .safetensors state dict of the same backbone (a head of "
                         "another size is left as initialised)")
+    p.add_argument("--norm-statistics", choices=NORM_STATISTICS, default=PretrainConfig.norm_statistics,
+                   help="batch: batch norm normalises by each batch and learns its running statistics; frozen: it "
+                        "keeps those it started with (fine-tuning --weights imported from another framework) "
+                        "(default: %(default)s)")
     p.add_argument("--classifier", choices=CLASSIFIERS, default=PretrainConfig.classifier,
                    help="what is trained on the features: the model's linear head, or a cosine classifier with a "
                         "learned scale, copied into the head (needs --feature-norm) (default: %(default)s)")
@@ -88,7 +92,7 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     unrotated = dataset_classes(args.dataset, args.source, args.split)
     classes = unrotated.with_rotations() if get_dataset(args.dataset).rotations else unrotated
     config = PretrainConfig(args.epochs, args.batch_size, args.max_lr, args.weight_decay, args.augmentation,
-                            classifier=args.classifier, margin=args.margin)
+                            classifier=args.classifier, margin=args.margin, norm_statistics=args.norm_statistics)
     torch.manual_seed(args.seed)
     model = _backbone(args, classes.n_classes)
     data = {"dataset": args.dataset, "split": args.split, "classes": classes.n_classes,

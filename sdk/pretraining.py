@@ -45,6 +45,10 @@ class PretrainConfig:
     label_smoothing: float = 0.0
     classifier: str = "linear"
     margin: float = 0.0
+    # "batch": batch norm normalises by each batch and updates its running statistics (training from scratch);
+    # "frozen": it keeps the running statistics it started with (fine-tuning imported weights, whose folded batch
+    # norm is an identity that batch statistics would replace).
+    norm_statistics: str = "batch"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -55,12 +59,15 @@ class PretrainConfig:
             raise ConfigError(f"augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
         if self.classifier not in CLASSIFIERS:
             raise ConfigError(f"classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
+        if self.norm_statistics not in NORM_STATISTICS:
+            raise ConfigError(f"norm_statistics must be one of {NORM_STATISTICS}, got {self.norm_statistics!r}")
         if not 0 <= self.margin < 1 or (self.margin and self.classifier != "cosine"):
             raise ConfigError(f"margin must be in [0, 1), and needs the cosine classifier; got {self.margin} "
                               f"with {self.classifier!r}")
 
 
 CLASSIFIERS = ("linear", "cosine")
+NORM_STATISTICS = ("batch", "frozen")
 
 
 class CosineClassifier(nn.Module):
@@ -155,6 +162,10 @@ class Pretrainer:
                     self.generator)[share.start:share.stop]
         x, y = x.to(self.device), self.labels[index[share.start:share.stop]].to(self.device)
         self.network.train()
+        if self.config.norm_statistics == "frozen":
+            for module in self.network.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         logits = self.network(x)
         trained = self.classifier.cosine.with_margin(logits, y, self.config.margin) if self.config.margin else logits
         loss = F.cross_entropy(trained, y, label_smoothing=self.config.label_smoothing, reduction="sum")

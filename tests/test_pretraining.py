@@ -77,6 +77,26 @@ def test_batch_norm_pretraining_keeps_running_statistics_that_the_inner_loop_use
         InnerLoop(model.train(), inner_lr=0.1, inner_steps=1)
 
 
+def test_frozen_norm_statistics_keep_the_running_statistics_it_started_with():
+    classes = _patterns(n_classes=6, n_drawings=8)
+    config = PretrainConfig(epochs=2, batch_size=16, max_lr=0.02, augmentation="none", norm_statistics="frozen")
+    start = _model(6, norm="batch")
+    norms = [m for m in start.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    with torch.no_grad():  # imported weights: statistics that are not a fresh layer's
+        for m in norms:
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 2.0)
+    before = [(m.running_mean.clone(), m.running_var.clone(), m.weight.clone()) for m in norms]
+    model, _ = pretrain(start, classes, config, progress=False)
+    after = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(torch.equal(m.running_mean, mean) and torch.equal(m.running_var, var)
+               for m, (mean, var, _) in zip(after, before))
+    assert any(not torch.equal(m.weight, weight) for m, (_, _, weight) in zip(after, before))  # still trained
+    batch = pretrain(_model(6, norm="batch"), classes, replace(config, norm_statistics="batch"), progress=False)[0]
+    assert not torch.equal(next(m for m in batch.modules() if isinstance(m, torch.nn.BatchNorm2d)).running_var,
+                           torch.ones(4))
+
+
 def test_conv4_rejects_an_unknown_normalisation():
     with pytest.raises(ConfigError, match="norm"):
         Conv4(norm="layer")
@@ -158,7 +178,8 @@ def test_augmentation_is_reproducible_and_keeps_shape(kind):
 
 def test_pretrain_config_rejects_bad_values():
     for bad in ({"epochs": 0}, {"max_lr": 0.0}, {"augmentation": "flip"}, {"label_smoothing": 1.0},
-                {"classifier": "arcface"}, {"margin": 0.1}, {"classifier": "cosine", "margin": -0.1}):
+                {"classifier": "arcface"}, {"margin": 0.1}, {"classifier": "cosine", "margin": -0.1},
+                {"norm_statistics": "ghost"}):
         with pytest.raises(ValueError):
             PretrainConfig(**bad)
 
