@@ -83,7 +83,7 @@ def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_w
         if executorch:
             log.info("lowering to ExecuTorch (%s; takes minutes)", PTE)
             export_executorch(inner, spec, staging / PTE)
-        write_selfcheck(inner, spec, staging / SELFCHECK)
+        write_selfcheck(inner, spec, checkpoint_input(config).bounds(), staging / SELFCHECK)
         manifest = sealed(_manifest(config, inner, spec, adapt, staging))
         (staging / MANIFEST).write_text(manifest_text(manifest))
         if sign_key is not None:
@@ -128,13 +128,16 @@ def narrow_head(model: torch.nn.Module, ways: int) -> None:
     head.out_features = ways
 
 
-def write_selfcheck(inner: InnerLoop, spec: GraphSpec, path: Path, queries: int = 8) -> None:
-    """Save a full-size task and the probabilities PyTorch predicts after adapting to it, so a device can
-    check that it computes the same (``Learner.self_test``)."""
+def write_selfcheck(inner: InnerLoop, spec: GraphSpec, bounds: tuple[float, float], path: Path,
+                    queries: int = 8) -> None:
+    """Save a full-size task of inputs uniform within ``bounds`` (the lowest and highest value the model takes) and
+    the probabilities PyTorch predicts after adapting to it, so a device can check that it computes the same
+    (``Learner.self_test``)."""
     generator = torch.Generator().manual_seed(0)
-    support_x = torch.rand(spec.support_size, *spec.input_shape, generator=generator)
+    low, high = bounds
+    support_x = low + (high - low) * torch.rand(spec.support_size, *spec.input_shape, generator=generator)
     support_y = torch.arange(spec.max_ways).repeat_interleave(spec.max_shots)
-    query_x = torch.rand(queries, *spec.input_shape, generator=generator)
+    query_x = low + (high - low) * torch.rand(queries, *spec.input_shape, generator=generator)
     probabilities = inner.probabilities(support_x, support_y, query_x)
     with open(path, "wb") as f:
         np.savez(f, support_x=support_x.numpy(), support_y=support_y.numpy(), query_x=query_x.numpy(),

@@ -86,6 +86,23 @@ class _Inconsistent(nn.Module):
         return self.head(self.features(2 * x))  # more than head(features(x))
 
 
+def test_the_export_time_self_check_holds_inputs_the_model_takes(tmp_path):
+    """An input range other than [0, 1] (ImageNet's (p - 128) / 128): the reference task is drawn within it, so
+    ``self_test`` passes the runtime's range check and reproduces PyTorch."""
+    from edgeadapt.export import export_artifact
+    from edgeadapt.sdk import save_checkpoint
+
+    torch.manual_seed(0)
+    spec = InputSpec((3, 16, 16), value_range=(-1.0, 127 / 128))
+    training = {"algorithm": "fomaml", "inner_lr": 0.1, "inner_steps": 1, "scope": "head", "loss": "cross_entropy"}
+    save_checkpoint(tmp_path / "ckpt", Conv4(ways=3, in_channels=3, hidden=4, image_size=16),
+                    {"training": training, "data": {"input": spec.to_json()}})
+    learner = rt.load(export_artifact(tmp_path / "ckpt", tmp_path / "model", max_shots=2, executorch=False))
+    assert learner.self_test() <= 1e-5
+    reference = np.load(tmp_path / "model" / "selfcheck.npz")
+    assert -1.0 <= reference["support_x"].min() < -0.9 and 0.9 < reference["query_x"].max() <= 127 / 128
+
+
 def test_the_model_convention_is_checked_with_a_probe_and_says_what_to_change():
     check_backbone(Conv4(ways=3, hidden=4).eval(), (1, 28, 28))
     with pytest.raises(ConfigError, match="wrap the network: edgeadapt.sdk.contract.Backbone"):
