@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import os
 from pathlib import Path
@@ -35,10 +34,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edgeadapt.runtime.format.files import atomic_write
 from edgeadapt.runtime.format.inputs import InputSpec
 from edgeadapt.sdk.backbones import IMAGENET_VALUE_RANGE, BackboneSettings, build_backbone
 from edgeadapt.sdk.datasets.base import ClassDataset
+from edgeadapt.sdk.datasets.cache import read_arrays, write_arrays
 from edgeadapt.sdk.datasets.source import DataSource, load_source
 from edgeadapt.sdk.datasets.splits import SplitRule, split_classes
 from edgeadapt.sdk.importers import read_tflite
@@ -67,15 +66,14 @@ def photos(data: Path) -> ClassDataset:
 
 
 def cached(name: str, key: bytes, compute) -> np.ndarray:
-    """``compute()``, saved under :data:`CACHE` as ``name-<hash of key>.npy`` and reused while ``key`` is the same."""
-    path = CACHE / f"{name}-{hashlib.sha256(key).hexdigest()[:12]}.npy"
-    if path.exists():
-        return np.load(path)
+    """``compute()``, kept under :data:`CACHE` as ``name-<hash of key>.npz`` (the SDK's array cache) and reused while
+    ``key`` is the same."""
+    path = CACHE / f"{name}-{hashlib.sha256(key).hexdigest()[:12]}.npz"
+    stored = read_arrays(path)
+    if stored is not None:
+        return stored["values"]
     values = compute()
-    CACHE.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    np.save(buffer, values)
-    atomic_write(path, buffer.getvalue())
+    write_arrays(path, {"values": values})
     return values
 
 
@@ -194,7 +192,7 @@ def main() -> None:
     data = data_folder(args.data)
     model = data / EXTRACTOR
     dataset = photos(data)
-    key = hashlib.sha256(dataset.examples.numpy().tobytes()).digest() + model.read_bytes()
+    key = hashlib.sha256(dataset.examples.numpy()).digest() + model.read_bytes()  # the photos as read, the model
     embeddings = {"int8": cached("litert", key, lambda: litert_embeddings(model, dataset.examples)),
                   "float": cached("float", key, lambda: float_embeddings(model, dataset))}
     train, validation, index = split_rows(dataset)

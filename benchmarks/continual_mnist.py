@@ -189,6 +189,7 @@ REPLAY_GRIDS = {
     ],
 }
 GRID_MEMORY = {"rotated4": MEMORY["full"], "rotated20": MEMORY_SIZES[-1]}
+GRID_SECTIONS = {"rotated4": "continual-mnist-replay-grid", "rotated20": "continual-rotated20-replay-grid"}
 
 
 def replay_grid(stream: str, data: str | None) -> None:
@@ -217,7 +218,7 @@ def replay_grid(stream: str, data: str | None) -> None:
             *markdown_table(["method", "values", "validation final average (%)", "task 1 at the end (%)"], rows)]
     command = "python benchmarks/continual_mnist.py --replay-grid" + (f" --stream {stream}" if stream in LONG_STREAMS
                                                                       else "")
-    write_section(f"continual-{stream}-replay-grid".replace("rotated4", "mnist"), "\n".join(body), command)
+    write_section(GRID_SECTIONS[stream], "\n".join(body), command)
     print(json.dumps({"best": {m: v for m, (v, _) in best.items()}}))
 
 
