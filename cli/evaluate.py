@@ -41,6 +41,9 @@ def add_eval_parser(commands: argparse._SubParsersAction) -> None:
                     help="override the checkpoint's prototype-head scale")
     ev.add_argument("--within-alphabet", action="store_true",
                     help="draw each task's classes from one group, e.g. an alphabet (Lake et al.'s protocol)")
+    ev.add_argument("--cache-frozen", action="store_true",
+                    help="compute the layers the scope freezes once per example instead of once per task (the same "
+                         "scores, much faster for a large frozen backbone; needs --scope last_block or head)")
     ev.add_argument("--json", type=Path, default=None, help="also write the result to this JSON file")
 
 
@@ -64,7 +67,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     lr_scales = lr_scales_within(model, settings["scope"], load_lr_scales(args.checkpoint))  # the run's own rates
     result = evaluate(model, sampler, settings["inner_lr"], settings["inner_steps"], args.tasks,
                       scope=settings["scope"], head_init=settings["head_init"], head_scale=settings["head_scale"],
-                      lr_scales=lr_scales, device=args.device)
+                      lr_scales=lr_scales, device=args.device, cache_frozen=args.cache_frozen)
     print(f"{args.ways}-way {args.shots}-shot {args.dataset} {args.split}: {result}")
     warn_if_chance(result, args.ways)
     data.pop("class_hashes", None)

@@ -10,10 +10,12 @@ from typing import Any
 
 import torch
 
+from edgeadapt.runtime.format.vocab import SCOPES
 from edgeadapt.sdk import distributed
 from edgeadapt.sdk.augment import AUGMENTATIONS
 from edgeadapt.sdk.errors import ConfigError
 from edgeadapt.sdk.evaluation import evaluate
+from edgeadapt.sdk.frozen_layers import encoded_part
 from edgeadapt.sdk.backbones import BACKBONES, BackboneSettings
 from edgeadapt.sdk.checkpoint import start_from
 from edgeadapt.sdk.datasets.source import DataSource
@@ -21,6 +23,7 @@ from edgeadapt.sdk.models import ACTIVATIONS, NORMS
 from edgeadapt.sdk.pretraining import CLASSIFIERS, NORM_STATISTICS, PretrainConfig, pretrain
 from edgeadapt.sdk.recipes import SPLITS, build_default_model, dataset_classes, get_dataset, make_sampler
 from edgeadapt.sdk.sanity import class_hashes
+from edgeadapt.sdk.scopes import is_layered
 
 from .common import add_command, add_distributed_arguments, add_source_arguments, data_source, trained_input
 
@@ -64,6 +67,10 @@ def add_pretrain_parser(commands: argparse._SubParsersAction) -> None:
                    help="batch: batch norm normalises by each batch and learns its running statistics; frozen: it "
                         "keeps those it started with (fine-tuning --weights imported from another framework) "
                         "(default: %(default)s)")
+    p.add_argument("--scope", choices=SCOPES, default="all",
+                   help="what trains: all layers, or only the last block and the head (last_block) or the head, the "
+                        "layers before computed once per photo and frozen (fine-tuning an imported backbone; no "
+                        "augmentation) (default: %(default)s)")
     p.add_argument("--classifier", choices=CLASSIFIERS, default=PretrainConfig.classifier,
                    help="what is trained on the features: the model's linear head, or a cosine classifier with a "
                         "learned scale, copied into the head (needs --feature-norm) (default: %(default)s)")
@@ -92,7 +99,8 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     unrotated = dataset_classes(args.dataset, args.source, args.split)
     classes = unrotated.with_rotations() if get_dataset(args.dataset).rotations else unrotated
     config = PretrainConfig(args.epochs, args.batch_size, args.max_lr, args.weight_decay, args.augmentation,
-                            classifier=args.classifier, margin=args.margin, norm_statistics=args.norm_statistics)
+                            classifier=args.classifier, margin=args.margin, norm_statistics=args.norm_statistics,
+                            scope=args.scope)
     torch.manual_seed(args.seed)
     model = _backbone(args, classes.n_classes)
     data = {"dataset": args.dataset, "split": args.split, "classes": classes.n_classes,
@@ -107,7 +115,8 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
         sampler, _ = make_sampler(args.dataset, args.source, "validation", ways, shots, 5, args.seed + 2,
                                   training=False)
         return {f"validation_{ways}way{shots}shot": evaluate(m, sampler, 0.1, 0, 200, scope="head",
-                                                             head_init="prototypes", device=args.device).mean}
+                                                             head_init="prototypes", device=args.device,
+                                                             cache_frozen=is_layered(m)).mean}
 
     model, history = pretrain(model, classes, config, seed=args.seed, device=args.device,
                               checkpoint_dir=args.out / "checkpoint", checkpoint_every=args.checkpoint_every,
@@ -155,10 +164,15 @@ def readout_cells(dataset: str, data: DataSource | Path | None, queries: int = 5
 def prototype_readout(model: torch.nn.Module, dataset: str, data: DataSource | Path | None, tasks: int, seed: int,
                       device: str) -> dict[str, Any]:
     """0-step prototype-head accuracy on validation classes for each of ``READOUT_TASKS``; printed and returned."""
-    results = {}
+    results, encoded = {}, None
     for ways, shots in readout_cells(dataset, data):
         sampler, _ = make_sampler(dataset, data, "validation", ways, shots, 5, seed, training=False)
-        result = evaluate(model, sampler, 0.1, 0, tasks, scope="head", head_init="prototypes", device=device)
+        readout = model
+        if is_layered(model):  # each example's features once for every cell, not once per task
+            if encoded is None:
+                part, encoded = encoded_part(model, sampler.dataset, "head", device)
+            readout, sampler = part, sampler.over(encoded)
+        result = evaluate(readout, sampler, 0.1, 0, tasks, scope="head", head_init="prototypes", device=device)
         print(f"validation {ways}-way {shots}-shot, prototype head, no step: {result}")
         results[f"{ways}way{shots}shot"] = {"mean": result.mean, "ci95": result.ci95, "tasks": result.num_tasks}
     return results

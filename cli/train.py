@@ -14,7 +14,7 @@ from edgeadapt.runtime.format.vocab import HEAD_INITS, SCOPES
 from edgeadapt.sdk import distributed
 from edgeadapt.sdk.algorithms import ALGORITHMS
 from edgeadapt.sdk.backbones import BACKBONES, BackboneSettings
-from edgeadapt.sdk.checkpoint import initialise_from, load_checkpoint, load_lr_scales
+from edgeadapt.sdk.checkpoint import initialise_from, load_checkpoint, load_lr_scales, start_from
 from edgeadapt.sdk.errors import ConfigError
 from edgeadapt.sdk.evaluation import EvalResult, evaluate
 from edgeadapt.sdk.models import ACTIVATIONS, build_model, model_spec
@@ -70,16 +70,23 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
                             "(W_k = 2 c_k, b_k = -|c_k|^2; any number of classes) (default: %(default)s)")
     train.add_argument("--head-scale", type=positive_float, default=1.0,
                        help="inverse temperature of a prototype head's logits (default: %(default)s)")
+    train.add_argument("--cache-frozen", action="store_true", help="compute the layers the scope freezes once per "
+                       "example, not per task; train only what adapts (docs/sdk.md, \"Frozen layers computed once\")")
     train.add_argument("--init", type=Path, default=None,
                        help="start from this checkpoint's weights (e.g. a pretrain run's checkpoint)")
+    train.add_argument("--weights", type=Path, default=None, metavar="FILE",
+                       help="when not --init: start the backbone from these weights, a .safetensors state dict (e.g. "
+                            "what `edgeadapt import-weights` wrote)")
+    train.add_argument("--feature-norm", type=positive_float, default=None, metavar="NORM",
+                       help="when not --init: L2-normalise the backbone's features and scale them to NORM")
     train.add_argument("--model", choices=sorted(BACKBONES), default=None,
                        help="the backbone, when not --init (default: the dataset's, conv4 for pictures)")
     train.add_argument("--hidden", type=positive_int, default=None,
                        help="the backbone's width: filters per conv layer (Conv4), of the first stage (ResNet-12, "
                             "MobileNets), MLP units")
-    train.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu",
+    train.add_argument("--activation", choices=sorted(ACTIVATIONS), default=None,
                        help="hidden activation; elu keeps device adaptation within float32 rounding of PyTorch's "
-                            "(see docs/deploy.md) (default: %(default)s)")
+                            "(see docs/deploy.md) (default: relu for Conv4, the backbone's own for the others)")
     train.add_argument("--split", choices=SPLITS, default="train",
                        help="classes to train on: train (Omniglot: 24 background alphabets), or all")
     train.add_argument("--out", type=Path, required=True, help="output folder")
@@ -132,7 +139,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     config = MetaConfig(args.algorithm, inner_lr=pick["inner_lr"], outer_lr=pick["outer_lr"],
                         inner_steps=pick["inner_steps"], meta_batch_size=args.meta_batch,
                         num_iterations=pick["iterations"], scope=args.scope, head_init=args.head_init,
-                        head_scale=args.head_scale, inner_batch=args.inner_batch)
+                        head_scale=args.head_scale, inner_batch=args.inner_batch, cache_frozen=args.cache_frozen)
     model, history = meta_train(
         model, train_sampler, config, lr_scales=lr_scales, device=args.device, data=data, seed=args.seed,
         timeout=args.rendezvous_timeout, checkpoint_dir=args.out / "checkpoint",
@@ -153,8 +160,17 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
 def _initial_model(args: argparse.Namespace, hidden: int) -> torch.nn.Module:
     """The default model for the dataset; with ``--init``, shaped like that checkpoint's and holding its weights."""
     if args.init is None:
-        settings = BackboneSettings(args.ways, hidden if args.hidden or args.model is None else None, args.activation)
-        return build_default_model(args.dataset, settings, args.source, args.model)
+        activation = args.activation or ("relu" if args.model in (None, "conv4") else None)
+        settings = BackboneSettings(args.ways, hidden if args.hidden or args.model is None else None, activation,
+                                    feature_norm=args.feature_norm)
+        model = build_default_model(args.dataset, settings, args.source, args.model)
+        if args.weights is not None:
+            kept = start_from(model, args.weights)
+            log.info("started from %s%s", args.weights, f" (left as initialised: {', '.join(kept)})" if kept else "")
+        return model
+    if args.weights is not None or args.feature_norm is not None:
+        raise ConfigError("--weights and --feature-norm build a new model; with --init the checkpoint's weights and "
+                          "shape are used")
     source, _ = load_checkpoint(args.init)
     spec = model_spec(source)
     model = build_model(spec["name"], {**spec["config"], "ways": args.ways})
@@ -183,7 +199,8 @@ def _before_after(args: argparse.Namespace, model: torch.nn.Module, pick: dict[s
         sampler, _ = make_sampler(args.dataset, args.source, "validation", args.ways, args.shots,
                                   args.query_shots, args.seed + 1, training=False)
         return evaluate(m, sampler, pick["inner_lr"], steps, args.eval_tasks, scope=args.scope,
-                        head_init=args.head_init, head_scale=args.head_scale, lr_scales=rates, device=args.device)
+                        head_init=args.head_init, head_scale=args.head_scale, lr_scales=rates, device=args.device,
+                        cache_frozen=args.cache_frozen and args.scope != "all")
 
     torch.manual_seed(args.seed)
     spec = model_spec(model)  # a fresh network of the trained one's shape (a resumed or initialised run's own)

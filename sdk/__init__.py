@@ -7,7 +7,8 @@
   MobileNets; ``backbones``: the registry of backbones by name, sized for an input; ``inner_loop``, ``scopes`` and
   ``heads``: the one adaptation routine, what it adapts and where its head starts; ``preconditioner``:
   per-parameter inner learning rates from a pretraining run's Adam state; ``minibatches``: which support
-  examples each inner step of training sees;
+  examples each inner step of training sees; ``frozen_layers``: the layers a scope freezes computed once per
+  example, not once per task, for training and evaluation;
 - ``training``, ``pretraining`` (with ``augment``), ``run_loop``, ``run_state``, ``distributed``: training
   runs, resumable, on one or several processes; ``evaluation``: mean and 95% CI over tasks; ``checkpoint``:
   verified checkpoints; ``sanity``: warnings about results that are not what they seem (training classes met

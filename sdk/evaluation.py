@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .frozen_layers import cache_frozen_layers, part_name
 from .heads import is_per_task
 from .inner_loop import PAD_LABEL, InnerLoop
 from .training import TaskSampler
@@ -68,12 +69,15 @@ def evaluate(
     lr_scales: dict[str, torch.Tensor] | None = None,
     tasks_per_batch: int = 25,
     device: str | torch.device | None = None,
+    cache_frozen: bool = False,
 ) -> EvalResult:
     """Mean score and 95% CI of ``model`` over ``num_tasks`` tasks, adapting with the inner loop.
 
     Each query is predicted on its own (the models hold no batch statistics), so the result is
     non-transductive. ``inner_steps=0`` measures the unadapted model (after its head initialisation).
-    ``lr_scales``: per-parameter rates (see :class:`~edgeadapt.sdk.inner_loop.InnerLoop`).
+    ``lr_scales``: per-parameter rates (see :class:`~edgeadapt.sdk.inner_loop.InnerLoop`). ``cache_frozen``
+    computes the layers ``scope`` freezes once per example of the sampler's dataset, not once per task (the same
+    scores; :mod:`~edgeadapt.sdk.frozen_layers`).
     """
     if num_tasks < 1:
         raise ConfigError(f"num_tasks must be >= 1, got {num_tasks}")
@@ -83,6 +87,9 @@ def evaluate(
         model = model.to(device)
     device = next(model.parameters()).device
     ways = getattr(task_sampler, "ways", None) if is_per_task(head_init) else None
+    if cache_frozen:
+        lr_scales = None if lr_scales is None else {part_name(model, scope, k): v for k, v in lr_scales.items()}
+        model, task_sampler = cache_frozen_layers(model, task_sampler, scope, device)
     inner = InnerLoop(model, inner_lr, inner_steps, task_sampler.loss, scope, head_init, ways, head_scale=head_scale,
                       lr_scales=lr_scales)
     params = inner.params()

@@ -20,14 +20,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from edgeadapt.runtime.format.vocab import SCOPES
+
 from . import distributed
 from .augment import AUGMENTATIONS, augment, default_augmentation
 from .checkpoint import CheckpointError, load_training_state, save_checkpoint
 from .contract import check_backbone
 from .datasets.base import ClassDataset
 from .errors import ConfigError
+from .frozen_layers import encoded_part, frozen_state
 from .run_loop import RunOptions, drive
-from .run_state import load_optimizer_tensors, load_weights, optimizer_tensors
+from .run_state import load_optimizer_tensors, load_weights, optimizer_tensors, same_tensors
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11
@@ -49,6 +52,9 @@ class PretrainConfig:
     # "frozen": it keeps the running statistics it started with (fine-tuning imported weights, whose folded batch
     # norm is an identity that batch statistics would replace).
     norm_statistics: str = "batch"
+    # What trains: "all" layers, or only what a scope adapts ("last_block": the last block and the head; "head"),
+    # the layers before it frozen and computed once per example (edgeadapt.sdk.frozen_layers; no augmentation).
+    scope: str = "all"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -61,6 +67,11 @@ class PretrainConfig:
             raise ConfigError(f"classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
         if self.norm_statistics not in NORM_STATISTICS:
             raise ConfigError(f"norm_statistics must be one of {NORM_STATISTICS}, got {self.norm_statistics!r}")
+        if self.scope not in SCOPES:
+            raise ConfigError(f"scope must be one of {SCOPES}, got {self.scope!r}")
+        if self.scope != "all" and self.augmentation not in (None, "none"):
+            raise ConfigError(f"scope={self.scope!r} computes the frozen layers once per example, so examples are "
+                              f"read as stored: augmentation {self.augmentation!r} needs scope='all'")
         if not 0 <= self.margin < 1 or (self.margin and self.classifier != "cosine"):
             raise ConfigError(f"margin must be in [0, 1), and needs the cosine classifier; got {self.margin} "
                               f"with {self.classifier!r}")
@@ -134,7 +145,10 @@ class Pretrainer:
         self.world = distributed.join(device, timeout)
         self.device = distributed.device_for(device)
         self.model = model.to(self.device)
-        self.classifier = _Classifier(self.model, config.classifier).to(self.device)
+        self.source, self.trained = classes, self.model
+        if config.scope != "all":  # the frozen layers' outputs, once per example; what trains is the model's rest
+            self.trained, classes = encoded_part(self.model, classes, config.scope, self.device)
+        self.classifier = _Classifier(self.trained, config.classifier).to(self.device)
         self.network = DistributedDataParallel(self.classifier) if self.world.size > 1 else self.classifier
         self.config = config
         self.classes = classes
@@ -199,7 +213,10 @@ class Pretrainer:
         tensors, state = load_training_state(path)
         if "run.order" not in tensors or "scheduler" not in state:
             raise CheckpointError(f"{path} is not a pretraining checkpoint")
+        cached_from = frozen_state(self.model, self.config.scope) if self.config.scope != "all" else None
         load_weights(self.model, path, self.device)
+        if cached_from is not None and not same_tensors(cached_from, frozen_state(self.model, self.config.scope)):
+            self.classes = encoded_part(self.model, self.source, self.config.scope, self.device)[1]
         if self.classifier.cosine is not None:
             prefix = "run.cosine."
             saved = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

@@ -43,3 +43,10 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike, device: torch.
         model.load_state_dict(saved.state_dict())
     except RuntimeError as e:
         raise CheckpointError(f"{path} holds a different model than this run: {e}") from e
+
+
+def same_tensors(a: dict[str, torch.Tensor] | None, b: dict[str, torch.Tensor] | None) -> bool:
+    """Whether two optional tensor dictionaries hold the same names and values."""
+    if a is None or b is None:
+        return a is b
+    return a.keys() == b.keys() and all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)

@@ -90,6 +90,16 @@ class EpisodeSampler(SeededSampler):
             labels[:, :, self.shots :].reshape(n_tasks, -1),
         )
 
+    def over(self, dataset: ClassDataset) -> "EpisodeSampler":
+        """The same tasks (same seed, same stream position, same draws) from ``dataset``: another form of this
+        sampler's examples, e.g. their frozen-layer outputs (:mod:`~edgeadapt.sdk.frozen_layers`)."""
+        if dataset.class_sizes != self.dataset.class_sizes or dataset.groups != self.dataset.groups:
+            raise ConfigError("over() takes the same examples in another form: the class sizes and groups differ")
+        twin = EpisodeSampler(dataset, self.ways, self.shots, self.query_shots, self.seed, self.min_ways,
+                              self.min_shots, self.within_alphabet)
+        twin.load_state_dict(self.state_dict())
+        return twin
+
     def describe(self) -> dict[str, Any]:
         """The task distribution, as JSON for checkpoints and metrics."""
         return {"ways": self.ways, "shots": self.shots, "query_shots": self.query_shots,

@@ -21,11 +21,12 @@ from .algorithms import ALGORITHMS, MetaStep, OuterSettings, get_algorithm
 from .algorithms.base import query_count
 from .checkpoint import CheckpointError, load_lr_scales, load_training_state, save_checkpoint
 from .errors import ConfigError
+from .frozen_layers import cache_frozen_layers, frozen_state, part_name
 from .heads import is_per_task
 from .inner_loop import InnerLoop, Params
 from .minibatches import iteration_minibatch_masks
 from .run_loop import RunOptions, drive
-from .run_state import load_optimizer_tensors, load_weights, optimizer_tensors
+from .run_state import load_optimizer_tensors, load_weights, optimizer_tensors, same_tensors
 from .tasks import TaskBatch
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ class MetaConfig:
     head_init: str = "learned"
     head_scale: float = 1.0
     inner_batch: int | None = None
+    cache_frozen: bool = False
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -92,6 +94,11 @@ class MetaTrainer:
     accelerators and task by task on a CPU, where it is faster. MAML always uses vmap.
 
     ``lr_scales``: per-parameter inner rates (see :class:`InnerLoop`), kept constant and saved with the run.
+
+    ``config.cache_frozen``: the frozen layers' outputs are computed once per example, and the inner loop and the
+    outer optimiser work on the model's adapted part (:mod:`~edgeadapt.sdk.frozen_layers`; the same modules, so
+    ``model`` is what is trained and saved). Reptile takes the same steps either way; FOMAML and MAML then leave
+    the frozen layers as they are.
     """
 
     def __init__(self, model: nn.Module, sampler: TaskSampler, config: MetaConfig,
@@ -106,16 +113,20 @@ class MetaTrainer:
         # running statistics; meta-training never changes them
         self.model = model.to(self.device).eval()
         distributed.broadcast_parameters(self.model)
-        self.sampler = sampler
+        self.lr_scales = None if lr_scales is None else {k: v.to(self.device) for k, v in lr_scales.items()}
+        self.trained, self.sampler, self._source, part_scales = self.model, sampler, sampler, self.lr_scales
+        if config.cache_frozen:
+            self.trained, self.sampler = cache_frozen_layers(self.model, sampler, config.scope, self.device)
+            part_scales = None if lr_scales is None else {part_name(model, config.scope, k): v
+                                                           for k, v in self.lr_scales.items()}
         self.config = config
         self.algorithm = get_algorithm(config.algorithm)
         ways = getattr(sampler, "ways", None) if is_per_task(config.head_init) else None
-        self.inner = InnerLoop(model, config.inner_lr, config.inner_steps, config.loss, config.scope,
+        self.inner = InnerLoop(self.trained, config.inner_lr, config.inner_steps, config.loss, config.scope,
                                config.head_init, ways, head_scale=config.head_scale,
                                vectorise=self.device.type != "cpu" if vectorise is None else vectorise,
-                               lr_scales=None if lr_scales is None else
-                               {k: v.to(self.device) for k, v in lr_scales.items()})
-        self.optimizer = self.algorithm.optimizer(model.parameters(), config.outer)
+                               lr_scales=part_scales)
+        self.optimizer = self.algorithm.optimizer(self.trained.parameters(), config.outer)
         self.scheduler = self.algorithm.scheduler(self.optimizer, config.outer)
         self.iteration = 0
         self.history: list[dict[str, Any]] = []
@@ -157,9 +168,9 @@ class MetaTrainer:
         gradient = self.algorithm.meta_gradient(self.inner, self.inner.params(), batch, self.step_masks(batch, share))
         result = self.reduce(gradient, batch)
         lr = self.optimizer.param_groups[0]["lr"]
-        for name, p in self.model.named_parameters():
+        for name, p in self.trained.named_parameters():
             p.grad = result.gradient[name].detach().clone()
-        self.algorithm.clip(self.model.parameters(), self.config.outer)
+        self.algorithm.clip(self.trained.parameters(), self.config.outer)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -180,17 +191,24 @@ class MetaTrainer:
         state = {"iteration": self.iteration, "history": self.history, "optimizer_param_groups": param_groups,
                  "scheduler": self.scheduler.state_dict()}
         return save_checkpoint(path, self.model, self.checkpoint_config(data, seed), tensors, state,
-                               self.inner.lr_scales)
+                               self.lr_scales)
+
+    def _frozen_state(self) -> Params | None:
+        """A copy of the frozen layers' weights and statistics, when their outputs are cached."""
+        return frozen_state(self.model, self.config.scope) if self.config.cache_frozen else None
 
     def restore(self, path: str | os.PathLike) -> None:
         """Continue from :meth:`save`'s checkpoint: weights, optimiser, schedule, iteration and history."""
         tensors, state = load_training_state(path)
+        cached_from = self._frozen_state()
         load_weights(self.model, path, self.device)
+        if not same_tensors(cached_from, self._frozen_state()):  # the cache was made by other frozen layers
+            self.sampler = cache_frozen_layers(self.model, self._source, self.config.scope, self.device)[1]
         load_optimizer_tensors(self.optimizer, tensors, state["optimizer_param_groups"], path, self.device)
         if "scheduler" not in state:
             raise CheckpointError(f"{path}: no learning-rate schedule state (saved by an older edgeadapt)")
         self.scheduler.load_state_dict(state["scheduler"])
-        if not _same_tensors(load_lr_scales(path), self.inner.lr_scales):
+        if not same_tensors(load_lr_scales(path), self.lr_scales):
             raise ConfigError(f"{path} was trained with other per-parameter inner rates (lr_scales) than this run's")
         self.iteration = int(state["iteration"])
         self.history = list(state["history"])
@@ -229,10 +247,3 @@ def meta_train(
     drive(trainer, config.num_iterations, desc=config.algorithm, save=lambda path: trainer.save(path, data, seed),
           **options)
     return trainer.model, trainer.history
-
-
-def _same_tensors(a: Params | None, b: Params | None) -> bool:
-    """Whether two optional tensor dictionaries hold the same names and values."""
-    if a is None or b is None:
-        return a is b
-    return a.keys() == b.keys() and all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
