@@ -80,6 +80,9 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, default=None,
                    help="your folder (one sub-folder of pictures or WAV clips per class, optionally one group level "
                         "above) or .npz (arrays x, y); for a named dataset its files (Omniglot: its zip or folder)")
+    p.add_argument("--data-name", default=None, metavar="NAME",
+                   help="what your data is called, recorded in the checkpoint and the artifact's manifest (default: "
+                        "the folder's name)")
     pictures = p.add_argument_group("pictures of a folder (default: what the checkpoint was trained on)")
     pictures.add_argument("--image-size", type=int_at_least(8), default=None,
                           help=f"side of the square inputs (default: {IMAGE_SIZE})")
@@ -130,6 +133,7 @@ def data_source(args: argparse.Namespace, like: InputSpec | None = None) -> Data
         fit=args.fit or (trained.fit if trained and trained.fit else "crop"),
         value_range=tuple(args.value_range) if args.value_range else (trained.value_range if trained else (0.0, 1.0)),
         split=SplitRule(args.val_fraction, args.split_seed, args.split_by, args.val_classes),
+        name=args.data_name,
     )
 
 

@@ -70,7 +70,9 @@ def add_pretrain_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--scope", choices=SCOPES, default="all",
                    help="what trains: all layers, or only the last block and the head (last_block) or the head, the "
                         "layers before computed once per photo and frozen (fine-tuning an imported backbone; no "
-                        "augmentation) (default: %(default)s)")
+                        "augmentation but --views) (default: %(default)s)")
+    p.add_argument("--views", type=int, default=1, help="with --scope last_block or head: encode each photo this many "
+                   "times, as it is and distorted by the augmentation (2: and a random crop and mirror) (default: 1)")
     p.add_argument("--classifier", choices=CLASSIFIERS, default=PretrainConfig.classifier,
                    help="what is trained on the features: the model's linear head, or a cosine classifier with a "
                         "learned scale, copied into the head (needs --feature-norm) (default: %(default)s)")
@@ -100,10 +102,11 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     classes = unrotated.with_rotations() if get_dataset(args.dataset).rotations else unrotated
     config = PretrainConfig(args.epochs, args.batch_size, args.max_lr, args.weight_decay, args.augmentation,
                             classifier=args.classifier, margin=args.margin, norm_statistics=args.norm_statistics,
-                            scope=args.scope)
+                            scope=args.scope, views=args.views)
     torch.manual_seed(args.seed)
     model = _backbone(args, classes.n_classes)
-    data = {"dataset": args.dataset, "split": args.split, "classes": classes.n_classes,
+    data = {"dataset": args.dataset, "name": args.source.title() or args.dataset, "split": args.split,
+            "classes": classes.n_classes,
             "rotations": 4 if classes is not unrotated else 1, "input": unrotated.input_spec.to_json(),
             "class_hashes": class_hashes(unrotated)}
     args.out.mkdir(parents=True, exist_ok=True)

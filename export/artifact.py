@@ -4,6 +4,7 @@ an optional ExecuTorch program, a self-check task and a hashed manifest."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -128,17 +129,31 @@ def narrow_head(model: torch.nn.Module, ways: int) -> None:
     head.out_features = ways
 
 
+SELFCHECK_BYTES = 8 << 20  # the reference task's inputs are kept within this (a full-size task of small inputs)
+
+
+def selfcheck_task(spec: GraphSpec, queries: int) -> tuple[int, int]:
+    """``(ways, shots)`` of the reference task: the artifact's full size when its inputs fit in
+    :data:`SELFCHECK_BYTES`, else fewer shots, then fewer ways (2 x 1 at least) (a 224x224 photo is 0.6 MB)."""
+    per_input = 4 * math.prod(spec.input_shape)
+    ways, shots = spec.max_ways, spec.max_shots
+    while (ways * shots + queries) * per_input > SELFCHECK_BYTES and (ways, shots) != (2, 1):
+        ways, shots = (ways, shots - 1) if shots > 1 else (ways - 1, shots)
+    return ways, shots
+
+
 def write_selfcheck(inner: InnerLoop, spec: GraphSpec, bounds: tuple[float, float], path: Path,
                     queries: int = 8) -> None:
-    """Save a full-size task of inputs uniform within ``bounds`` (the lowest and highest value the model takes) and
-    the probabilities PyTorch predicts after adapting to it, so a device can check that it computes the same
-    (``Learner.self_test``)."""
+    """Save a task of inputs uniform within ``bounds`` (the lowest and highest value the model takes), full-size
+    unless its inputs would outgrow :data:`SELFCHECK_BYTES` (:func:`selfcheck_task`), and the probabilities PyTorch
+    predicts after adapting to it, so a device can check that it computes the same (``Learner.self_test``)."""
     generator = torch.Generator().manual_seed(0)
     low, high = bounds
-    support_x = low + (high - low) * torch.rand(spec.support_size, *spec.input_shape, generator=generator)
-    support_y = torch.arange(spec.max_ways).repeat_interleave(spec.max_shots)
+    ways, shots = selfcheck_task(spec, queries)
+    support_x = low + (high - low) * torch.rand(ways * shots, *spec.input_shape, generator=generator)
+    support_y = torch.arange(ways).repeat_interleave(shots)
     query_x = low + (high - low) * torch.rand(queries, *spec.input_shape, generator=generator)
-    probabilities = inner.probabilities(support_x, support_y, query_x)
+    probabilities = inner.probabilities(support_x, support_y, query_x)[:, :ways]
     with open(path, "wb") as f:
         np.savez(f, support_x=support_x.numpy(), support_y=support_y.numpy(), query_x=query_x.numpy(),
                  probabilities=probabilities.numpy())

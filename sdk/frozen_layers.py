@@ -17,6 +17,8 @@ per-draw augmentation has no place here.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
+from typing import Callable
 
 import torch
 from torch import nn
@@ -57,12 +59,18 @@ def part_name(model: nn.Module, scope: str, name: str) -> str:
     return f"features.{int(index) - first_adapted_layer(model, scope)}.{rest}"
 
 
+Distortion = Callable[[torch.Tensor], torch.Tensor]  # decoded inputs -> distorted inputs of the same shape
+
+
 @torch.no_grad()
-def encode(layers: nn.Sequential, classes: ClassDataset, device: torch.device | None = None) -> ClassDataset:
-    """``classes`` with every example replaced by ``layers``' output for it (float32, the same classes and order)."""
+def encode(layers: nn.Sequential, classes: ClassDataset, device: torch.device | None = None,
+           distort: Distortion | None = None) -> ClassDataset:
+    """``classes`` with every example replaced by ``layers``' output for it (float32, the same classes and order);
+    with ``distort``, for the example as ``distort`` changes it (one draw per example)."""
     device = device or next(iter(layers.parameters()), torch.empty(0)).device
     layers = layers.to(device).eval()
-    chunks = [layers(classes.decode(classes.examples[i: i + ENCODE_BATCH]).to(device)).float().cpu()
+    distort = distort or (lambda x: x)
+    chunks = [layers(distort(classes.decode(classes.examples[i: i + ENCODE_BATCH])).to(device)).float().cpu()
               for i in range(0, len(classes.examples), ENCODE_BATCH)]
     examples = torch.cat(chunks).contiguous()
     shape = tuple(examples.shape[1:])
@@ -73,18 +81,33 @@ def encode(layers: nn.Sequential, classes: ClassDataset, device: torch.device | 
     return ClassDataset(examples, classes.class_sizes, classes.class_names, classes.groups, spec)
 
 
+def with_views(views: list[ClassDataset]) -> ClassDataset:
+    """One dataset of several encodings of the same examples: each class holds all its examples' views."""
+    first = views[0]
+    rows = [v * len(first.examples) + i for c, start in enumerate(first.starts.tolist()) for v in range(len(views))
+            for i in range(start, start + first.class_sizes[c])]
+    examples = torch.cat([view.examples for view in views])[rows].contiguous()
+    return replace(first, examples=examples, class_sizes=tuple(len(views) * n for n in first.class_sizes))
+
+
 def frozen_state(model: nn.Module, scope: str) -> dict[str, torch.Tensor]:
     """A copy of the weights and statistics of ``model``'s layers that ``scope`` freezes (what an encoding
     depends on: a cache made from other values is stale)."""
     return {k: v.clone() for k, v in adapted_part(model, scope)[0].state_dict().items()}
 
 
-def encoded_part(model: nn.Module, classes: ClassDataset, scope: str,
-                 device: torch.device | None = None) -> tuple[Backbone, ClassDataset]:
-    """``model``'s part that ``scope`` adapts (:func:`adapted_part`), and ``classes`` encoded by the layers before it."""
+def encoded_part(model: nn.Module, classes: ClassDataset, scope: str, device: torch.device | None = None,
+                 views: int = 1, distort: Distortion | None = None) -> tuple[Backbone, ClassDataset]:
+    """``model``'s part that ``scope`` adapts (:func:`adapted_part`), and ``classes`` encoded by the layers before it.
+
+    ``views`` > 1 encodes every example ``views`` times, as stored and ``views - 1`` times distorted by ``distort``
+    (e.g. a random crop and mirror of a photo): each class then holds ``views`` times its examples."""
+    if views < 1 or (views > 1 and distort is None):
+        raise ConfigError(f"views must be >= 1, and more than 1 needs a distortion; got {views}")
     frozen, part = adapted_part(model, scope)
-    log.info("computing the frozen layers once for %d examples", len(classes.examples))
-    return part, encode(frozen, classes, device)
+    log.info("computing the frozen layers once for %d examples x %d views", len(classes.examples), views)
+    encoded = [encode(frozen, classes, device, distort if v else None) for v in range(views)]
+    return part, encoded[0] if views == 1 else with_views(encoded)
 
 
 def cache_frozen_layers(model: nn.Module, sampler: object, scope: str,

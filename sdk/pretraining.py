@@ -55,6 +55,9 @@ class PretrainConfig:
     # What trains: "all" layers, or only what a scope adapts ("last_block": the last block and the head; "head"),
     # the layers before it frozen and computed once per example (edgeadapt.sdk.frozen_layers; no augmentation).
     scope: str = "all"
+    # With a scope other than "all": how many times each example is encoded, as stored and views - 1 times distorted
+    # by the augmentation (drawn once, from the run's seed); the classifier trains on every view.
+    views: int = 1
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -69,9 +72,13 @@ class PretrainConfig:
             raise ConfigError(f"norm_statistics must be one of {NORM_STATISTICS}, got {self.norm_statistics!r}")
         if self.scope not in SCOPES:
             raise ConfigError(f"scope must be one of {SCOPES}, got {self.scope!r}")
-        if self.scope != "all" and self.augmentation not in (None, "none"):
+        if self.views < 1 or (self.views > 1 and self.scope == "all"):
+            raise ConfigError(f"views (>= 1, got {self.views}) are encodings of each example: more than 1 needs a "
+                              "scope other than 'all'")
+        if self.scope != "all" and self.views == 1 and self.augmentation not in (None, "none"):
             raise ConfigError(f"scope={self.scope!r} computes the frozen layers once per example, so examples are "
-                              f"read as stored: augmentation {self.augmentation!r} needs scope='all'")
+                              f"read as stored: augmentation {self.augmentation!r} needs views > 1 (distorted "
+                              "encodings of each example) or scope='all'")
         if not 0 <= self.margin < 1 or (self.margin and self.classifier != "cosine"):
             raise ConfigError(f"margin must be in [0, 1), and needs the cosine classifier; got {self.margin} "
                               f"with {self.classifier!r}")
@@ -145,15 +152,17 @@ class Pretrainer:
         self.world = distributed.join(device, timeout)
         self.device = distributed.device_for(device)
         self.model = model.to(self.device)
-        self.source, self.trained = classes, self.model
+        self.config, self.seed, self.source, self.trained = config, seed, classes, self.model
         if config.scope != "all":  # the frozen layers' outputs, once per example; what trains is the model's rest
-            self.trained, classes = encoded_part(self.model, classes, config.scope, self.device)
+            self.trained, classes = self._encoded(classes, seed)
         self.classifier = _Classifier(self.trained, config.classifier).to(self.device)
         self.network = DistributedDataParallel(self.classifier) if self.world.size > 1 else self.classifier
         self.config = config
         self.classes = classes
         self.labels = classes.labels
-        self.augmentation = config.augmentation or default_augmentation(classes.input_spec)
+        # encoded examples are read as they are (distortions, if any, made the views)
+        self.augmentation = "none" if config.scope != "all" else config.augmentation or default_augmentation(
+            classes.input_spec)
         self.steps_per_epoch = -(-len(self.labels) // config.batch_size)
         self.total_steps = config.epochs * self.steps_per_epoch
         self.generator = torch.Generator().manual_seed(seed)
@@ -164,6 +173,14 @@ class Pretrainer:
         self.order = torch.randperm(len(self.labels), generator=self.generator)
         self.iteration = 0
         self.history: list[dict[str, Any]] = []
+
+    def _encoded(self, classes: ClassDataset, seed: int) -> tuple[nn.Module, ClassDataset]:
+        """The model's part that the scope trains, and ``classes`` encoded by the layers before it in ``views``
+        views (the later ones distorted by the augmentation, drawn from their own generator of the run's seed)."""
+        generator = torch.Generator().manual_seed(seed)
+        kind = self.config.augmentation or default_augmentation(classes.input_spec)
+        return encoded_part(self.model, classes, self.config.scope, self.device, self.config.views,
+                            lambda x: augment(x, kind, generator))
 
     def step(self) -> dict[str, Any]:
         """One optimiser step on the next batch; a new epoch reshuffles."""
@@ -216,7 +233,7 @@ class Pretrainer:
         cached_from = frozen_state(self.model, self.config.scope) if self.config.scope != "all" else None
         load_weights(self.model, path, self.device)
         if cached_from is not None and not same_tensors(cached_from, frozen_state(self.model, self.config.scope)):
-            self.classes = encoded_part(self.model, self.source, self.config.scope, self.device)[1]
+            self.classes = self._encoded(self.source, self.seed)[1]
         if self.classifier.cosine is not None:
             prefix = "run.cosine."
             saved = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

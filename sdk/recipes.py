@@ -147,6 +147,7 @@ def make_sampler(dataset: str, data: DataSource | Path | None, split: str, ways:
         sampler = recipe.regression(shots, query_shots, seed)
         return sampler, {**description, "input": recipe.input.to_json()}
     classes = dataset_classes(dataset, data, split)
+    description["name"] = as_source(data).title() or dataset  # what the data is called, for manifests
     description["input"] = classes.input_spec.to_json()  # what one input is, as far as the device
     description["class_hashes"] = class_hashes(classes)  # which classes: eval warns when it meets them again
     if training and recipe.rotations:

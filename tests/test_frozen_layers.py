@@ -8,7 +8,7 @@ import torch
 
 from edgeadapt.sdk import Conv4, MetaConfig, evaluate, meta_train
 from edgeadapt.sdk.errors import ConfigError
-from edgeadapt.sdk.frozen_layers import adapted_part, cache_frozen_layers, part_name
+from edgeadapt.sdk.frozen_layers import adapted_part, cache_frozen_layers, encode, encoded_part, part_name
 from edgeadapt.sdk.pretraining import PretrainConfig, pretrain
 from edgeadapt.sdk.tasks import EpisodeSampler
 
@@ -121,3 +121,21 @@ def test_pretraining_a_scope_trains_only_what_it_adapts_and_learns():
 def test_pretraining_a_scope_refuses_augmentation():
     with pytest.raises(ConfigError, match="augmentation"):
         PretrainConfig(augmentation="affine", scope="head")
+
+
+def test_views_encode_each_example_as_stored_and_distorted_within_its_class():
+    classes = labelled_dataset(n_classes=3, n_drawings=4)
+    model = _model()
+    _, plain = encoded_part(model, classes, "head")
+    _, viewed = encoded_part(model, classes, "head", views=3, distort=lambda x: 0.5 * x)
+    assert viewed.class_sizes == tuple(3 * n for n in classes.class_sizes)
+    for c in range(classes.n_classes):
+        own = viewed.class_examples(c)
+        assert torch.equal(own[:4], plain.class_examples(c))  # the first view is the example as stored
+        flipped = encode(adapted_part(model, "head")[0], classes.take([c]), distort=lambda x: 0.5 * x).examples
+        assert torch.equal(own[4:8], flipped) and not torch.equal(own[4:8], own[:4])
+    with pytest.raises(ConfigError, match="views"):
+        encoded_part(model, classes, "head", views=2)
+    with pytest.raises(ConfigError, match="views"):
+        PretrainConfig(views=2)
+    PretrainConfig(augmentation="photo", scope="last_block", views=2)  # distortions make the views: accepted

@@ -187,3 +187,39 @@ def test_photos_from_the_file_input_are_prepared_and_classified_like_the_runtime
     adapted = rt.load(artifact, threads=1).adapt(support, ["Class 1", "Class 2"])
     np.testing.assert_allclose([row], adapted.predict_proba(np.array(fed, np.float32).reshape(expected[2:].shape)),
                                atol=TOLERANCE, rtol=0)
+
+
+CALTECH_MODEL = ROOT / "models" / "caltech101-mobilenet"
+CALTECH_PHOTOS = Path(os.environ.get("EDGEADAPT_DATA", ROOT.parent / "shared" / "data")) / "caltech101" / "images"
+
+
+@pytest.mark.skipif(not ((CALTECH_MODEL / "manifest.json").is_file() and CALTECH_PHOTOS.is_dir()),
+                    reason="the Caltech-101 model or photos not found")
+def test_the_shipped_photo_model_learns_two_objects_from_photo_files_like_the_runtime(browser):
+    """models/caltech101-mobilenet (a 224x224 ImageNet MobileNet V1) in the page: two photos each of two object
+    classes through the file input, adapt, then a third photo of each: the runtime's probabilities, and right."""
+    paths = {name: sorted((CALTECH_PHOTOS / name).glob("*.jpg"))[:3] for name in ("pizza", "sunflower")}
+    with _demo(browser, CALTECH_MODEL) as page:
+        inputs = []
+        for card, name in enumerate(paths):
+            for path in paths[name][:2]:
+                page.evaluate("demo.state.hasPhoto = false")
+                page.set_input_files("#photo-file", str(path))
+                page.wait_for_function("demo.state.hasPhoto", timeout=WAIT_MS)
+                page.locator(".card").nth(card).locator(".add-example").click()
+                inputs.append(page.evaluate("demo.lastInput"))
+        page.click("#adapt")
+        page.wait_for_function("demo.lastAdaptation", timeout=WAIT_MS)
+        rows, fed = [], []
+        for name in paths:
+            page.evaluate("demo.state.hasPhoto = false")
+            page.set_input_files("#photo-file", str(paths[name][2]))
+            page.wait_for_function("demo.state.hasPhoto", timeout=WAIT_MS)
+            row, x = _classify(page)
+            rows.append(row), fed.append(x)
+    learner = rt.load(CALTECH_MODEL, threads=1)
+    shape = (-1, *learner.input_shape)
+    adapted = learner.adapt(np.array(inputs, np.float32).reshape(shape), ["Class 1"] * 2 + ["Class 2"] * 2)
+    expected = adapted.predict_proba(np.array(fed, np.float32).reshape(shape))
+    np.testing.assert_allclose(rows, expected, atol=TOLERANCE, rtol=0)
+    assert np.argmax(rows, axis=1).tolist() == [0, 1]

@@ -34,6 +34,8 @@ class DataSource:
             what its file says, e.g. ``(-1, 127/128)``).
         split: which classes train and which validate (:class:`SplitRule`).
         cache_dir: where decoded folders are cached (default ``$EDGEADAPT_CACHE`` or ``~/.cache/edgeadapt``).
+        name: what the data is called, recorded in checkpoints and artifacts' manifests (default: the folder's or
+            file's name; see :meth:`title`).
     """
 
     path: Path | None = None
@@ -43,6 +45,7 @@ class DataSource:
     value_range: tuple[float, float] = (0.0, 1.0)
     split: SplitRule = field(default_factory=SplitRule)
     cache_dir: Path | None = None
+    name: str | None = None
 
     def __post_init__(self) -> None:
         if self.path is not None:
@@ -53,6 +56,10 @@ class DataSource:
         low, high = self.value_range
         if not (math.isfinite(low) and math.isfinite(high) and low < high):
             raise DatasetError(f"the value range must be two finite numbers, low < high, got {self.value_range}")
+
+    def title(self) -> str | None:
+        """What the data is called: ``name``, else the folder's or file's name (None without a path)."""
+        return self.name or (self.path.name if self.path is not None else None)
 
     def picture_spec(self) -> InputSpec:
         """What one picture becomes: ``(channels, image_size, image_size)`` in ``value_range``, Lanczos, fit as set."""
