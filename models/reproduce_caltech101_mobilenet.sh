@@ -7,7 +7,8 @@
 #      and once per random crop-and-mirror of it (--scope last_block --views 2), batch norm's imported statistics
 #      kept;
 #   3. export the artifact: on the device a prototype head (scale 0.03) takes 5 SGD steps at 0.5 on the support set
-#      (head only: meta-fine-tuning and adapting the last block measured no gain, models/README.md).
+#      (head only: meta-fine-tuning and adapting the last block measured no gain, models/README.md), and keep the
+#      checkpoint beside it (its weights and config; the training state stays in the run).
 #   bash models/reproduce_caltech101_mobilenet.sh [SPLIT]
 # SPLIT=all (the default) trains on all 80 classes of the folder and writes models/caltech101-mobilenet; SPLIT=train
 # holds out the 24 validation classes of the fixed split (--val-fraction 0.3 --split-seed 0) and writes
@@ -31,3 +32,6 @@ edgeadapt pretrain --data "$data/caltech101/images" --image-size 224 --value-ran
     --max-lr 3e-4 --seed 0 --eval-tasks 0 --no-progress --out "$pretrained" $(resume "$pretrained")
 edgeadapt export "$pretrained/checkpoint" -o "$out" --scope head --head-init prototypes --head-scale 0.03 \
     --inner-steps 5 --inner-lr 0.5 --max-ways 20 --max-shots 10 --force
+python -c "import sys; from edgeadapt.sdk import load_checkpoint, save_checkpoint
+model, config = load_checkpoint(sys.argv[1]); save_checkpoint(sys.argv[2], model, config)" \
+    "$pretrained/checkpoint" "$out/checkpoint"
