@@ -11,7 +11,8 @@ MobileNet V1 adapting its last block at 224 x 224 spends 91% of a forward pass i
 
 What the outer loop trains changes for algorithms whose meta-gradient reaches the frozen layers (FOMAML, MAML
 train them through the query loss): with the cache they stay as they are. Examples are read as stored, so
-per-draw augmentation has no place here.
+per-draw augmentation has no place here; :func:`encoded_part` can instead encode each example in several fixed
+views (as stored and distorted), which pretraining uses (``PretrainConfig.views``).
 """
 
 from __future__ import annotations
