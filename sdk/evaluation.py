@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
-from .frozen_layers import cache_frozen_layers, part_name
+from .frozen_layers import cache_frozen_layers, part_scales
 from .heads import is_per_task
 from .inner_loop import PAD_LABEL, InnerLoop
 from .training import TaskSampler
@@ -88,7 +88,7 @@ def evaluate(
     device = next(model.parameters()).device
     ways = getattr(task_sampler, "ways", None) if is_per_task(head_init) else None
     if cache_frozen:
-        lr_scales = None if lr_scales is None else {part_name(model, scope, k): v for k, v in lr_scales.items()}
+        lr_scales = part_scales(model, scope, lr_scales)
         model, task_sampler = cache_frozen_layers(model, task_sampler, scope, device)
     inner = InnerLoop(model, inner_lr, inner_steps, task_sampler.loss, scope, head_init, ways, head_scale=head_scale,
                       lr_scales=lr_scales)

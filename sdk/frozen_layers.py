@@ -63,6 +63,12 @@ def part_name(model: nn.Module, scope: str, name: str) -> str:
 Distortion = Callable[[torch.Tensor], torch.Tensor]  # decoded inputs -> distorted inputs of the same shape
 
 
+def part_scales(model: nn.Module, scope: str,
+                scales: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
+    """Per-parameter rates named as ``model``'s, renamed for :func:`adapted_part`'s part (None stays None)."""
+    return None if scales is None else {part_name(model, scope, k): v for k, v in scales.items()}
+
+
 @torch.no_grad()
 def encode(layers: nn.Sequential, classes: ClassDataset, device: torch.device | None = None,
            distort: Distortion | None = None) -> ClassDataset:

@@ -157,7 +157,6 @@ class Pretrainer:
             self.trained, classes = self._encoded(classes, seed)
         self.classifier = _Classifier(self.trained, config.classifier).to(self.device)
         self.network = DistributedDataParallel(self.classifier) if self.world.size > 1 else self.classifier
-        self.config = config
         self.classes = classes
         self.labels = classes.labels
         # encoded examples are read as they are (distortions, if any, made the views)

@@ -21,7 +21,7 @@ from .algorithms import ALGORITHMS, MetaStep, OuterSettings, get_algorithm
 from .algorithms.base import query_count
 from .checkpoint import CheckpointError, load_lr_scales, load_training_state, save_checkpoint
 from .errors import ConfigError
-from .frozen_layers import cache_frozen_layers, frozen_state, part_name
+from .frozen_layers import cache_frozen_layers, frozen_state, part_scales
 from .heads import is_per_task
 from .inner_loop import InnerLoop, Params
 from .minibatches import iteration_minibatch_masks
@@ -114,18 +114,17 @@ class MetaTrainer:
         self.model = model.to(self.device).eval()
         distributed.broadcast_parameters(self.model)
         self.lr_scales = None if lr_scales is None else {k: v.to(self.device) for k, v in lr_scales.items()}
-        self.trained, self.sampler, self._source, part_scales = self.model, sampler, sampler, self.lr_scales
+        self.trained, self.sampler, self._source, inner_scales = self.model, sampler, sampler, self.lr_scales
         if config.cache_frozen:
             self.trained, self.sampler = cache_frozen_layers(self.model, sampler, config.scope, self.device)
-            part_scales = None if lr_scales is None else {part_name(model, config.scope, k): v
-                                                           for k, v in self.lr_scales.items()}
+            inner_scales = part_scales(self.model, config.scope, self.lr_scales)
         self.config = config
         self.algorithm = get_algorithm(config.algorithm)
         ways = getattr(sampler, "ways", None) if is_per_task(config.head_init) else None
         self.inner = InnerLoop(self.trained, config.inner_lr, config.inner_steps, config.loss, config.scope,
                                config.head_init, ways, head_scale=config.head_scale,
                                vectorise=self.device.type != "cpu" if vectorise is None else vectorise,
-                               lr_scales=part_scales)
+                               lr_scales=inner_scales)
         self.optimizer = self.algorithm.optimizer(self.trained.parameters(), config.outer)
         self.scheduler = self.algorithm.scheduler(self.optimizer, config.outer)
         self.iteration = 0

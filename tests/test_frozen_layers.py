@@ -3,6 +3,7 @@ scores as recomputing them per task; and what the cache does not change."""
 
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -139,3 +140,16 @@ def test_views_encode_each_example_as_stored_and_distorted_within_its_class():
     with pytest.raises(ConfigError, match="views"):
         PretrainConfig(views=2)
     PretrainConfig(augmentation="photo", scope="last_block", views=2)  # distortions make the views: accepted
+
+
+def test_per_parameter_rates_follow_the_parameters_into_the_cached_part():
+    model = _model(2)
+    frozen, _ = adapted_part(model, "last_block")
+    name = next(k for k, _ in model.named_parameters() if k.startswith(f"features.{len(frozen)}."))
+    rates = {name: torch.full_like(dict(model.named_parameters())[name], 3.0)}
+    settings = dict(scope="last_block", head_init="prototypes", head_scale=0.5, lr_scales=rates)
+    plain = evaluate(model, _sampler(5), 0.1, 2, 20, **settings)
+    cached = evaluate(model, _sampler(5), 0.1, 2, 20, cache_frozen=True, **settings)
+    uniform = evaluate(model, _sampler(5), 0.1, 2, 20, cache_frozen=True, **{**settings, "lr_scales": None})
+    assert (plain.scores == cached.scores).mean() >= 0.95 and abs(plain.mean - cached.mean) < 0.02
+    assert not np.array_equal(cached.scores, uniform.scores)  # the rates reached the part's inner loop
