@@ -1,11 +1,14 @@
 """edgeadapt.export: turn a meta-trained checkpoint into an artifact that devices adapt without PyTorch.
 
-- ``onnx_graphs``: the inner loop traced into ``adapt`` and ``predict`` programs, written as ONNX;
+- ``onnx_graphs``: the frozen layers as an ``embed`` program and the inner loop on the adapted part traced into
+  ``adapt`` and ``predict`` programs, written as ONNX;
 - ``decompositions``: the decomposition table that makes the gradient step expressible in ONNX;
 - ``xnnpack_decompositions``: the rewrites on top of it that ExecuTorch's XNNPACK backend delegates;
 - ``xnnpack_partitioners``: which operators XNNPACK takes (its own list, plus ELU);
 - ``executorch_program``: the ExecuTorch (XNNPACK) program, ``model.pte``;
 - ``artifact``: :func:`export_artifact`, the folder with graphs, ORT copies, self-check and sealed manifest;
+- ``quantize``: int8 artifacts (the embed graph quantised from a calibration sample);
+- ``predecessor``: a re-export that restores the states saved with the artifact it replaces;
 - ``errors``: :class:`ExportError` and :class:`UnsupportedExportError` (SDK errors).
 """
 

@@ -1,10 +1,13 @@
-"""ONNX graphs of the adaptation routine (``adapt``) and of inference with adapted weights (``predict``).
+"""ONNX graphs of the frozen layers (``embed``), the adaptation routine (``adapt``) and inference with adapted
+weights (``predict``).
 
-``adapt`` runs the whole inner loop, gradients included, in stock ONNX operators: it takes a
+``embed`` maps inputs (any batch size) to features through the layers the scope never adapts, their weights
+inside; ``adapt`` and ``predict`` work on those features (:func:`~edgeadapt.sdk.frozen_layers.deployed_split`), so
+the frozen weights are stored once. ``adapt`` runs the whole inner loop, gradients included, in stock ONNX operators: it takes a
 support set of 2..``max_ways * max_shots`` examples (a dynamic size, so small tasks cost little)
 with per-example weights (1.0, or 0.0 for padding) and a class mask, starts from the meta-learned
 weights stored in the graph, and returns the adapted parameters. ``predict``
-maps inputs (any batch size), the class mask and adapted parameters to class probabilities.
+maps features (any batch size), the class mask and adapted parameters to class probabilities.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
 
-from edgeadapt.runtime.format.names import ADAPT_INPUTS, PREDICT_INPUTS, PREDICT_OUTPUTS
+from edgeadapt.runtime.format.names import ADAPT_INPUTS, EMBED_INPUTS, EMBED_OUTPUTS, PREDICT_INPUTS, PREDICT_OUTPUTS
 from edgeadapt.sdk.inner_loop import InnerLoop
 
 from .decompositions import Decompositions, export_decompositions
@@ -30,9 +33,13 @@ from .decompositions import Decompositions, export_decompositions
 OPSET = 18
 
 
+MAX_BATCH = 1 << 16  # inputs per embed or predict call
+
+
 @dataclass(frozen=True)
 class GraphSpec:
-    """Fixed sizes of the exported graphs: inputs of ``input_shape``, up to ``max_ways`` x ``max_shots`` support."""
+    """Fixed sizes of the adapt and predict graphs: examples of ``input_shape`` (the features ``embed`` gives, or
+    the inputs where there is no ``embed``), up to ``max_ways`` x ``max_shots`` support."""
 
     input_shape: tuple[int, ...]
     max_ways: int
@@ -156,7 +163,24 @@ def adapt_program(inner: InnerLoop, spec: GraphSpec, decompositions: Decompositi
     return torch.export.export(module, _example_adapt_inputs(spec, spec.support_size), dynamic_shapes=(shapes,))
 
 
-def predict_program(inner: InnerLoop, spec: GraphSpec, max_batch: int = 1 << 16,
+def embed_program(layers: nn.Sequential, input_shape: tuple[int, ...], max_batch: int = MAX_BATCH,
+                  decompositions: Decompositions | None = None) -> torch.export.ExportedProgram:
+    """``x -> features`` through the frozen ``layers`` (weights and statistics inside) as an ExportedProgram of
+    1..``max_batch`` inputs; ``decompositions``, when given, are applied while tracing (ONNX needs none)."""
+    state = layers.eval().state_dict()
+    names = list(state)
+
+    def embed(x, *weights):
+        return (torch.func.functional_call(layers, dict(zip(names, weights)), (x,)),)
+
+    example = (torch.zeros(2, *input_shape),)
+    if decompositions is not None:
+        embed = _trace(embed, decompositions, (*example, *state.values()), dynamic=1)  # the batch
+    batch = torch.export.Dim("batch", min=1, max=max_batch)
+    return torch.export.export(_Frozen(embed, list(state.values())), example, dynamic_shapes=(({0: batch},),))
+
+
+def predict_program(inner: InnerLoop, spec: GraphSpec, max_batch: int = MAX_BATCH,
                     decompositions: Decompositions | None = None) -> torch.export.ExportedProgram:
     """``(x, class_mask, *adapted params) -> probabilities`` as an ExportedProgram; frozen weights inside.
 
@@ -180,15 +204,23 @@ def predict_program(inner: InnerLoop, spec: GraphSpec, max_batch: int = 1 << 16,
     return torch.export.export(module, example, dynamic_shapes=(dynamic,))  # one entry: the *inputs tuple
 
 
-def export_adapt(inner: InnerLoop, spec: GraphSpec, path: str | os.PathLike) -> onnx.ModelProto:
-    """Write the ``adapt`` graph to ``path``."""
-    return _to_onnx(adapt_program(inner, spec), list(ADAPT_INPUTS), adapted_names(inner), path)
+def export_embed(layers: nn.Sequential, input_shape: tuple[int, ...], path: str | os.PathLike) -> onnx.ModelProto:
+    """Write the ``embed`` graph of the frozen ``layers`` to ``path``."""
+    return _to_onnx(embed_program(layers, input_shape), list(EMBED_INPUTS), list(EMBED_OUTPUTS), path)
 
 
-def export_predict(inner: InnerLoop, spec: GraphSpec, path: str | os.PathLike) -> onnx.ModelProto:
-    """Write the ``predict`` graph to ``path``."""
-    return _to_onnx(predict_program(inner, spec), [*PREDICT_INPUTS, *adapted_names(inner)], list(PREDICT_OUTPUTS),
-                    path)
+def export_adapt(inner: InnerLoop, spec: GraphSpec, path: str | os.PathLike,
+                 names: list[str] | None = None) -> onnx.ModelProto:
+    """Write the ``adapt`` graph to ``path``; its outputs are called ``names`` (default: the adapted parameters'
+    names in ``inner``'s model)."""
+    return _to_onnx(adapt_program(inner, spec), list(ADAPT_INPUTS), names or adapted_names(inner), path)
+
+
+def export_predict(inner: InnerLoop, spec: GraphSpec, path: str | os.PathLike,
+                   names: list[str] | None = None) -> onnx.ModelProto:
+    """Write the ``predict`` graph to ``path``; its parameter inputs are called ``names`` (as :func:`export_adapt`)."""
+    return _to_onnx(predict_program(inner, spec), [*PREDICT_INPUTS, *(names or adapted_names(inner))],
+                    list(PREDICT_OUTPUTS), path)
 
 
 def _to_onnx(program: torch.export.ExportedProgram, inputs: list[str], outputs: list[str],

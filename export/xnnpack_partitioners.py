@@ -28,13 +28,13 @@ class PlainEluConfig(EluConfig):
 CONFIGS = [*ALL_PARTITIONER_CONFIGS, PlainEluConfig]
 
 
-def xnnpack_partitioners(frozen_backbone: bool) -> list[XnnpackPartitioner]:
+def xnnpack_partitioners(constant_convolutions: bool) -> list[XnnpackPartitioner]:
     """The partitioners a program is lowered with, in order.
 
-    Matrix products with weights that are inputs need ``force_non_static_weights_for_f32_linear``. A frozen
-    backbone (head-only adaptation) keeps its convolutions with constant weights, which must go to the
+    Matrix products with weights that are inputs need ``force_non_static_weights_for_f32_linear``. Convolutions
+    with constant weights (the frozen layers of ``embed``, or a backbone that does not adapt) must go to the
     partitioner without that flag first: through the forcing one they lower, but the program then fails to load
     ("Failed to create convolution node ... xnn_status_invalid_parameter").
     """
     forcing = XnnpackPartitioner(configs=CONFIGS, force_non_static_weights_for_f32_linear=True)
-    return [XnnpackPartitioner(configs=CONFIGS), forcing] if frozen_backbone else [forcing]
+    return [XnnpackPartitioner(configs=CONFIGS), forcing] if constant_convolutions else [forcing]

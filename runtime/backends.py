@@ -1,4 +1,4 @@
-"""The engines that run an artifact's ``adapt`` and ``predict`` programs: onnxruntime or ExecuTorch.
+"""The engines that run an artifact's ``embed``, ``adapt`` and ``predict`` programs: onnxruntime or ExecuTorch.
 
 Both take and return numpy arrays, so :class:`edgeadapt.runtime.Learner` does not care which one
 runs. ExecuTorch is optional: its Python bindings (the ``executorch`` package) bring torch with
@@ -15,26 +15,31 @@ from packaging.version import Version
 from .errors import ArtifactError, EngineError, InputError
 from .format.extras import require
 from .format.manifest import VerifiedArtifact
-from .format.names import ADAPT_INPUTS, ADAPT_ONNX, PREDICT_INPUTS, PREDICT_METHOD, PREDICT_ONNX, PTE, adapt_method
+from .format.names import (ADAPT_INPUTS, ADAPT_ONNX, EMBED_METHOD, EMBED_ONNX, PREDICT_INPUTS, PREDICT_METHOD,
+                           PREDICT_ONNX, PTE, adapt_method)
 
 T = TypeVar("T")
 
 
 class Backend(Protocol):
-    """Runs the two programs of an artifact."""
+    """Runs the programs of an artifact."""
 
     parameter_names: list[str]
 
-    def adapt(self, support_x: np.ndarray, support_y: np.ndarray, example_mask: np.ndarray,
+    def embed(self, x: np.ndarray) -> np.ndarray:
+        """The features of inputs ``x`` (``x`` itself when the artifact has no ``embed``)."""
+
+    def adapt(self, support_features: np.ndarray, support_y: np.ndarray, example_mask: np.ndarray,
               class_mask: np.ndarray) -> list[np.ndarray]:
         """The adapted parameters, in the order of ``parameter_names``."""
 
-    def predict(self, x: np.ndarray, class_mask: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
-        """Class probabilities ``(len(x), max_ways)``."""
+    def predict(self, features: np.ndarray, class_mask: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+        """Class probabilities ``(len(features), max_ways)``."""
 
 
 class OnnxRuntimeBackend:
-    """``adapt.onnx`` and ``predict.onnx`` in onnxruntime sessions (CPU), built from the verified bytes."""
+    """``embed.onnx`` (when present), ``adapt.onnx`` and ``predict.onnx`` in onnxruntime sessions (CPU), built from
+    the verified bytes."""
 
     def __init__(self, artifact: VerifiedArtifact, threads: int | None):
         ort = require("onnxruntime", "runtime", "running an artifact")
@@ -46,30 +51,37 @@ class OnnxRuntimeBackend:
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        graphs = [name for name in (EMBED_ONNX, ADAPT_ONNX, PREDICT_ONNX) if name in artifact.files]
         try:
-            self._adapt, self._predict = (
-                ort.InferenceSession(artifact.files[name], options, providers=["CPUExecutionProvider"])
-                for name in (ADAPT_ONNX, PREDICT_ONNX))
+            sessions = {name: ort.InferenceSession(artifact.files[name], options, providers=["CPUExecutionProvider"])
+                        for name in graphs}
         except Exception as e:  # onnxruntime raises its own exception types for unreadable graphs
             raise ArtifactError(f"{folder}: onnxruntime cannot load the graphs: {e}") from e
+        self._embed, self._adapt, self._predict = sessions.get(EMBED_ONNX), sessions[ADAPT_ONNX], sessions[PREDICT_ONNX]
         self.parameter_names = [output.name for output in self._adapt.get_outputs()]
         expected = [p["name"] for p in artifact.manifest["adapted_parameters"]]
         predict_inputs = [i.name for i in self._predict.get_inputs()]
         if self.parameter_names != expected or predict_inputs != [*PREDICT_INPUTS, *expected]:
             raise ArtifactError(f"{folder}: the graphs' parameters differ from the manifest's adapted_parameters")
 
-    def adapt(self, support_x: np.ndarray, support_y: np.ndarray, example_mask: np.ndarray,
+    def embed(self, x: np.ndarray) -> np.ndarray:
+        if self._embed is None:
+            return x
+        return _engine_call("embed", lambda: self._embed.run(None, {self._embed.get_inputs()[0].name: x})[0])
+
+    def adapt(self, support_features: np.ndarray, support_y: np.ndarray, example_mask: np.ndarray,
               class_mask: np.ndarray) -> list[np.ndarray]:
-        inputs = dict(zip(ADAPT_INPUTS, (support_x, support_y, example_mask, class_mask)))
+        inputs = dict(zip(ADAPT_INPUTS, (support_features, support_y, example_mask, class_mask)))
         return _engine_call("adapt", lambda: self._adapt.run(None, inputs))
 
-    def predict(self, x: np.ndarray, class_mask: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
-        inputs = dict(zip(PREDICT_INPUTS, (x, class_mask)), **params)
+    def predict(self, features: np.ndarray, class_mask: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+        inputs = dict(zip(PREDICT_INPUTS, (features, class_mask)), **params)
         return _engine_call("predict", lambda: self._predict.run(None, inputs)[0])
 
 
 class ExecuTorchBackend:
-    """The ``adapt`` and ``predict`` methods of ``model.pte`` (XNNPACK-delegated) in ExecuTorch's runtime.
+    """The ``embed`` (when present), ``adapt`` and ``predict`` methods of ``model.pte`` (XNNPACK-delegated) in
+    ExecuTorch's runtime.
 
     Method ``adapt_<n>`` takes exactly ``n`` examples, for each n in ``support_sizes``: a task is padded
     (example weight 0.0) to the smallest that holds it. ``predict`` is planned for at most
@@ -99,6 +111,7 @@ class ExecuTorchBackend:
             self._program = Runtime.get().load_program(self._bytes)
             self._adapt = {n: self._program.load_method(adapt_method(n)) for n in sorted(settings["support_sizes"])}
             self._predict = self._program.load_method(PREDICT_METHOD)
+            self._embed = self._program.load_method(EMBED_METHOD) if EMBED_ONNX in artifact.files else None
         except Exception as e:  # the bindings raise RuntimeError/ValueError for unreadable programs
             raise ArtifactError(f"{artifact.folder / PTE}: ExecuTorch cannot load the program: {e}") from e
         self.parameter_names = [p["name"] for p in artifact.manifest["adapted_parameters"]]
@@ -114,13 +127,19 @@ class ExecuTorchBackend:
         inputs = [self._tensor(a) for a in (*task, class_mask)]
         return _engine_call("adapt", lambda: [t.numpy() for t in self._adapt[size].execute(inputs)])
 
-    def predict(self, x: np.ndarray, class_mask: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
-        weights = [self._tensor(params[name]) for name in self.parameter_names]
-        mask = self._tensor(class_mask)
-        return _engine_call("predict", lambda: np.concatenate([
-            self._predict.execute([self._tensor(x[i: i + self._predict_batch]), mask, *weights])[0].numpy()
-            for i in range(0, len(x), self._predict_batch)]))
+    def embed(self, x: np.ndarray) -> np.ndarray:
+        if self._embed is None:
+            return x
+        return _engine_call("embed", lambda: self._chunked(self._embed, x, []))
 
+    def predict(self, features: np.ndarray, class_mask: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+        rest = [self._tensor(class_mask), *(self._tensor(params[name]) for name in self.parameter_names)]
+        return _engine_call("predict", lambda: self._chunked(self._predict, features, rest))
+
+    def _chunked(self, method: Any, x: np.ndarray, rest: list[Any]) -> np.ndarray:
+        """``method``'s first output for ``x`` (then ``rest``), run on at most ``predict_batch`` rows at a time."""
+        return np.concatenate([method.execute([self._tensor(x[i: i + self._predict_batch]), *rest])[0].numpy()
+                               for i in range(0, len(x), self._predict_batch)])
 
     def _tensor(self, array: np.ndarray) -> Any:
         """A tensor sharing ``array``'s memory, or a copy's where ``array`` is read-only (a restored state's view)."""

@@ -14,6 +14,7 @@ import numpy as np
 
 from .arguments import backend_argument, path_argument, threads_argument
 from .backends import BACKENDS, Backend
+from .embeddings import Embeddings
 from .errors import (AdaptationError, ArtifactError, InputError, InputTypeError, InputWarning, PredictionError,
                      SelfTestError)
 from .format.inputs import InputSpec
@@ -46,7 +47,8 @@ class Learner:
         self._shapes = {p["name"]: tuple(p["shape"]) for p in self.manifest["adapted_parameters"]}
         self._identity = self.manifest["files"][ADAPT_ONNX]
         self._selfcheck = artifact.files[SELFCHECK]
-        self._state_spec = StateSpec(self._identity, self._shapes, self.max_ways, self.max_shots, self.input_shape)
+        self._state_spec = StateSpec(self._identity, self._shapes, self.max_ways, self.max_shots, self.input_shape,
+                                     tuple(self.manifest.get("restores_states_of", ())))
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -60,19 +62,46 @@ class Learner:
     def max_shots(self) -> int:
         return int(self.manifest["max_shots"])
 
-    def adapt(self, support_x: np.ndarray, support_y: Sequence[Label], steps: int | None = None) -> "AdaptedLearner":
+    def embed(self, x: np.ndarray) -> Embeddings:
+        """The features of inputs ``x`` (n, *input_shape), which :meth:`adapt` and :meth:`AdaptedLearner.predict`
+        take in place of ``x`` without running the frozen layers again (the inputs themselves, checked, when the
+        artifact adapts every layer)."""
+        features = self._engine.embed(np.ascontiguousarray(self._images(x, "x")))
+        return Embeddings(features, self._identity)
+
+    def adapt(self, support_x: np.ndarray | Embeddings, support_y: Sequence[Label],
+              steps: int | None = None) -> "AdaptedLearner":
         """A classifier personalised to ``support_x`` (n, *input_shape) labelled by ``support_y`` (n labels: strings,
-        integers or finite floats, by the rule of :mod:`edgeadapt.runtime.labels`)."""
+        integers or finite floats, by the rule of :mod:`edgeadapt.runtime.labels`).
+
+        ``support_x`` may be :class:`Embeddings` of this artifact (:meth:`embed`): the learner is the same, but it
+        keeps no inputs, so it cannot be updated (adapt from the inputs for that)."""
         if steps is not None and steps != self.manifest["inner_steps"]:
             raise InputError(f"this artifact adapts with {self.manifest['inner_steps']} steps; got steps={steps}")
-        x, labels = self._examples(support_x, support_y, "support_x", "support_y")
+        if isinstance(support_x, Embeddings):
+            x, labels = self._own(support_x, "support_x"), as_labels(support_y, "support_y")
+            if len(labels) != len(x):
+                raise InputError(f"support_x has {len(x)} embeddings but support_y has {len(labels)} labels")
+        else:
+            x, labels = self._examples(support_x, support_y, "support_x", "support_y")
         classes = _ordered(Counter(labels))
         if len(classes) < 2:
             raise InputError(f"adaptation needs at least 2 classes, got {len(classes)}")
         self._check_ways(len(classes))
         self._check_shots(labels)
         index = {c: i for i, c in enumerate(classes)}
-        return self._fit(tuple(classes), Support(np.array(x), np.array([index[c] for c in labels], np.int64)))
+        y = np.array([index[c] for c in labels], np.int64)
+        if isinstance(support_x, Embeddings):
+            return self._fit(tuple(classes), x, y, None)
+        return self._fit(tuple(classes), self._engine.embed(np.ascontiguousarray(x)), y, Support(np.array(x), y))
+
+    def _own(self, embeddings: Embeddings, name: str) -> np.ndarray:
+        """The features of ``embeddings``, which this artifact must have computed."""
+        if embeddings.artifact != self._identity:
+            raise InputError(f"{name} holds embeddings computed by another artifact; embed with this one")
+        if len(embeddings) == 0:
+            raise InputError(f"{name} is empty")
+        return np.ascontiguousarray(embeddings.features)
 
     def _examples(self, x: Any, y: Any, x_name: str, y_name: str) -> tuple[np.ndarray, list[Label]]:
         """Checked inputs and labels, as many of each."""
@@ -91,10 +120,11 @@ class Learner:
         if n_classes > self.max_ways:
             raise InputError(f"{n_classes} classes exceed this artifact's max_ways={self.max_ways}")
 
-    def _fit(self, classes: tuple[Label, ...], support: Support) -> "AdaptedLearner":
-        """Adapt the meta-learned weights to ``support`` (class indices into ``classes``)."""
-        outputs = self._engine.adapt(np.ascontiguousarray(support.x), support.y, np.ones(len(support.y), np.float32),
-                                     _class_mask(len(classes), self.max_ways))
+    def _fit(self, classes: tuple[Label, ...], features: np.ndarray, y: np.ndarray,
+             support: Support | None) -> "AdaptedLearner":
+        """Adapt the meta-learned weights to the examples of ``features`` labelled ``y`` (class indices into
+        ``classes``); ``support`` is what the learner keeps to re-adapt from."""
+        outputs = self._engine.adapt(features, y, np.ones(len(y), np.float32), _class_mask(len(classes), self.max_ways))
         params = dict(zip(self._parameters, outputs))
         if not all(np.isfinite(p).all() for p in params.values()):
             raise AdaptationError("adaptation diverged: the adapted parameters are not finite")
@@ -200,8 +230,9 @@ class AdaptedLearner:
         learner = self._learner
         policy = _keep_policy(keep)
         if self._support is None:
-            raise ArtifactError("this learner was restored from a state of format 2, which keeps no examples to "
-                                "re-adapt from: adapt again (then save) to be able to update it")
+            raise ArtifactError("this learner keeps no examples to re-adapt from (it was adapted from embeddings, or "
+                                "restored from a state of format 2): adapt to the inputs (then save) to be able to "
+                                "update it")
         x, labels = learner._examples(new_x, new_y, "new_x", "new_y")
         known = set(self.classes)
         added = [c for c in _ordered(Counter(labels)) if c not in known]
@@ -217,17 +248,23 @@ class AdaptedLearner:
         rng = _update_generator(keep, self._support, offered, x, new)
         kept = policy(all_y, len(self._support.y), offered, learner.max_shots, rng)
         total = np.minimum(offered + np.bincount(new, minlength=len(classes)), MAX_OFFERED)
-        return learner._fit(classes, Support(all_x[kept], all_y[kept], total))
+        support = Support(all_x[kept], all_y[kept], total)
+        return learner._fit(classes, learner._engine.embed(np.ascontiguousarray(support.x)), support.y, support)
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """(m, n_classes) probabilities for inputs ``x`` (m, *input_shape); PredictionError if any is not finite."""
-        images = np.ascontiguousarray(self._learner._images(x, "x"))
-        probabilities = self._learner._engine.predict(images, self._class_mask, self._params)[:, : len(self.classes)]
+    def predict_proba(self, x: np.ndarray | Embeddings) -> np.ndarray:
+        """(m, n_classes) probabilities for inputs ``x`` (m, *input_shape) or their :class:`Embeddings`;
+        PredictionError if any is not finite."""
+        learner = self._learner
+        if isinstance(x, Embeddings):
+            features = learner._own(x, "x")
+        else:
+            features = learner._engine.embed(np.ascontiguousarray(learner._images(x, "x")))
+        probabilities = learner._engine.predict(features, self._class_mask, self._params)[:, : len(self.classes)]
         if not np.isfinite(probabilities).all():
             raise PredictionError("the model produced non-finite probabilities (NaN or infinite); no prediction made")
         return probabilities
 
-    def predict(self, x: np.ndarray) -> list[Label]:
+    def predict(self, x: np.ndarray | Embeddings) -> list[Label]:
         """The most probable label for each input."""
         return [self.classes[i] for i in self.predict_proba(x).argmax(1)]
 

@@ -46,13 +46,16 @@ ZIP_MEMBER = 30 + 46  # a member's local and directory headers, less its name (w
 
 @dataclass(frozen=True)
 class StateSpec:
-    """What a state of one artifact may hold: parameter shapes, class and example limits, the input shape."""
+    """What a state of one artifact may hold: parameter shapes, class and example limits, the input shape; states
+    of the artifact ``artifact`` are written, of it or of its ``predecessors`` (earlier exports of the same model,
+    checked at export to compute the same) read."""
 
     artifact: str
     shapes: dict[str, tuple[int, ...]]
     max_ways: int
     max_shots: int
     input_shape: tuple[int, ...]
+    predecessors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,7 @@ def parse_state(source: BinaryIO, size: int, spec: StateSpec, where: str) -> Sta
                             f"{', '.join(map(str, READABLE_FORMATS))}")
     if not seal_matches(meta, "sha256"):
         raise ArtifactError(f"{where} does not match its checksum: corrupt or modified")
-    if meta.get("artifact") != spec.artifact:
+    if meta.get("artifact") not in (spec.artifact, *spec.predecessors):
         raise ArtifactError(f"{where} was adapted from a different artifact")
     examples = meta.get("examples", 0) if version == 3 else 0
     expected = {f"{name}.npy" for name in spec.shapes} | ({SUPPORT_X, SUPPORT_Y} if examples else set())

@@ -29,6 +29,7 @@ from edgeadapt.runtime.format.inputs import InputSpec
 from .contract import Backbone
 from .datasets.base import ClassDataset
 from .errors import ConfigError
+from .inner_loop import InnerLoop
 from .scopes import first_adapted_layer, is_layered
 from .tasks import EpisodeSampler
 
@@ -50,6 +51,24 @@ def adapted_part(model: nn.Module, scope: str) -> tuple[nn.Sequential, Backbone]
     first = first_adapted_layer(model, scope)
     layers = list(model.features)
     return nn.Sequential(*layers[:first]), Backbone(nn.Sequential(*layers[first:]), model.head)
+
+
+def deployed_split(model: nn.Module, scope: str) -> tuple[nn.Sequential | None, nn.Module]:
+    """The layers an artifact computes once per input (its ``embed`` program) and the part it adapts and predicts
+    with: :func:`adapted_part`'s two pieces, or ``(None, model)`` where ``scope`` freezes no layer (``"all"``, or a
+    model without ``.features``/``.head``). The same cut that :func:`cache_frozen_layers` trains through."""
+    if scope == "all" or not is_layered(model) or first_adapted_layer(model, scope) == 0:
+        return None, model
+    return adapted_part(model, scope)
+
+
+def split_inner_loop(inner: InnerLoop) -> tuple[nn.Sequential | None, InnerLoop]:
+    """``inner``'s frozen layers (:func:`deployed_split`) and the same inner loop on the part after them: for
+    features of any input, it adapts and predicts exactly as ``inner`` does for the input."""
+    frozen, part = deployed_split(inner.model, inner.scope)
+    if frozen is None:
+        return None, inner
+    return frozen, replace(inner, model=part, lr_scales=part_scales(inner.model, inner.scope, inner.lr_scales))
 
 
 def part_name(model: nn.Module, scope: str, name: str) -> str:

@@ -5,11 +5,11 @@ their exported adapt + predict graphs compute what PyTorch's inner loop computes
 import dataclasses
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 
-from edgeadapt.export.onnx_graphs import GraphSpec, adapt_program, adapted_names, export_adapt, export_predict
+from deployed_graphs import export_deployed
+from edgeadapt.export.onnx_graphs import GraphSpec, adapt_program, adapted_names
 from edgeadapt.runtime.format.inputs import InputSpec
 from edgeadapt.sdk import Conv4, InnerLoop, TaskBatch, check_backbone, maml_gradient
 from edgeadapt.sdk.backbones import BackboneSettings, build_backbone
@@ -128,28 +128,22 @@ def exported(request, tmp_path_factory):
     model, shape = _backbone(case)
     inner = _inner_loop(model, shape, scope)
     spec = GraphSpec(shape, max_ways=WAYS, max_shots=SHOTS)
-    folder = tmp_path_factory.mktemp(f"{case}-{scope}")
-    export_adapt(inner, spec, folder / "adapt.onnx")
-    export_predict(inner, spec, folder / "predict.onnx")
-    sessions = [ort.InferenceSession(str(folder / f), providers=["CPUExecutionProvider"])
-                for f in ("adapt.onnx", "predict.onnx")]
-    return inner, spec, *sessions
+    return export_deployed(inner, spec, tmp_path_factory.mktemp(f"{case}-{scope}")), spec
 
 
 @pytest.mark.parametrize("ways, shots, seed, padded", [(4, 3, 0, False), (3, 2, 1, True), (2, 1, 2, False)])
 def test_onnx_adaptation_matches_pytorch(exported, ways, shots, seed, padded):
-    inner, spec, adapt, predict = exported
+    graphs, spec = exported
+    inner = graphs.inner
     x, y, example_mask, class_mask, queries = _task(spec.input_shape, ways, shots, seed,
                                                     spec.support_size if padded else None)
-    feeds = {"support_x": x.numpy(), "support_y": y.numpy(), "example_mask": example_mask.numpy(),
-             "class_mask": class_mask.numpy()}
-    onnx_params = dict(zip(adapted_names(inner), adapt.run(None, feeds)))
+    onnx_params = graphs.adapt(x, y, example_mask, class_mask)
     torch_params = inner.inner_update(inner.params(), x, y, example_mask=example_mask, class_mask=class_mask)
     for name, value in onnx_params.items():
         expected = torch_params[name].numpy()
         scale = max(1.0, float(np.abs(expected).max()))
         np.testing.assert_allclose(value, expected, atol=TOLERANCE * scale, rtol=0, err_msg=name)
-    probabilities = predict.run(None, {"x": queries.numpy(), "class_mask": class_mask.numpy(), **onnx_params})[0]
+    probabilities = graphs.predict(queries, class_mask, onnx_params)
     with torch.no_grad():
         expected = inner.predict_probabilities(queries, torch_params, class_mask).numpy()
     np.testing.assert_allclose(probabilities, expected, atol=TOLERANCE, rtol=0)
@@ -181,17 +175,22 @@ def test_executorch_adaptation_matches_pytorch(scope, case):
     pytest.importorskip("executorch")
     from executorch.runtime import Runtime
 
+    from edgeadapt.export.artifact import feature_shape
     from edgeadapt.export.executorch_program import lower_to_xnnpack
-    from edgeadapt.runtime.format.names import PREDICT_METHOD, adapt_method
+    from edgeadapt.runtime.format.names import EMBED_METHOD, PREDICT_METHOD, adapt_method
+    from edgeadapt.sdk.frozen_layers import split_inner_loop
 
     model, shape = _backbone(case)
     inner = _inner_loop(model, shape, scope)
-    spec = GraphSpec(shape, max_ways=WAYS, max_shots=SHOTS)
-    program = Runtime.get().load_program(lower_to_xnnpack(inner, spec, [spec.support_size], 8).to_executorch().buffer)
-    adapt, predict = program.load_method(adapt_method(spec.support_size)), program.load_method(PREDICT_METHOD)
+    embed, part_inner = split_inner_loop(inner)
+    part_spec = GraphSpec(feature_shape(embed, shape), max_ways=WAYS, max_shots=SHOTS)
+    edge = lower_to_xnnpack(embed, part_inner, part_spec, shape, [part_spec.support_size], 8)
+    program = Runtime.get().load_program(edge.to_executorch().buffer)
+    adapt = program.load_method(adapt_method(part_spec.support_size))
+    embed_method, predict = program.load_method(EMBED_METHOD), program.load_method(PREDICT_METHOD)
     for ways, shots, seed in [(4, 3, 0), (3, 2, 1)]:
-        x, y, example_mask, class_mask, queries = _task(shape, ways, shots, seed, spec.support_size)
-        params = adapt.execute([x, y, example_mask, class_mask])
-        probabilities = predict.execute([queries, class_mask, *params])[0]
+        x, y, example_mask, class_mask, queries = _task(shape, ways, shots, seed, part_spec.support_size)
+        params = adapt.execute([embed_method.execute([x])[0].clone(), y, example_mask, class_mask])
+        probabilities = predict.execute([embed_method.execute([queries])[0].clone(), class_mask, *params])[0]
         expected = inner.probabilities(x, y, queries, class_mask=class_mask, example_mask=example_mask)
         torch.testing.assert_close(probabilities, expected, atol=TOLERANCE, rtol=0)

@@ -135,7 +135,7 @@ def test_export_is_quiet_signs_and_is_replaced_only_with_force(checkpoint, tmp_p
     printed = capsys.readouterr()
     assert printed.out.strip().splitlines()[1:] == [f"wrote {out} signed"] and printed.err == "", printed
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    assert rt.load(out, public_key=raw).manifest["format_version"] == 3
+    assert rt.load(out, public_key=raw).manifest["format_version"] == 4
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask

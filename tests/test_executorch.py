@@ -20,20 +20,22 @@ from edgeadapt.sdk import Conv4, InnerLoop, save_checkpoint  # noqa: E402
 TOLERANCE = 1e-5
 
 
-@pytest.fixture(scope="module", params=["relu", "elu", "elu-batch"])
+@pytest.fixture(scope="module", params=["relu-group-all", "elu-group-all", "elu-batch-all", "elu-group-last_block"])
 def exported(request, tmp_path_factory):
+    """An artifact with its program; under last_block, the program's embed method runs the frozen layers."""
     folder = tmp_path_factory.mktemp(f"executorch-{request.param}")
     torch.manual_seed(0)
-    activation, _, norm = request.param.partition("-")
+    activation, norm, scope = request.param.split("-")
     model = Conv4(ways=4, hidden=8, activation=activation, norm=norm or "group")
     for name, buffer in model.named_buffers():  # batch norm: running statistics far from 0 and 1
         if name.endswith(("running_mean", "running_var")):
             buffer.copy_(torch.rand(buffer.shape) + 0.5 * name.endswith("running_var"))
     model.eval()
-    training = {"algorithm": "fomaml", "inner_lr": 0.5, "inner_steps": 2, "scope": "all", "loss": "cross_entropy"}
+    training = {"algorithm": "fomaml", "inner_lr": 0.5, "inner_steps": 2, "scope": scope, "loss": "cross_entropy"}
     save_checkpoint(folder / "ckpt", model, {"training": training})
     export_artifact(folder / "ckpt", folder / "model", max_shots=3, executorch=True)
-    return folder / "model", InnerLoop(model, 0.5, 2, "cross_entropy", "all")
+    assert ("embed.onnx" in rt.load(folder / "model").manifest["files"]) == (scope != "all")
+    return folder / "model", InnerLoop(model, 0.5, 2, "cross_entropy", scope)
 
 
 def test_manifest_lists_the_program(exported):
@@ -80,7 +82,7 @@ def test_adaptation_leaves_no_heavy_operator_to_portable_kernels(activation, sco
     model = Conv4(ways=3, hidden=4, activation=activation, norm=norm).eval()
     inner = InnerLoop(model, 0.5, 1, "cross_entropy", scope)
     spec = GraphSpec(input_shape=(1, 28, 28), max_ways=3, max_shots=2)
-    edge = lower_to_xnnpack(inner, spec, [6], predict_batch=None)
+    edge = lower_to_xnnpack(None, inner, spec, spec.input_shape, [6], predict_batch=None)
     nodes = [n for n in edge.exported_program("adapt_6").graph.nodes if n.op == "call_function"]
     portable = {str(n.target).split("aten.")[-1].split(">")[0] for n in nodes if "aten." in str(n.target)}
     assert any("delegate" in str(n.target) for n in nodes)
@@ -107,7 +109,7 @@ def test_xnnpack_takes_the_plain_elu_and_leaves_scaled_ones(scale, delegated):
 
     x = torch.linspace(-6, 3, 4 * 32).reshape(4, 32)
     program = torch.export.export(_ScaledElu(scale), (x,))
-    edge = to_edge_transform_and_lower(program, partitioner=xnnpack_partitioners(frozen_backbone=False))
+    edge = to_edge_transform_and_lower(program, partitioner=xnnpack_partitioners(constant_convolutions=False))
     targets = [str(n.target) for n in edge.exported_program().graph.nodes if n.op == "call_function"]
     assert any("elu" in t for t in targets) is not delegated
     method = Runtime.get().load_program(edge.to_executorch().buffer).load_method("forward")

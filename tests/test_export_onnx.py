@@ -1,12 +1,13 @@
-"""The exported ONNX graphs compute what the SDK computes, for tasks of every size, padded or not (onnxruntime)."""
+"""The exported ONNX graphs (embed, where the scope freezes layers, then adapt and predict on its features) compute
+what the SDK's inner loop computes on the whole model, for tasks of every size, padded or not (onnxruntime)."""
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 
-from edgeadapt.export.onnx_graphs import GraphSpec, adapted_names, example_adapted, export_adapt, export_predict
+from deployed_graphs import export_deployed
+from edgeadapt.export.onnx_graphs import GraphSpec, example_adapted
 from edgeadapt.sdk import Conv4, InnerLoop
 
 SPEC = GraphSpec((1, 28, 28), max_ways=5, max_shots=2)
@@ -44,11 +45,7 @@ def exported(request, tmp_path_factory):
                       head_scale=1.0 if feature_norm is None else 0.1, lr_scales=lr_scales)
     tolerance = PROTOTYPE_CONV_TOLERANCE if head_init == "prototypes" and scope != "head" else TOLERANCE
     folder = tmp_path_factory.mktemp(f"{scope}-{activation}-{head_init}-{feature_norm}-{variant}")
-    export_adapt(inner, SPEC, folder / "adapt.onnx")
-    export_predict(inner, SPEC, folder / "predict.onnx")
-    sessions = [ort.InferenceSession(str(folder / f), providers=["CPUExecutionProvider"])
-                for f in ("adapt.onnx", "predict.onnx")]
-    return inner, folder, tolerance, *sessions
+    return export_deployed(inner, SPEC, folder), tolerance
 
 
 def _task(ways, shots, seed, padded):
@@ -68,11 +65,10 @@ def _task(ways, shots, seed, padded):
                                                        (5, 2, 3, True), (2, 1, 4, False), (4, 2, 5, False),
                                                        (5, 2, 6, False)])
 def test_onnx_adapt_and_predict_match_pytorch(exported, ways, shots, seed, padded):
-    inner, _, tolerance, adapt, predict = exported
+    graphs, tolerance = exported
+    inner = graphs.inner
     x, y, example_mask, class_mask = _task(ways, shots, seed, padded)
-    feeds = {"support_x": x.numpy(), "support_y": y.numpy(), "example_mask": example_mask.numpy(),
-             "class_mask": class_mask.numpy()}
-    onnx_params = dict(zip(adapted_names(inner), adapt.run(None, feeds)))
+    onnx_params = graphs.adapt(x, y, example_mask, class_mask)
     torch_params = inner.inner_update(inner.params(), x, y, example_mask=example_mask, class_mask=class_mask)
     for name, value in onnx_params.items():
         np.testing.assert_allclose(value, torch_params[name].numpy(), atol=tolerance, rtol=0)
@@ -80,25 +76,40 @@ def test_onnx_adapt_and_predict_match_pytorch(exported, ways, shots, seed, padde
     assert any(not np.allclose(v, start[k].numpy()) for k, v in onnx_params.items() if v.shape == start[k].shape)
 
     queries = torch.randn(7, *SPEC.input_shape, generator=torch.Generator().manual_seed(seed + 100))
-    probabilities = predict.run(None, {"x": queries.numpy(), "class_mask": class_mask.numpy(), **onnx_params})[0]
+    probabilities = graphs.predict(queries, class_mask, onnx_params)
     expected = inner.probabilities(x, y, queries, class_mask=class_mask, example_mask=example_mask)
     np.testing.assert_allclose(probabilities, expected.numpy(), atol=tolerance, rtol=0)
     assert np.all(probabilities[:, ways:] == 0) and np.allclose(probabilities.sum(1), 1, atol=1e-6)
 
 
+def test_frozen_weights_are_stored_once(exported):
+    """The frozen layers' weights are in embed only: adapt holds the adapted part's starting weights, predict none."""
+    graphs = exported[0]
+    inner = graphs.inner
+    frozen = sum(p.numel() for n, p in inner.params().items() if not inner.is_adapted(n))
+    adapted = sum(p.numel() for n, p in inner.params().items() if inner.is_adapted(n))
+    stored = {name: sum(int(np.prod(t.dims)) for t in onnx.load(graphs.folder / name).graph.initializer
+                        if t.data_type == onnx.TensorProto.FLOAT) for name in graphs.sessions}
+    assert stored.get("embed.onnx", 0) >= 0.95 * frozen  # the exporter may fold a few (identical norm scales)
+    assert stored["predict.onnx"] < 0.05 * frozen + 64 if frozen else stored["predict.onnx"] <= adapted
+    assert stored["adapt.onnx"] <= adapted + 0.05 * frozen + 4096
+
+
 def test_graphs_use_stock_operators_only(exported):
-    _, folder, _, _, _ = exported
-    for name in ("adapt.onnx", "predict.onnx"):
-        model = onnx.load(folder / name)
+    graphs = exported[0]
+    for name in graphs.sessions:
+        model = onnx.load(graphs.folder / name)
         assert {op.domain for op in model.opset_import} <= {"", "ai.onnx"}
         assert all(node.domain in ("", "ai.onnx") for node in model.graph.node)
         assert "ConvolutionBackward" not in {node.op_type for node in model.graph.node}
 
 
-def test_predict_accepts_any_batch_size(exported):
-    inner, _, _, _, predict = exported
-    params = {k: v.numpy() for k, v in example_adapted(inner, SPEC).items()}
+def test_embed_and_predict_accept_any_batch_size(exported):
+    graphs = exported[0]
+    params = {k: v.numpy() for k, v in example_adapted(graphs.part_inner, graphs.part_spec).items()}
     for batch in (1, 33):
-        x = np.zeros((batch, *SPEC.input_shape), dtype=np.float32)
-        out = predict.run(None, {"x": x, "class_mask": np.ones(SPEC.max_ways, np.float32), **params})[0]
+        features = graphs.embed(torch.zeros(batch, *SPEC.input_shape))
+        assert features.shape == (batch, *graphs.part_spec.input_shape)
+        out = graphs.sessions["predict.onnx"].run(
+            None, {"features": features, "class_mask": np.ones(SPEC.max_ways, np.float32), **params})[0]
         assert out.shape == (batch, SPEC.max_ways)

@@ -91,7 +91,7 @@ def test_bad_input_and_a_tampered_artifact_get_clear_errors(node, tmp_path):
     assert done.returncode == 2 and "4 examples but there are 3 labels" in done.stderr
     tampered = tmp_path / "artifact"
     tampered.mkdir()
-    for name in ("manifest.json", "adapt.onnx", "predict.onnx"):
+    for name in ("manifest.json", "embed.onnx", "adapt.onnx", "predict.onnx"):
         shutil.copy(PRETRAINED / name, tampered / name)
     graph = bytearray((tampered / "predict.onnx").read_bytes())
     graph[-1] ^= 1
@@ -100,6 +100,10 @@ def test_bad_input_and_a_tampered_artifact_get_clear_errors(node, tmp_path):
     done = _run(node, "run.mjs", str(tampered), "--support-x", str(tmp_path / "x.npy"),
                 "--support-y", str(tmp_path / "y.json"), "--query-x", str(tmp_path / "x.npy"))
     assert done.returncode == 2 and "predict.onnx does not match its sha256" in done.stderr
+    (tampered / "embed.onnx").unlink()
+    done = _run(node, "run.mjs", str(tampered), "--support-x", str(tmp_path / "x.npy"),
+                "--support-y", str(tmp_path / "y.json"), "--query-x", str(tmp_path / "x.npy"))
+    assert done.returncode == 2 and "embed.onnx, which the manifest lists, cannot be read" in done.stderr
 
 
 PREPARE_SCRIPT = """
@@ -221,3 +225,27 @@ def test_javascript_refuses_what_it_cannot_prepare_with_one_clear_line(node):
                                             "prepareInput makes pictures", "sampleRate must be a positive integer",
                                             "NaN", "must be a non-empty Float32Array", "prepareAudio makes features"]):
         assert message is not None and expected in message and "\n" not in message, (expected, message)
+
+
+def test_an_int8_artifact_runs_as_in_python(node, tmp_path):
+    """onnxruntime-node runs the int8 embed graph (QDQ) as onnxruntime in Python does."""
+    pytest.importorskip("torch")
+    from edgeadapt.export import export_artifact
+    from edgeadapt.export.quantize import calibration_sample
+    from edgeadapt.sdk.recipes import dataset_classes
+
+    manifest = rt.load(PRETRAINED).manifest
+    int8 = export_artifact(PRETRAINED / "checkpoint", tmp_path / "int8", manifest["max_ways"], manifest["max_shots"],
+                           executorch=False, scope=manifest["scope"], quantize="int8",
+                           calibration=calibration_sample(dataset_classes("glyphs", None, "train")))
+    support_x, query_x, support, _ = fixed_task(ways=3)
+    labels = [f"character-{c}" for c, _ in support]
+    np.save(tmp_path / "support_x.npy", support_x)
+    np.save(tmp_path / "query_x.npy", query_x)
+    (tmp_path / "support_y.json").write_text(json.dumps(labels))
+    out = tmp_path / "result.json"
+    done = _run(node, "run.mjs", str(int8), "--support-x", str(tmp_path / "support_x.npy"), "--support-y",
+                str(tmp_path / "support_y.json"), "--query-x", str(tmp_path / "query_x.npy"), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    expected = rt.load(int8, threads=1).adapt(support_x, labels).predict_proba(query_x)
+    np.testing.assert_allclose(json.loads(out.read_text())["probabilities"], expected, atol=TOLERANCE, rtol=0)

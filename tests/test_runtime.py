@@ -35,9 +35,9 @@ def test_ort_format_graphs_compute_the_same(artifact):
     import onnxruntime as ort
 
     x, _ = _task(3, 2, seed=4)
-    padded = {"support_x": np.zeros((12, 1, 28, 28), np.float32), "support_y": np.zeros(12, np.int64),
+    padded = {"support_features": np.zeros((12, 1, 28, 28), np.float32), "support_y": np.zeros(12, np.int64),
               "example_mask": np.zeros(12, np.float32), "class_mask": np.array([1, 1, 1, 0], np.float32)}
-    padded["support_x"][:6], padded["example_mask"][:6] = x, 1.0
+    padded["support_features"][:6], padded["example_mask"][:6] = x, 1.0
     padded["support_y"][:6] = [0, 0, 1, 1, 2, 2]
     results = [ort.InferenceSession(str(artifact[0] / name)).run(None, padded) for name in ("adapt.onnx", "adapt.ort")]
     for a, b in zip(*results):

@@ -288,9 +288,9 @@ def test_same_padding_exports_to_onnx(tmp_path):
                       for f in ("adapt.onnx", "predict.onnx"))
     x, y, queries = torch.rand(6, 3, 32, 32), torch.tensor([0, 0, 1, 1, 2, 2]), torch.rand(4, 3, 32, 32)
     masks = {"example_mask": np.ones(6, np.float32), "class_mask": np.ones(3, np.float32)}
-    params = dict(zip(adapted_names(inner), adapt.run(None, {"support_x": x.numpy(), "support_y": y.numpy(), **masks})))
+    params = dict(zip(adapted_names(inner), adapt.run(None, {"support_features": x.numpy(), "support_y": y.numpy(), **masks})))
     expected = inner.inner_update(inner.params(), x, y)
-    probabilities = predict.run(None, {"x": queries.numpy(), "class_mask": masks["class_mask"], **params})[0]
+    probabilities = predict.run(None, {"features": queries.numpy(), "class_mask": masks["class_mask"], **params})[0]
     with torch.no_grad():
         torch_probabilities = inner.predict_probabilities(queries, expected, torch.ones(3)).numpy()
     np.testing.assert_allclose(probabilities, torch_probabilities, atol=1e-4, rtol=0)

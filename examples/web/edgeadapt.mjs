@@ -1,9 +1,13 @@
 // An edgeadapt artifact in any ONNX Runtime JavaScript engine (onnxruntime-web in a page, onnxruntime-node on a
 // server or an ARM board): reads the manifest, checks the graphs' sha256, adapts and predicts. The same rules as
 // edgeadapt.runtime: classes are ordered as Python's sorted() orders the labels, the first k class_mask entries are 1.
+// Inputs go through embed.onnx (the frozen layers, when the artifact has them) and its features to adapt and predict.
 
-const NEEDED_KEYS = ["input_shape", "max_ways", "max_shots", "adapt_inputs", "adapted_parameters", "files"];
+const FORMAT_VERSION = 4;
+const NEEDED_KEYS = ["input_shape", "feature_shape", "max_ways", "max_shots", "adapt_inputs", "adapted_parameters",
+  "files"];
 const GRAPHS = ["adapt.onnx", "predict.onnx"];
+const EMBED = "embed.onnx";
 
 /** Raised for bad input or an unreadable artifact, with a message that names what is wrong. */
 export class EdgeAdaptError extends Error {}
@@ -33,6 +37,9 @@ async function sha256Hex(bytes) {
 }
 
 function checkManifest(manifest) {
+  if (manifest.format_version !== FORMAT_VERSION) {
+    throw new EdgeAdaptError(`manifest.json has format_version ${manifest.format_version}; this runner reads ${FORMAT_VERSION} (re-export the model)`);
+  }
   const missing = NEEDED_KEYS.filter((key) => !(key in manifest));
   if (missing.length) throw new EdgeAdaptError(`manifest.json lacks the keys ${missing.join(", ")}`);
   for (const name of GRAPHS) {
@@ -50,7 +57,7 @@ function allFinite(values) {
 
 /** A loaded artifact: every adapt() starts from the meta-learned weights stored in adapt.onnx. */
 export class Learner {
-  constructor(ort, manifest, adaptSession, predictSession) {
+  constructor(ort, manifest, adaptSession, predictSession, embedSession) {
     this.ort = ort;
     this.manifest = manifest;
     this.inputShape = manifest.input_shape.map(Number);
@@ -60,6 +67,7 @@ export class Learner {
     this.parameters = manifest.adapted_parameters.map((p) => p.name);
     this._adapt = adaptSession;
     this._predict = predictSession;
+    this._embed = embedSession;  // undefined when every layer adapts: the inputs are the features
   }
 
   /**
@@ -74,8 +82,14 @@ export class Learner {
       throw new EdgeAdaptError(`manifest.json is not readable JSON: ${e.message}`);
     }
     checkManifest(manifest);
-    const sessions = await Promise.all(GRAPHS.map(async (name) => {
-      const bytes = await read(name);
+    const graphs = manifest.files[EMBED] ? [...GRAPHS, EMBED] : GRAPHS;
+    const sessions = await Promise.all(graphs.map(async (name) => {
+      let bytes;
+      try {
+        bytes = await read(name);
+      } catch (e) {
+        throw new EdgeAdaptError(`${name}, which the manifest lists, cannot be read: ${e.message}`);
+      }
       if ((await sha256Hex(bytes)) !== manifest.files[name]) {
         throw new EdgeAdaptError(`${name} does not match its sha256 in the manifest: corrupt or modified`);
       }
@@ -96,6 +110,13 @@ export class Learner {
     }
     if (!allFinite(x)) throw new EdgeAdaptError(`${name} contains NaN or infinite values`);
     return new this.ort.Tensor("float32", x, [x.length / this.inputSize, ...this.inputShape]);
+  }
+
+  /** The features of checked inputs (a tensor): embed.onnx's output, or the inputs where there is no embed. */
+  async _features(x) {
+    if (!this._embed) return x;
+    const outputs = await this._embed.run({ [this._embed.inputNames[0]]: x });
+    return outputs[this._embed.outputNames[0]];
   }
 
   _classMask(ways) {
@@ -123,7 +144,7 @@ export class Learner {
     const y = BigInt64Array.from(labels, (label) => BigInt(classes.indexOf(label)));
     const [xName, yName, weightName, maskName] = this.manifest.adapt_inputs;
     const outputs = await this._adapt.run({
-      [xName]: x,
+      [xName]: await this._features(x),
       [yName]: new this.ort.Tensor("int64", y, [n]),
       [weightName]: new this.ort.Tensor("float32", new Float32Array(n).fill(1), [n]),
       [maskName]: this._classMask(classes.length),
@@ -148,8 +169,10 @@ export class AdaptedLearner {
   /** Probabilities (m rows of k numbers) for `x` (m inputs, flattened, float32). */
   async predictProba(x) {
     const images = this.learner._images(x, "x");
+    const [featuresName, maskName] = this.learner._predict.inputNames;
     const outputs = await this.learner._predict.run({
-      x: images, class_mask: this.learner._classMask(this.classes.length), ...this.params,
+      [featuresName]: await this.learner._features(images),
+      [maskName]: this.learner._classMask(this.classes.length), ...this.params,
     });
     const probabilities = outputs[this.learner._predict.outputNames[0]];
     const width = probabilities.dims[1];

@@ -16,7 +16,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PRETRAINED = HERE.parent.parent / "models" / "omniglot-conv4"
-ARTIFACT_FILES = ("manifest.json", "adapt.onnx", "predict.onnx")
+ARTIFACT_FILES = ("manifest.json", "embed.onnx", "adapt.onnx", "predict.onnx")
 
 
 class DemoHandler(SimpleHTTPRequestHandler):

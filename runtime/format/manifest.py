@@ -20,11 +20,11 @@ from packaging.version import InvalidVersion, Version
 from .errors import ArtifactError, InputError
 from .files import read_regular_file, sha256_bytes
 from .inputs import InputSpec
-from .names import ADAPT_INPUTS, MANIFEST, REQUIRED_FILES, SIGNATURE
+from .names import ADAPT_INPUTS, EMBED_ONNX, MANIFEST, REQUIRED_FILES, SIGNATURE
 from .signing import PublicKey, verify
 from .vocab import FITS, HEAD_INITS, LAYOUTS, MODALITIES, POLARITIES, RESIZES, SCOPES
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # 4: the frozen layers in their own embed program, stored once
 CHECKSUM_KEY = "manifest_sha256"
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_FILE_BYTES = 1 << 30
@@ -148,6 +148,8 @@ def check_manifest(manifest: dict[str, Any], where: str) -> None:
     missing = [name for name in REQUIRED_FILES if name not in manifest["files"]]
     if missing:
         raise ArtifactError(f"{where} does not list {missing}")
+    if EMBED_ONNX not in manifest["files"] and manifest["feature_shape"] != manifest["input_shape"]:
+        raise ArtifactError(f"{where}: feature_shape differs from input_shape but there is no {EMBED_ONNX}")
 
 
 def _fail(where: str, what: str, value: Any) -> None:
@@ -243,6 +245,11 @@ def _files(value: Any, where: str) -> None:
             _fail(f"{where}[{name!r}]", "a sha256 hex digest", digest)
 
 
+def _digest(value: Any, where: str) -> None:
+    if not isinstance(value, str) or not _HEX64.fullmatch(value):
+        _fail(where, "a sha256 hex digest", value)
+
+
 def _value_range(value: Any, where: str) -> None:
     _list_of(_number(-LIMIT, LIMIT), 2, 2)(value, where)
     if not value[0] < value[1]:
@@ -278,6 +285,7 @@ def _depth(value: Any) -> int:
 _SCHEMA: dict[str, Check] = {
     "format_version": _integer(FORMAT_VERSION, FORMAT_VERSION),
     "input_shape": _list_of(_integer(1, 1 << 14), 1, 4),
+    "feature_shape": _list_of(_integer(1, 1 << 24), 1, 4),
     "input_dtype": _text,
     "input": _fields({"range": _value_range, "polarity": _choice(POLARITIES), "resize": _choice(RESIZES),
                       "modality": _choice(MODALITIES), "layout": _choice(LAYOUTS),
@@ -303,6 +311,9 @@ _SCHEMA: dict[str, Check] = {
     "executorch": _fields({"support_sizes": _list_of(_integer(1), 1, 64), "predict_batch": _integer(1),
                            "exported_with_executorch": _text, "delegate": _text}),
     "files": _files,
+    # earlier exports of the same model (their adapt.onnx sha256) whose saved states this artifact restores
+    "restores_states_of": _list_of(_digest, 1, 64),
+    "quantization": _object,  # how the frozen layers are stored when not float32 (edgeadapt.export.quantize)
     CHECKSUM_KEY: _checksum,
 }
-_OPTIONAL = ("head_init", "head_scale", "per_parameter_rates", "executorch")
+_OPTIONAL = ("head_init", "head_scale", "per_parameter_rates", "executorch", "restores_states_of", "quantization")
