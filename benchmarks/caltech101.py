@@ -282,8 +282,9 @@ def write(cells: dict, validation: ClassDataset, train: ClassDataset, tasks: int
     if runtime is not None:
         body += ["", "The artifact itself through `edgeadapt.runtime` (onnxruntime, one thread; raw photos prepared "
                  "as training read them, each embedded once by the artifact's `embed` program with `Learner.embed`, "
-                 "then `adapt` and `predict` per task on those embeddings) on the same tasks as the PyTorch row "
-                 "(mean ± 95% CI):", "",
+                 "then `adapt` and `predict` per task on those embeddings), against PyTorch adapting the same "
+                 "tasks (the table above scores other draws of the same cells through the SDK's evaluator); mean ± "
+                 "95% CI:", "",
                  *markdown_table(["cell", "tasks", "runtime accuracy", "PyTorch accuracy", "same prediction",
                                   "largest probability difference"],
                                  [[c.replace("w", "-way ").replace("s", "-shot"), str(r['tasks']),

@@ -63,7 +63,7 @@ def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_w
     new artifact restores, after checking that both compute the same (:mod:`~edgeadapt.export.predecessor`).
     ``quantize="int8"`` stores the frozen layers in int8, scales calibrated on ``calibration`` (float32 inputs of
     the model's training data, e.g. :func:`~edgeadapt.export.quantize.calibration_sample`; see
-    :mod:`~edgeadapt.export.quantize`); ONNX only.
+    :mod:`~edgeadapt.export.quantize`), in the ONNX graphs and the ExecuTorch program alike.
     """
     target = Path(out)
     executorch = _check_options(target, overwrite, executorch, sign_key, quantize, calibration)
@@ -108,12 +108,9 @@ def _check_options(target: Path, overwrite: bool, executorch: bool | None, sign_
     if quantize is not None:
         if quantize not in QUANTIZATIONS:
             raise ConfigError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
-        if executorch:
-            raise ConfigError(f"the ExecuTorch program has no {quantize} form yet: export it with --no-executorch")
         if calibration is None or len(calibration) == 0:
             raise ConfigError(f"--quantize {quantize} calibrates on your training data: give it with --data "
                               "(and --dataset for a named dataset), or calibration= in Python")
-        return False
     if executorch is None:
         return executorch_available()
     if executorch and not executorch_available():
@@ -138,7 +135,7 @@ def _write_programs(staging: Path, whole: InnerLoop, spec: GraphSpec, executorch
     write_ort_format(staging)
     if executorch:
         log.info("lowering to ExecuTorch (%s; takes minutes)", PTE)
-        export_executorch(embed, inner, part_spec, spec.input_shape, staging / PTE)
+        export_executorch(embed, inner, part_spec, spec.input_shape, staging / PTE, calibration=calibration)
     return {"feature_shape": list(part_spec.input_shape), "ir_version": adapt.ir_version}
 
 

@@ -22,6 +22,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+import torch
 from torch import nn
 
 from edgeadapt.runtime.format.names import EMBED_METHOD, PREDICT_METHOD, adapt_method
@@ -57,11 +59,13 @@ def executorch_available() -> bool:
 
 
 def lower_to_xnnpack(embed: nn.Sequential | None, inner: InnerLoop, spec: GraphSpec, input_shape: tuple[int, ...],
-                     adapt_sizes: list[int], predict_batch: int | None = PREDICT_BATCH) -> EdgeProgramManager:
+                     adapt_sizes: list[int], predict_batch: int | None = PREDICT_BATCH,
+                     calibration: np.ndarray | None = None) -> EdgeProgramManager:
     """``adapt_<n>`` for each of ``adapt_sizes`` (and ``predict`` and ``embed``, unless ``predict_batch`` is None)
     traced with :func:`matmul_decompositions` and lowered to ExecuTorch, XNNPACK taking every operator it can
     (:func:`~edgeadapt.export.xnnpack_partitioners.xnnpack_partitioners`). ``inner`` and ``spec`` are the adapted
-    part's, on ``embed``'s features of inputs of ``input_shape``."""
+    part's, on ``embed``'s features of inputs of ``input_shape``; with ``calibration``, ``embed`` is int8
+    (:func:`int8_embed_program`)."""
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
     from .xnnpack_partitioners import xnnpack_partitioners
@@ -71,18 +75,40 @@ def lower_to_xnnpack(embed: nn.Sequential | None, inner: InnerLoop, spec: GraphS
     programs = {adapt_method(n): adapt_program(inner, spec, table, fixed_support=n) for n in adapt_sizes}
     if predict_batch is not None:
         programs[PREDICT_METHOD] = predict_program(inner, spec, predict_batch, table)
-        if embed is not None:  # constant weights: XNNPACK's own convolution takes them
+        if embed is not None and calibration is not None:
+            programs[EMBED_METHOD] = int8_embed_program(embed, input_shape, predict_batch, calibration)
+        elif embed is not None:  # constant weights: XNNPACK's own convolution takes them
             programs[EMBED_METHOD] = embed_program(embed, input_shape, predict_batch, matmul_decompositions(False))
     constant_convolutions = embed is not None or not adapts_convolutions
     return to_edge_transform_and_lower(programs, partitioner=xnnpack_partitioners(constant_convolutions),
                                        compile_config=EdgeCompileConfig(_check_ir_validity=False))
 
 
+def int8_embed_program(layers: nn.Sequential, input_shape: tuple[int, ...], max_batch: int,
+                       calibration: np.ndarray) -> torch.export.ExportedProgram:
+    """``x -> features`` through ``layers`` quantised for XNNPACK (PyTorch 2 export quantisation with ExecuTorch's
+    ``XNNPACKQuantizer``: int8 weights per output channel, int8 activations, symmetric), its activation ranges
+    observed on ``calibration``; an ExportedProgram of 1..``max_batch`` inputs."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                         get_symmetric_quantization_config)
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    example = (torch.zeros(2, *input_shape),)
+    shapes = ({0: torch.export.Dim("batch", min=1, max=max_batch)},)
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    observed = prepare_pt2e(torch.export.export(layers.eval(), example, dynamic_shapes=shapes).module(), quantizer)
+    with torch.no_grad():
+        for start in range(0, len(calibration), max_batch):
+            observed(torch.from_numpy(calibration[start: start + max_batch]))
+    return torch.export.export(convert_pt2e(observed), example, dynamic_shapes=shapes)
+
+
 def export_executorch(embed: nn.Sequential | None, inner: InnerLoop, spec: GraphSpec, input_shape: tuple[int, ...],
-                      path: str | os.PathLike, predict_batch: int = PREDICT_BATCH) -> Path:
-    """Write ``embed`` (when there is one), ``adapt_<n>`` (for each of :func:`support_sizes`) and ``predict`` as
-    methods of one ExecuTorch program at ``path``."""
-    edge = lower_to_xnnpack(embed, inner, spec, input_shape, support_sizes(spec, inner), predict_batch)
+                      path: str | os.PathLike, predict_batch: int = PREDICT_BATCH,
+                      calibration: np.ndarray | None = None) -> Path:
+    """Write ``embed`` (when there is one; int8 with ``calibration``), ``adapt_<n>`` (for each of
+    :func:`support_sizes`) and ``predict`` as methods of one ExecuTorch program at ``path``."""
+    edge = lower_to_xnnpack(embed, inner, spec, input_shape, support_sizes(spec, inner), predict_batch, calibration)
     target = Path(path)
     target.write_bytes(edge.to_executorch().buffer)
     return target

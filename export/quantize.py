@@ -2,14 +2,16 @@
 
 onnxruntime's quantisation tools (``quantize_static``) rewrite ``embed.onnx`` in QDQ form: weights int8, one scale
 per output channel; activations uint8 with scales calibrated (min-max) on a sample of the training data. Every
-engine that reads ONNX runs it (onnxruntime fuses the pairs into integer kernels; onnxruntime-web and -node alike).
-``adapt`` and ``predict`` stay float, so adaptation is still exact SGD on float parameters, from features that
-int8 layers computed.
+engine that reads ONNX runs it (onnxruntime fuses the pairs into integer kernels; onnxruntime-web and -node
+alike). The ExecuTorch program's embed method is quantised with ExecuTorch's own ``XNNPACKQuantizer`` on the same
+sample (:func:`~edgeadapt.export.executorch_program.int8_embed_program`). ``adapt`` and ``predict`` stay float,
+so adaptation is still exact SGD on float parameters, from features that int8 layers computed.
 
 PyTorch cannot give the reference that the self-check task holds for such an artifact (it has no int8 graph of
-its own), so the task's probabilities are those the exported graphs give through onnxruntime at export time
-(:func:`engine_probabilities`): a device that computes otherwise still fails ``Learner.self_test``. How far int8
-moves them from the float model's is recorded in the manifest (``quantization.selfcheck_float_difference``).
+its own), so the task's probabilities are those the exported graphs give through onnxruntime at export time, and
+ExecuTorch's (which quantises its own way) beside them (:func:`engine_probabilities`): a device that computes
+otherwise still fails ``Learner.self_test``. How far int8 moves them from the float model's is recorded in the
+manifest (``quantization.selfcheck_float_difference``).
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
                                       quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from edgeadapt.runtime.backends import OnnxRuntimeBackend
+from edgeadapt.runtime.backends import BACKENDS
 from edgeadapt.runtime.format.manifest import VerifiedArtifact
-from edgeadapt.runtime.format.names import EMBED_INPUTS, SELFCHECK
+from edgeadapt.runtime.format.names import EMBED_INPUTS, EXECUTORCH_PROBABILITIES, PTE, SELFCHECK
 from edgeadapt.sdk.datasets.base import ClassDataset
 
 from .onnx_graphs import strip_annotations
@@ -68,11 +70,12 @@ def quantize_embed(path: Path, calibration: np.ndarray) -> None:
     path.write_bytes(model.SerializeToString())
 
 
-def engine_probabilities(folder: Path, manifest: dict[str, Any], task: dict[str, np.ndarray]) -> np.ndarray:
-    """The probabilities the graphs in ``folder`` (described by ``manifest``) give through onnxruntime, one
-    thread, for the queries of ``task`` after adapting to its support set (classes 0..k-1)."""
-    files = {name: (folder / name).read_bytes() for name in manifest["files"] if name.endswith(".onnx")}
-    engine = OnnxRuntimeBackend(VerifiedArtifact(folder, manifest, b"", files), threads=1)
+def engine_probabilities(folder: Path, manifest: dict[str, Any], task: dict[str, np.ndarray],
+                         backend: str = "onnxruntime") -> np.ndarray:
+    """The probabilities the programs in ``folder`` (described by ``manifest``) give through ``backend``'s engine,
+    one thread, for the queries of ``task`` after adapting to its support set (classes 0..k-1)."""
+    files = {name: (folder / name).read_bytes() for name in manifest["files"] if name.endswith((".onnx", ".pte"))}
+    engine = BACKENDS[backend](VerifiedArtifact(folder, manifest, b"", files), 1)
     ways = int(task["support_y"].max()) + 1
     class_mask = (np.arange(manifest["max_ways"]) < ways).astype(np.float32)
     support = engine.embed(np.ascontiguousarray(task["support_x"]))
@@ -82,16 +85,21 @@ def engine_probabilities(folder: Path, manifest: dict[str, Any], task: dict[str,
 
 
 def engine_selfcheck(folder: Path, manifest: dict[str, Any], quantize: str, calibrated: int) -> dict[str, Any]:
-    """Rewrite the self-check task in ``folder`` with the probabilities its graphs give through onnxruntime (PyTorch
-    has no int8 graph to give them); the manifest's ``quantization`` entry, with how far they are from PyTorch's
-    float ones."""
+    """Rewrite the self-check task in ``folder`` with the probabilities its programs give through onnxruntime (and,
+    where there is ``model.pte``, ExecuTorch's, which quantises its own way); PyTorch has no int8 graph to give
+    them. Returns the manifest's ``quantization`` entry, with how far they are from PyTorch's float ones."""
     path = folder / SELFCHECK
     with np.load(path, allow_pickle=False) as stored:
         task = {name: stored[name] for name in stored.files}
-    engine = engine_probabilities(folder, manifest, task).astype(np.float32)
-    difference = float(np.abs(engine - task["probabilities"]).max())
+    references = {"probabilities": engine_probabilities(folder, manifest, task)}
+    if PTE in manifest["files"]:
+        references[EXECUTORCH_PROBABILITIES] = engine_probabilities(folder, manifest, task, "executorch")
+    difference = max(float(np.abs(p - task["probabilities"]).max()) for p in references.values())
     with open(path, "wb") as f:
-        np.savez(f, **{**task, "probabilities": engine})
-    return {"embed": quantize, "form": "QDQ: int8 weights per output channel, uint8 activations (min-max)",
-            "calibration_examples": calibrated, "selfcheck_reference": "onnxruntime",
-            "selfcheck_float_difference": round(difference, 6)}
+        np.savez(f, **{**task, **{k: v.astype(np.float32) for k, v in references.items()}})
+    entry = {"embed": quantize, "form": "QDQ: int8 weights per output channel, uint8 activations (min-max)",
+             "calibration_examples": calibrated, "selfcheck_reference": "onnxruntime",
+             "selfcheck_float_difference": round(difference, 6)}
+    if PTE in manifest["files"]:
+        entry["executorch_form"] = "XNNPACKQuantizer: int8 weights per output channel, int8 activations, symmetric"
+    return entry

@@ -115,3 +115,33 @@ def test_xnnpack_takes_the_plain_elu_and_leaves_scaled_ones(scale, delegated):
     method = Runtime.get().load_program(edge.to_executorch().buffer).load_method("forward")
     torch.testing.assert_close(method.execute([x])[0], torch.ops.aten.elu.default(x, 1.0, scale, 1.0) + 1.0,
                                rtol=0, atol=TOLERANCE)
+
+
+def test_an_int8_program_passes_its_own_self_check_and_predicts_close_to_float(tmp_path):
+    """--quantize int8 with the ExecuTorch program: its embed method is XNNPACK-quantised, checked against the
+    probabilities ExecuTorch gave at export (it quantises otherwise than onnxruntime), and close to float."""
+    from edgeadapt.export.quantize import calibration_sample
+    from edgeadapt.sdk.recipes import dataset_classes
+
+    torch.manual_seed(0)
+    training = {"algorithm": "reptile", "inner_lr": 0.5, "inner_steps": 2, "scope": "head", "loss": "cross_entropy",
+                "head_init": "prototypes", "head_scale": 0.5}
+    save_checkpoint(tmp_path / "ckpt", Conv4(ways=4, hidden=16).eval(), {"training": training})
+    glyphs = dataset_classes("glyphs", None, "train")
+    float_path = export_artifact(tmp_path / "ckpt", tmp_path / "float", max_ways=4, max_shots=2, executorch=True)
+    int8_path = export_artifact(tmp_path / "ckpt", tmp_path / "int8", max_ways=4, max_shots=2, executorch=True,
+                                quantize="int8", calibration=calibration_sample(glyphs))
+    assert (int8_path / "model.pte").stat().st_size < 0.8 * (float_path / "model.pte").stat().st_size
+    starts = glyphs.starts.tolist()
+    x = glyphs.decode(glyphs.examples[[starts[c] + i for c in range(4) for i in range(2)]]).numpy()
+    queries = glyphs.decode(glyphs.examples[[starts[c] + 2 + i for c in range(4) for i in range(4)]]).numpy()
+    labels = [c for c in range(4) for _ in range(2)]
+    results = {}
+    for backend in ("executorch", "onnxruntime"):
+        learner = rt.load(int8_path, backend=backend, threads=1)
+        assert learner.self_test() <= 1e-4
+        results[backend] = learner.adapt(x, labels).predict_proba(queries)
+    reference = rt.load(float_path, backend="executorch", threads=1).adapt(x, labels).predict_proba(queries)
+    for probabilities in results.values():
+        assert np.abs(probabilities - reference).max() < 0.1
+        assert (probabilities.argmax(1) == reference.argmax(1)).mean() >= 0.9

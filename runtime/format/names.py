@@ -12,6 +12,7 @@ ADAPT_ONNX = "adapt.onnx"
 PREDICT_ONNX = "predict.onnx"
 PTE = "model.pte"
 SELFCHECK = "selfcheck.npz"
+EXECUTORCH_PROBABILITIES = "executorch_probabilities"  # the self-check's reference for model.pte, where it differs
 REQUIRED_FILES = (ADAPT_ONNX, PREDICT_ONNX, SELFCHECK)
 
 EMBED_INPUTS = ("x",)
