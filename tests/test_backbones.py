@@ -184,7 +184,8 @@ def test_executorch_adaptation_matches_pytorch(scope, case):
     inner = _inner_loop(model, shape, scope)
     embed, part_inner = split_inner_loop(inner)
     part_spec = GraphSpec(feature_shape(embed, shape), max_ways=WAYS, max_shots=SHOTS)
-    edge = lower_to_xnnpack(embed, part_inner, part_spec, shape, [part_spec.support_size], 8)
+    edge = lower_to_xnnpack(embed, part_inner, part_spec, shape, [part_spec.support_size],
+                            part_spec.support_size)  # embed takes the whole support set at once
     program = Runtime.get().load_program(edge.to_executorch().buffer)
     adapt = program.load_method(adapt_method(part_spec.support_size))
     embed_method, predict = program.load_method(EMBED_METHOD), program.load_method(PREDICT_METHOD)
