@@ -79,13 +79,12 @@ def export_artifact(checkpoint: str | os.PathLike, out: str | os.PathLike, max_w
     whole = inner_loop_from_config(model.eval(), training, load_lr_scales(checkpoint), scope=scope,
                                    head_init=head_init, head_scale=head_scale, inner_steps=inner_steps,
                                    inner_lr=inner_lr, ways=spec.max_ways if is_per_task(settings["head_init"]) else None)
-    if quantize is not None and split_inner_loop(whole)[0] is None:
-        raise ConfigError(f"--quantize {quantize} stores the frozen layers in {quantize}, and scope {whole.scope!r} "
-                          "adapts every layer: nothing to quantise (export with --scope head or last_block)")
+    if quantize is not None:
+        _check_calibration(whole, spec, quantize, calibration)
     with atomic_folder(target) as staging:
-        manifest = _write_programs(staging, whole, spec, executorch, calibration if quantize else None)
+        cut = _write_programs(staging, whole, spec, executorch, calibration if quantize else None)
         write_selfcheck(whole, spec, checkpoint_input(config).bounds(), staging / SELFCHECK)
-        manifest = _manifest(config, whole, spec, manifest, staging)
+        manifest = _manifest(config, whole, spec, cut, staging)
         if quantize is not None:
             manifest["quantization"] = engine_selfcheck(staging, manifest, quantize, len(calibration))
             manifest["files"][SELFCHECK] = sha256_file(staging / SELFCHECK)
@@ -116,6 +115,17 @@ def _check_options(target: Path, overwrite: bool, executorch: bool | None, sign_
     if executorch and not executorch_available():
         raise ConfigError("the ExecuTorch program needs the executorch package: pip install './[executorch]'")
     return executorch
+
+
+def _check_calibration(whole: InnerLoop, spec: GraphSpec, quantize: str, calibration: np.ndarray) -> None:
+    """ConfigError unless ``whole`` leaves layers to quantise and ``calibration`` holds float32 model inputs."""
+    if split_inner_loop(whole)[0] is None:
+        raise ConfigError(f"--quantize {quantize} stores the frozen layers in {quantize}, and scope {whole.scope!r} "
+                          "adapts every layer: nothing to quantise (export with --scope head or last_block)")
+    if (not isinstance(calibration, np.ndarray) or calibration.dtype != np.float32
+            or calibration.shape[1:] != spec.input_shape):
+        raise ConfigError(f"calibration must be float32 model inputs of shape (n, "
+                          f"{', '.join(map(str, spec.input_shape))}), got {getattr(calibration, 'shape', calibration)}")
 
 
 def _write_programs(staging: Path, whole: InnerLoop, spec: GraphSpec, executorch: bool,

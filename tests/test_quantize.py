@@ -80,6 +80,9 @@ def test_what_cannot_be_quantised_is_refused_before_anything_is_written(checkpoi
         export_artifact(checkpoint, tmp_path / "b", executorch=False, quantize="int8")
     with pytest.raises(ConfigError, match="calibrates on your training data"):
         export_artifact(checkpoint, tmp_path / "c", executorch=False, quantize="int8", calibration=calibration[:0])
+    with pytest.raises(ConfigError, match=r"float32 model inputs of shape \(n, 1, 28, 28\)"):
+        export_artifact(checkpoint, tmp_path / "e", executorch=False, quantize="int8",
+                        calibration=np.zeros((4, 3, 28, 28), np.float32))
     with pytest.raises(ConfigError, match="quantize must be one of"):
         export_artifact(checkpoint, tmp_path / "d", executorch=False, quantize="int4", calibration=calibration)
     assert not any(tmp_path.iterdir())
