@@ -46,8 +46,9 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
     add_data_arguments(train)
     train.add_argument("--min-ways", type=positive_int, default=None,
                        help="train on tasks of --min-ways..--ways classes (padded, as deployed artifacts pad)")
-    train.add_argument("--min-shots", type=positive_int, default=None,
-                       help="train on tasks of --min-shots..--shots examples per class")
+    train.add_argument("--min-shots", type=positive_int, help="train on tasks of --min-shots..--shots per class")
+    train.add_argument("--within-alphabet", action="store_true", help="draw each training task's classes from one "
+                       "group (an Omniglot alphabet, a folder's group level): siblings, each other's hard negatives")
     train.add_argument("--algorithm", choices=sorted(ALGORITHMS), default="reptile", help="(default: %(default)s)")
     train.add_argument("--iterations", type=positive_int, default=None, help="meta-iterations (default: per dataset)")
     train.add_argument("--meta-batch", type=positive_int, default=5, help="tasks per meta-batch (default: %(default)s)")
@@ -130,7 +131,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     train_sampler, data = make_sampler(args.dataset, args.source, args.split, args.ways, args.shots,
                                        args.query_shots, args.seed, training=True, min_ways=args.min_ways,
-                                       min_shots=args.min_shots)
+                                       min_shots=args.min_shots, within_alphabet=args.within_alphabet)
     if model is None:
         model = _initial_model(args, pick["hidden"])
     args.out.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from edgeadapt.cli import build_parser, main
 from edgeadapt.sdk.inner_loop import inner_loop_from_config
 from edgeadapt.sdk.preconditioner import adam_lr_scales, preconditioned_parameters
 from edgeadapt.sdk.recipes import make_sampler
+from helpers import photo_folder
 
 
 def _evaluate_checkpoint(path, split, seed, tasks, inner_steps=None):
@@ -148,3 +149,13 @@ def test_pretrain_then_meta_train_with_adam_rates_and_minibatches(tmp_path):
     rated = evaluate(model, sampler, training["inner_lr"], training["inner_steps"], 10, scope="last_block",
                      head_init="prototypes", lr_scales=saved)
     assert json.loads((tmp_path / "e.json").read_text())["mean"] == pytest.approx(rated.mean, abs=1e-6)
+
+
+def test_within_alphabet_training_is_recorded(tmp_path):
+    folder = photo_folder(tmp_path / "photos", sizes=(4,) * 8, grouped=True)
+    common = ["train", "--dataset", "folder", "--data", str(folder), "--image-size", "8", "--ways", "2", "--shots",
+              "1", "--query-shots", "1", "--hidden", "4", "--iterations", "2", "--eval-tasks", "0", "--no-progress",
+              "--within-alphabet"]
+    assert main([*common, "--out", str(tmp_path / "run")]) == 0
+    config = json.loads((tmp_path / "run" / "checkpoint" / "config.json").read_text())
+    assert config["data"]["within_alphabet"] is True

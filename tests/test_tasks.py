@@ -1,5 +1,6 @@
 import torch
 
+from edgeadapt.sdk.datasets.base import ClassDataset
 from edgeadapt.sdk.tasks import EpisodeSampler
 
 from helpers import labelled_dataset
@@ -100,3 +101,14 @@ def test_variable_ways_and_shots_are_padded_with_ignored_labels():
         seen_ways.add(ways)
         seen_shots.add(int(counts[0]))
     assert seen_ways == {2, 3, 4, 5} and seen_shots == {1, 2, 3}
+
+
+def test_within_alphabet_tasks_draw_every_class_from_one_group():
+    groups = ("a", "a", "a", "b", "b", "c")  # "c" has too few classes for a 2-way task
+    examples = torch.cat([torch.full((4, 1, 2, 2), float(c)) for c in range(len(groups))])
+    data = ClassDataset(examples, (4,) * len(groups), tuple("uvwxyz"), groups)
+    batch = EpisodeSampler(data, ways=2, shots=1, query_shots=1, seed=0, within_alphabet=True).sample(100)
+    task_groups = [{groups[int(c)] for c in task[:, 0, 0, 0]} for task in batch.support_x]
+    assert all(len(g) == 1 for g in task_groups) and {next(iter(g)) for g in task_groups} == {"a", "b"}
+    mixed = EpisodeSampler(data, ways=2, shots=1, query_shots=1, seed=0).sample(100)
+    assert any(len({groups[int(c)] for c in task[:, 0, 0, 0]}) == 2 for task in mixed.support_x)
