@@ -291,8 +291,9 @@ def test_runtime_snippet_predicts_the_samples(tmp_path):
 
 @pytest.mark.slow
 def test_reproduce_script_runs_end_to_end(tmp_path, small_data):
-    """models/reproduce_omniglot_conv4.sh as written (REPRO_EPOCHS=1, REPRO_ITERATIONS=2) writes an artifact
-    and its checkpoint into models/omniglot-conv4 of the folder it runs in."""
+    """models/reproduce_omniglot_conv4.sh as written (REPRO_EPOCHS=1, REPRO_ITERATIONS=2) writes a Reptile
+    meta-trained artifact and its checkpoint into models/omniglot-conv4 of the folder it runs in, and the
+    wall-clock of each stage into runs/omniglot-stages-all.json."""
     command = next(c for c in documented_commands("docs/deploy.md") if "reproduce_omniglot" in c.text)
     cwd = workspace(tmp_path, models=False)
     run(command, cwd, small_data)
@@ -300,6 +301,9 @@ def test_reproduce_script_runs_end_to_end(tmp_path, small_data):
     assert (made / "manifest.json").is_file() and (made / "checkpoint" / "config.json").is_file()
     manifest = json.loads((made / "manifest.json").read_text())
     assert manifest["scope"] == "head" and manifest["max_ways"] == 20 and manifest["max_shots"] == 10
+    assert manifest["training"]["algorithm"] == "reptile" and manifest["inner_steps"] == 3
+    stages = json.loads((cwd / "runs" / "omniglot-stages-all.json").read_text())
+    assert stages["total"] >= stages["pretraining"] + stages["meta_fine_tuning"] + stages["export"]
 
 
 @pytest.mark.native
