@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 
 import torch
@@ -26,6 +25,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from deployment import ROOT
+from distributed_throughput import matmul_rate
 from edgeadapt.sdk import load_checkpoint
 from edgeadapt.sdk.checkpoint import load_training_state
 from edgeadapt.sdk.datasets import find_data_dir
@@ -39,8 +39,8 @@ DENSE_KERNELS = ("conv", "mm", "addmm", "bmm", "linear", "matmul")  # profiler n
 
 def nominal_peak() -> tuple[float, str]:
     """GFLOP/s of the cores this process may use at their clock: 2 FMA pipes x the widest vector of the flags
-    (AVX-512: 16 float32 lanes, AVX2 + FMA: 8) x 2 FLOPs; AMD cores before Zen 5 split AVX-512 into two 256-bit
-    halves, so they count 8."""
+    (AVX-512: 16 float32 lanes, AVX2 + FMA: 8) x 2 FLOPs. AMD cores count 8 lanes even with AVX-512, which they
+    run as two 256-bit halves up to Zen 4 (a Zen 5 core is undercounted by half)."""
     info = Path("/proc/cpuinfo").read_text()
     flags = next(line for line in info.splitlines() if line.startswith("flags")).split()
     mhz = float(next(line for line in info.splitlines() if line.startswith("cpu MHz")).split(":")[1])
@@ -48,18 +48,6 @@ def nominal_peak() -> tuple[float, str]:
     lanes = 16 if "avx512f" in flags and not amd else 8 if "fma" in flags else 4
     cores = len(os.sched_getaffinity(0))
     return cores * mhz / 1000 * 2 * lanes * 2, f"{cores} cores x {mhz / 1000:.2f} GHz x 2 FMA pipes x {lanes} lanes x 2"
-
-
-def measured_peak(threads: int, size: int = 2048, repeats: int = 10) -> float:
-    """GFLOP/s of a float32 ``size`` x ``size`` matrix product on ``threads`` threads (best of ``repeats``)."""
-    torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size ** 3 / best / 1e9
 
 
 def step_cost(step) -> tuple[float, float]:
@@ -123,8 +111,8 @@ def main() -> None:
     args = parser.parse_args()
     stages = json.loads((ROOT / "runs" / f"omniglot-stages-{args.split}.json").read_text())
     nominal, how = nominal_peak()
-    peak = measured_peak(stages["threads"])
-    single = measured_peak(1)
+    peak = matmul_rate(stages["threads"], size=2048)
+    single = matmul_rate(1, size=2048)
     rows = stage_rows(args.split, stages, peak, nominal)
     header = ["stage", "seconds", "steps", "GFLOP / step", "TFLOP", "GFLOP/s", "of measured peak",
               "of nominal peak", "CPU time in conv / matmul kernels"]
