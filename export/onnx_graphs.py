@@ -29,6 +29,7 @@ from edgeadapt.runtime.format.names import ADAPT_INPUTS, EMBED_INPUTS, EMBED_OUT
 from edgeadapt.sdk.inner_loop import InnerLoop
 
 from .decompositions import Decompositions, export_decompositions
+from .onnx_rewrites import rewrite_slow_operators
 
 OPSET = 18
 
@@ -227,7 +228,7 @@ def _to_onnx(program: torch.export.ExportedProgram, inputs: list[str], outputs: 
              path: str | os.PathLike) -> onnx.ModelProto:
     onnx_program = torch.onnx.export(program, input_names=inputs, output_names=outputs, opset_version=OPSET,
                                      dynamo=True, verbose=False)
-    model = strip_annotations(onnx_program.model_proto)
+    model = rewrite_slow_operators(strip_annotations(onnx_program.model_proto))
     onnx.checker.check_model(model, full_check=True)
     Path(path).write_bytes(model.SerializeToString())
     return model

@@ -32,6 +32,7 @@ from edgeadapt.runtime.format.names import EMBED_INPUTS, EXECUTORCH_PROBABILITIE
 from edgeadapt.sdk.datasets.base import ClassDataset
 
 from .onnx_graphs import strip_annotations
+from .onnx_rewrites import REWRITTEN
 
 QUANTIZATIONS = ("int8",)  # what ``export_artifact(quantize=...)`` / ``edgeadapt export --quantize`` take
 CALIBRATION_EXAMPLES = 256  # training examples whose activations set the int8 scales
@@ -62,9 +63,10 @@ def quantize_embed(path: Path, calibration: np.ndarray) -> None:
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "quantized.onnx"
         # symbolic shape inference fails on the exporter's Expand nodes; ONNX's own inference is enough here
         quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)
+        rewritten = [node.name for node in onnx.load(str(prepared)).graph.node if node.name.startswith(REWRITTEN)]
         quantize_static(str(prepared), str(quantized), _Batches(calibration), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=rewritten)
         model = strip_annotations(onnx.load(str(quantized)))
     onnx.checker.check_model(model, full_check=True)
     path.write_bytes(model.SerializeToString())
