@@ -216,7 +216,8 @@ def main() -> None:
         f"{args.rounds} interleaved rounds of {args.per_round} meta-iterations each; PxT = P processes x T threads; "
         "2 processes: torchrun, gloo, OMP_NUM_THREADS=1, timed inside the processes after a warm-up. The deep-copy "
         "loop is benchmarks/reptile_throughput.py's. \"vmap\" adapts all tasks of a process at once (each "
-        "convolution becomes a grouped one); \"task-by-task\" (the CPU default, `MetaTrainer(vectorise=None)`) "
+        "convolution becomes a grouped one); \"task-by-task\" (the CPU default where no frozen layers are cached, "
+        "`MetaTrainer(vectorise=None)`) "
         "runs `InnerLoop.inner_update` on one task after another with first-order gradients and channels-last "
         "tensors. GFLOP/s counts the adaptation's forward and backward passes (torch.utils.flop_counter).", "",
         *markdown_table(["shots", "GFLOP per task", "contender", "tasks/s", "GFLOP/s", "vs loop 2 threads",
