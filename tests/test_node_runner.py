@@ -65,6 +65,22 @@ def test_runner_matches_the_python_runtime(node, tmp_path, formats):
     np.testing.assert_allclose(result["probabilities"], expected.predict_proba(query_x), atol=TOLERANCE, rtol=0)
 
 
+def test_repeated_calls_give_the_same_probabilities_and_median_times(node, tmp_path):
+    support_x, query_x, support, _ = fixed_task(ways=2)
+    np.save(tmp_path / "x.npy", support_x)
+    np.save(tmp_path / "q.npy", query_x)
+    (tmp_path / "y.json").write_text(json.dumps([c for c, _ in support]))
+    files = ["--support-x", str(tmp_path / "x.npy"), "--support-y", str(tmp_path / "y.json"), "--query-x",
+             str(tmp_path / "q.npy")]
+    once, repeated = (_run(node, "run.mjs", str(PRETRAINED), *files, *extra) for extra in ([], ["--repeats", "5"]))
+    assert once.returncode == 0 and repeated.returncode == 0, once.stderr + repeated.stderr
+    first, median = json.loads(once.stdout), json.loads(repeated.stdout)
+    assert median["probabilities"] == first["probabilities"]
+    assert median["adapt_ms"] > 0 and median["predict_ms"] > 0
+    refused = _run(node, "run.mjs", str(PRETRAINED), *files, "--repeats", "1.5")
+    assert refused.returncode == 2 and "--repeats must be a whole number" in refused.stderr
+
+
 def test_preprocessing_is_the_sdks_exactly(node, tmp_path):
     from edgeadapt.sdk.datasets.omniglot import preprocess_omniglot
 
