@@ -62,6 +62,44 @@ def test_executorch_adaptation_matches_pytorch_and_onnxruntime(exported, ways, s
     assert on_executorch.shape == (130, ways)
 
 
+class _Bounded:
+    """A program method whose first input is planned for at most ``rows`` rows (as ExecuTorch planned 15 for a
+    224 x 224 MobileNet's embed): refuses more, as ExecuTorch does."""
+
+    def __init__(self, method, rows: int):
+        self._method, self.rows, self.calls = method, rows, []
+
+    @property
+    def metadata(self):
+        rows = self.rows
+
+        class _Input:
+            def sizes(self):
+                return (rows,)
+
+        return type("Meta", (), {"input_tensor_meta": lambda _, i: _Input()})()
+
+    def execute(self, inputs):
+        assert len(inputs[0]) <= self.rows, "more rows than the method is planned for"
+        self.calls.append(len(inputs[0]))
+        return self._method.execute(inputs)
+
+
+def test_batches_run_in_chunks_the_program_is_planned_for(exported):
+    path, _ = exported
+    g = np.random.default_rng(7)
+    x, queries = g.random((6, 1, 28, 28), dtype=np.float32), g.random((20, 1, 28, 28), dtype=np.float32)
+    learner = rt.load(path, backend="executorch", threads=1)
+    expected = learner.adapt(x, [0, 0, 1, 1, 2, 2]).predict_proba(queries)
+    engine = learner._engine
+    engine._predict = _Bounded(engine._predict, 7)
+    if engine._embed is not None:
+        engine._embed = _Bounded(engine._embed, 7)
+    got = learner.adapt(x, [0, 0, 1, 1, 2, 2]).predict_proba(queries)
+    np.testing.assert_array_equal(got, expected)
+    assert engine._predict.calls == [7, 7, 6]
+
+
 def test_artifact_without_a_program_is_refused_clearly(tmp_path):
     torch.manual_seed(0)
     training = {"algorithm": "fomaml", "inner_lr": 0.5, "inner_steps": 1, "scope": "head", "loss": "cross_entropy"}
