@@ -3,6 +3,7 @@
 - ``onnx_graphs``: the frozen layers as an ``embed`` program and the inner loop on the adapted part traced into
   ``adapt`` and ``predict`` programs, written as ONNX;
 - ``decompositions``: the decomposition table that makes the gradient step expressible in ONNX;
+- ``onnx_rewrites``: operators onnxruntime runs slowly (ELU) rewritten as equivalent vectorised ones;
 - ``xnnpack_decompositions``: the rewrites on top of it that ExecuTorch's XNNPACK backend delegates;
 - ``xnnpack_partitioners``: which operators XNNPACK takes (its own list, plus ELU);
 - ``executorch_program``: the ExecuTorch (XNNPACK) program, ``model.pte``;
