@@ -50,11 +50,14 @@ def nominal_peak() -> tuple[float, str]:
     return cores * mhz / 1000 * 2 * lanes * 2, f"{cores} cores x {mhz / 1000:.2f} GHz x 2 FMA pipes x {lanes} lanes x 2"
 
 
-def step_cost(step) -> tuple[float, float]:
-    """GFLOPs of one call of ``step`` and the share of its CPU time in dense (convolution, matrix) kernels."""
+def step_cost(step, counted=None) -> tuple[float, float]:
+    """GFLOPs of one call of ``counted`` (default: ``step``; the same arithmetic) and the share of ``step``'s CPU
+    time in dense (convolution, matrix) kernels."""
+    counted = counted or step
     step()  # warm up
+    counted()
     with FlopCounterMode(display=False) as counter:
-        step()
+        counted()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         step()
     events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
@@ -73,8 +76,10 @@ def pretraining_step(run: Path, split: str):
 
 def meta_step(run: Path, split: str):
     """One meta-iteration of the run recorded in ``run`` (its sampler and settings; its final weights, which cost
-    what its starting ones did), and the GFLOPs of encoding the training examples once (its cached frozen
-    layers)."""
+    what its starting ones did), the same iteration task by task, and the GFLOPs of encoding the training examples
+    once (its cached frozen layers). FLOPs are counted task by task: ``FlopCounterMode`` counts the weight gradient
+    of a convolution batched by ``vmap`` (a grouped convolution) as many times over as there are tasks, although it
+    takes the time of the tasks' own (measured with ``torch.func.grad``, 4 tasks of 20 examples)."""
     config = load_checkpoint(run / "checkpoint")[1]
     data, training = config["data"], MetaConfig(**config["training"])
     sampler, _ = make_sampler("omniglot", find_data_dir(), split, data["ways"], data["shots"], data["query_shots"],
@@ -82,7 +87,9 @@ def meta_step(run: Path, split: str):
     model = load_checkpoint(run / "checkpoint")[0]
     with FlopCounterMode(display=False) as counter:
         trainer = MetaTrainer(model, sampler, training)
-    return trainer.step, training.num_iterations, counter.get_total_flops() / 1e9
+    task_by_task = MetaTrainer(load_checkpoint(run / "checkpoint")[0], sampler, training,
+                               vectorise=False)
+    return trainer.step, task_by_task.step, training.num_iterations, counter.get_total_flops() / 1e9
 
 
 def stage_rows(split: str, stages: dict, peak: float, nominal: float) -> list[list[str]]:
@@ -91,11 +98,12 @@ def stage_rows(split: str, stages: dict, peak: float, nominal: float) -> list[li
     torch.set_num_threads(stages["threads"])
     rows = []
     step, steps = pretraining_step(pretrained, split)
-    work = [("pretraining", step, steps, 0.0)]
-    step, steps, encode = meta_step(tuned, split)
-    work.append(("meta-fine-tuning (Reptile, frozen layers cached)", step, steps, encode))
-    for (name, step, steps, extra), seconds in zip(work, (stages["pretraining"], stages["meta_fine_tuning"])):
-        per_step, dense = step_cost(step)
+    work = [("pretraining", step, None, steps, 0.0)]
+    step, counted, steps, encode = meta_step(tuned, split)
+    work.append(("meta-fine-tuning (Reptile, frozen layers cached)", step, counted, steps, encode))
+    for (name, step, counted, steps, extra), seconds in zip(work, (stages["pretraining"],
+                                                                    stages["meta_fine_tuning"])):
+        per_step, dense = step_cost(step, counted)
         total = per_step * steps + extra
         rows.append([name, f"{seconds:.0f}", f"{steps:,}", f"{per_step:.2f}", f"{total / 1000:.2f}",
                      f"{total / seconds:.1f}", f"{100 * total / seconds / peak:.0f}%",
