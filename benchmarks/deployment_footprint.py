@@ -48,7 +48,7 @@ RUNTIME_JOB = PEAK_RSS + """
 import sys, time, numpy as np
 start = time.perf_counter()
 import edgeadapt.runtime as rt
-learner = rt.load(sys.argv[1], threads=1)
+learner = rt.load(sys.argv[1], backend=sys.argv[3] if len(sys.argv) > 3 else "onnxruntime", threads=1)
 task = np.load(sys.argv[2])
 adapted = learner.adapt(task["support_x"], task["support_y"].tolist())
 adapted.predict(task["query_x"])

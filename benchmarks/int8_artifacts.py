@@ -47,21 +47,31 @@ OMNIGLOT_TWIN = ROOT / "runs" / "omniglot-conv4-train"
 
 def int8_twin(name: str, float_artifact: Path, checkpoint: Path, training: ClassDataset) -> Path:
     """``float_artifact`` exported again from ``checkpoint`` with the same settings and int8 frozen layers."""
+    return export_like(float_artifact, checkpoint, OUT / name, training, executorch=False)
+
+
+def export_like(float_artifact: Path, checkpoint: Path, out: Path, training: ClassDataset | None,
+                executorch: bool) -> Path:
+    """``float_artifact`` exported again from ``checkpoint`` to ``out`` with the same settings: int8 frozen layers
+    calibrated on ``training`` (float without), an ExecuTorch program if ``executorch``."""
     manifest = json.loads((float_artifact / "manifest.json").read_text())
     settings = {k: manifest[k] for k in ("scope", "head_init", "head_scale", "inner_steps", "inner_lr")}
-    return export_artifact(checkpoint, OUT / name, manifest["max_ways"], manifest["max_shots"], executorch=False,
-                           overwrite=True, quantize="int8", calibration=calibration_sample(training), **settings)
+    quantized = {} if training is None else {"quantize": "int8", "calibration": calibration_sample(training)}
+    return export_artifact(checkpoint, out, manifest["max_ways"], manifest["max_shots"], executorch=executorch,
+                           overwrite=True, **quantized, **settings)
 
 
-def accuracy(artifact: Path, classes: ClassDataset, tasks: int) -> dict[str, tuple[float, float]]:
-    """Per cell, accuracy (mean, 95% CI in points) of ``artifact`` through the runtime, every input embedded once."""
-    learner = rt.load(artifact, threads=1)
+def accuracy(artifact: Path, classes: ClassDataset, tasks: int,
+             backend: str = "onnxruntime") -> dict[str, tuple[float, float]]:
+    """Per cell, accuracy (mean, 95% CI in points) of ``artifact`` through the runtime's ``backend``, every input
+    embedded once."""
+    learner = rt.load(artifact, backend=backend, threads=1)
     features, identity = runtime_features(learner, classes)
     inputs = embedded(classes, features)
     out = {}
     for ways, shots in CELLS:
         sampler, correct = cell_sampler(inputs, ways, shots), []
-        for _ in tqdm(range(tasks), desc=f"{artifact.name} {ways}-way {shots}-shot", unit="task"):
+        for _ in tqdm(range(tasks), desc=f"{artifact.name} {backend} {ways}-way {shots}-shot", unit="task"):
             task = sampler.sample(1)
             support, queries = (rt.Embeddings(t[0].numpy(), identity) for t in (task.support_x, task.query_x))
             predicted = learner.adapt(support, task.support_y[0].tolist()).predict_proba(queries).argmax(1)
@@ -70,19 +80,22 @@ def accuracy(artifact: Path, classes: ClassDataset, tasks: int) -> dict[str, tup
     return out
 
 
-def pairs(data: Path) -> dict[str, tuple[Path, Path, ClassDataset]]:
-    """Per model: the float artifact, its int8 twin (exported here) and the classes accuracy is measured on."""
+def sources(data: Path) -> dict[str, tuple[Path, Path, ClassDataset, ClassDataset]]:
+    """Per model: the float artifact, the checkpoint it was exported from, the classes int8 is calibrated on and
+    those accuracy is measured on."""
     omniglot = data / "omniglot" / "images_background.zip"
     caltech_train, caltech_validation = split_classes(photos(data), SPLIT)
-    float_caltech = CALTECH_TWIN
-    return {
-        "omniglot-conv4": (OMNIGLOT_TWIN / "artifact",
-                           int8_twin("omniglot-conv4", OMNIGLOT_TWIN / "artifact", OMNIGLOT_TWIN / "checkpoint",
-                                     dataset_classes("omniglot", omniglot, "train")),
-                           dataset_classes("omniglot", omniglot, "validation")),
-        "caltech101-mobilenet": (float_caltech, int8_twin("caltech101-mobilenet", float_caltech,
-                                                          ROOT / "runs" / "caltech101-pretrain-train" / "checkpoint",
-                                                          caltech_train), caltech_validation)}
+    return {"omniglot-conv4": (OMNIGLOT_TWIN / "artifact", OMNIGLOT_TWIN / "checkpoint",
+                               dataset_classes("omniglot", omniglot, "train"),
+                               dataset_classes("omniglot", omniglot, "validation")),
+            "caltech101-mobilenet": (CALTECH_TWIN, ROOT / "runs" / "caltech101-pretrain-train" / "checkpoint",
+                                     caltech_train, caltech_validation)}
+
+
+def pairs(data: Path) -> dict[str, tuple[Path, Path, ClassDataset]]:
+    """Per model: the float artifact, its int8 twin (exported here) and the classes accuracy is measured on."""
+    return {name: (artifact, int8_twin(name, artifact, checkpoint, training), validation)
+            for name, (artifact, checkpoint, training, validation) in sources(data).items()}
 
 
 def write(results: dict[str, dict], tasks: int, repeats: int) -> None:

@@ -56,12 +56,14 @@ def sizes(folder: Path, manifest: dict) -> dict[str, float]:
     return out
 
 
-def peak_memory(folder: Path, examples: dict[str, np.ndarray]) -> float:
-    """Peak resident MB of a fresh one-thread process that loads ``folder``, adapts and predicts once."""
+def peak_memory(folder: Path, examples: dict[str, np.ndarray], backend: str = "onnxruntime") -> float:
+    """Peak resident MB of a fresh one-thread process that loads ``folder`` (through ``backend``), adapts and
+    predicts once."""
     with tempfile.TemporaryDirectory() as tmp:
         task_file = Path(tmp) / "task.npz"
         np.savez(task_file, **examples)
-        out = subprocess.run([sys.executable, "-c", RUNTIME_JOB, str(folder), str(task_file)], capture_output=True,
+        out = subprocess.run([sys.executable, "-c", RUNTIME_JOB, str(folder), str(task_file), backend],
+                             capture_output=True,
                              text=True, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, check=True)
     return float(json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"])
 
