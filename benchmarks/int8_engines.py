@@ -10,7 +10,7 @@ checkpoints with the same settings, float and int8, each with an ExecuTorch prog
   ``edgeadapt.runtime``'s executorch backend (XNNPACK, one thread, interleaved rounds); the peak memory of a fresh
   process that loads the program, adapts and predicts once; accuracy through that backend on ``--tasks`` tasks per
   cell (each input embedded once by the program's embed method). ExecuTorch quantises its own way (XNNPACKQuantizer:
-  int8 activations, symmetric), so its accuracy is measured here, not taken from onnxruntime's.
+  int8 activations, signed), so its accuracy is measured here, not taken from onnxruntime's.
 - onnxruntime-node: adapt and predict latency of ``examples/node/run.mjs`` on the same task (median of
   ``--repeats`` calls after a first, one thread; float and int8 runs alternated three times, the median taken),
   and the largest difference of its probabilities from the Python runtime's on that task. Node runs the ONNX

@@ -103,5 +103,5 @@ def engine_selfcheck(folder: Path, manifest: dict[str, Any], quantize: str, cali
              "calibration_examples": calibrated, "selfcheck_reference": "onnxruntime",
              "selfcheck_float_difference": round(difference, 6)}
     if PTE in manifest["files"]:
-        entry["executorch_form"] = "XNNPACKQuantizer: int8 weights per output channel, int8 activations, symmetric"
+        entry["executorch_form"] = "XNNPACKQuantizer: int8 weights per output channel, symmetric; int8 activations (min-max)"
     return entry
