@@ -7,6 +7,7 @@
 - ``xnnpack_decompositions``: the rewrites on top of it that ExecuTorch's XNNPACK backend delegates;
 - ``xnnpack_partitioners``: which operators XNNPACK takes (its own list, plus ELU);
 - ``executorch_program``: the ExecuTorch (XNNPACK) program, ``model.pte``;
+- ``xnnpack_quantization``: how the program's int8 embed method is quantised (as onnxruntime's QDQ form is);
 - ``artifact``: :func:`export_artifact`, the folder with graphs, ORT copies, self-check and sealed manifest;
 - ``quantize``: int8 artifacts (the embed graph quantised from a calibration sample);
 - ``predecessor``: a re-export that restores the states saved with the artifact it replaces;

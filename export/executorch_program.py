@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -87,34 +86,22 @@ def lower_to_xnnpack(embed: nn.Sequential | None, inner: InnerLoop, spec: GraphS
 
 def int8_embed_program(layers: nn.Sequential, input_shape: tuple[int, ...], max_batch: int,
                        calibration: np.ndarray) -> torch.export.ExportedProgram:
-    """``x -> features`` through ``layers`` quantised for XNNPACK (PyTorch 2 export quantisation with ExecuTorch's
-    ``XNNPACKQuantizer``: int8 weights per output channel, symmetric; int8 activations whose ranges are the
-    minimum and maximum observed on ``calibration``, :func:`min_max_activations`); an ExportedProgram of
-    1..``max_batch`` inputs."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+    """``x -> features`` through ``layers`` quantised for XNNPACK (PyTorch 2 export quantisation with
+    :class:`~edgeadapt.export.xnnpack_quantization.EmbedQuantizer`: int8 weights per output channel, symmetric;
+    int8 activations whose ranges are the minimum and maximum observed on ``calibration``, a convolution and its
+    clamp quantised as one); an ExportedProgram of 1..``max_batch`` inputs."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from .xnnpack_quantization import EmbedQuantizer
 
     example = (torch.zeros(2, *input_shape),)
     shapes = ({0: torch.export.Dim("batch", min=1, max=max_batch)},)
-    quantizer = XNNPACKQuantizer().set_global(min_max_activations())
-    observed = prepare_pt2e(torch.export.export(layers.eval(), example, dynamic_shapes=shapes).module(), quantizer)
+    observed = prepare_pt2e(torch.export.export(layers.eval(), example, dynamic_shapes=shapes).module(),
+                            EmbedQuantizer())
     with torch.no_grad():
         for start in range(0, len(calibration), max_batch):
             observed(torch.from_numpy(calibration[start: start + max_batch]))
     return torch.export.export(convert_pt2e(observed), example, dynamic_shapes=shapes)
-
-
-def min_max_activations() -> Any:
-    """``XNNPACKQuantizer``'s per-channel configuration with activation ranges set by their observed minimum and
-    maximum, as onnxruntime's int8 form sets them, instead of its default histogram observer (which clips ranges
-    to minimise the squared error): through the runtime on the Omniglot twin's validation alphabets, 20-way 1-shot
-    accuracy fell 0.65 points below float with the histogram and 0.41 with min-max (benchmarks/int8_engines.py)."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
-    from torchao.quantization.pt2e import MinMaxObserver
-
-    config = get_symmetric_quantization_config(is_per_channel=True)
-    activations = replace(config.input_activation, observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
-    return replace(config, input_activation=activations, output_activation=activations)
 
 
 def export_executorch(embed: nn.Sequential | None, inner: InnerLoop, spec: GraphSpec, input_shape: tuple[int, ...],

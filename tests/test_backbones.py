@@ -186,7 +186,8 @@ def test_executorch_adaptation_matches_pytorch(scope, case):
     part_spec = GraphSpec(feature_shape(embed, shape), max_ways=WAYS, max_shots=SHOTS)
     edge = lower_to_xnnpack(embed, part_inner, part_spec, shape, [part_spec.support_size],
                             part_spec.support_size)  # embed takes the whole support set at once
-    program = Runtime.get().load_program(edge.to_executorch().buffer)
+    buffer = edge.to_executorch().buffer  # ExecuTorch reads the program's bytes in place: kept while it runs
+    program = Runtime.get().load_program(buffer)
     adapt = program.load_method(adapt_method(part_spec.support_size))
     embed_method, predict = program.load_method(EMBED_METHOD), program.load_method(PREDICT_METHOD)
     for ways, shots, seed in [(4, 3, 0), (3, 2, 1)]:

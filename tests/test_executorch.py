@@ -130,6 +130,19 @@ def test_adaptation_leaves_no_heavy_operator_to_portable_kernels(activation, sco
     Runtime.get().load_program(str(path)).load_method("adapt_6")  # XNNPACK builds every delegated operator
 
 
+class _Method:
+    """A program's ``forward`` method that keeps the program and its bytes alive while it runs (ExecuTorch reads
+    both in place: a method whose program was freed reads freed memory)."""
+
+    def __init__(self, edge):
+        self.buffer = edge.to_executorch().buffer
+        self.program = Runtime.get().load_program(self.buffer)
+        self.method = self.program.load_method("forward")
+
+    def execute(self, inputs):
+        return self.method.execute(inputs)
+
+
 class _ScaledElu(torch.nn.Module):
     def __init__(self, scale: float):
         super().__init__()
@@ -150,7 +163,7 @@ def test_xnnpack_takes_the_plain_elu_and_leaves_scaled_ones(scale, delegated):
     edge = to_edge_transform_and_lower(program, partitioner=xnnpack_partitioners(constant_convolutions=False))
     targets = [str(n.target) for n in edge.exported_program().graph.nodes if n.op == "call_function"]
     assert any("elu" in t for t in targets) is not delegated
-    method = Runtime.get().load_program(edge.to_executorch().buffer).load_method("forward")
+    method = _Method(edge)
     torch.testing.assert_close(method.execute([x])[0], torch.ops.aten.elu.default(x, 1.0, scale, 1.0) + 1.0,
                                rtol=0, atol=TOLERANCE)
 
@@ -183,3 +196,42 @@ def test_an_int8_program_passes_its_own_self_check_and_predicts_close_to_float(t
     for probabilities in results.values():
         assert np.abs(probabilities - reference).max() < 0.1
         assert (probabilities.argmax(1) == reference.argmax(1)).mean() >= 0.9
+
+
+def _clamped_network() -> torch.nn.Sequential:
+    """A convolution + ReLU6 pair (a MobileNet's) whose pre-activation range is far wider than 0..6."""
+    torch.manual_seed(0)
+    layers = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU6(),
+                                 torch.nn.Flatten())
+    with torch.no_grad():
+        layers[0].weight.mul_(20.0)
+    return layers.eval()
+
+
+def test_int8_quantises_a_convolution_and_its_clamp_as_one(monkeypatch):
+    """ReLU6 after a convolution: the int8 embed method quantises the pair over the clamp's range, as onnxruntime's
+    QDQ form does, and ExecuTorch runs it as XNNPACK's quantised convolution with output bounds. Quantising the
+    convolution's wide output first (XNNPACKQuantizer's own annotation) loses most of the clamped levels."""
+    from executorch.exir import to_edge_transform_and_lower
+
+    from edgeadapt.export import xnnpack_quantization
+    from edgeadapt.export.executorch_program import int8_embed_program
+    from edgeadapt.export.xnnpack_partitioners import xnnpack_partitioners
+
+    layers = _clamped_network()
+    calibration = torch.rand(64, 3, 8, 8).numpy() * 2 - 1
+    x = torch.rand(16, 3, 8, 8) * 2 - 1
+    with torch.no_grad():
+        reference = layers(x)
+    fused = int8_embed_program(layers, (3, 8, 8), 16, calibration)
+    with monkeypatch.context() as patch:
+        patch.setattr(xnnpack_quantization, "annotate_clamped_convolutions", lambda model, config: 0)
+        separate = int8_embed_program(layers, (3, 8, 8), 16, calibration)
+    fused_error, separate_error = ((p.module()(x) - reference).abs().mean().item() for p in (fused, separate))
+    assert fused_error < 0.25 * separate_error
+    edge = to_edge_transform_and_lower(fused, partitioner=xnnpack_partitioners(constant_convolutions=True))
+    left = [str(n.target) for n in edge.exported_program().graph.nodes if n.op == "call_function"]
+    assert not [t for t in left if "hardtanh" in t or "convolution" in t]
+    method = _Method(edge)
+    step = 6.0 / 255
+    torch.testing.assert_close(method.execute([x[:8]])[0], fused.module()(x[:8]), rtol=0, atol=2 * step)
