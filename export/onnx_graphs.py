@@ -100,9 +100,11 @@ def trace_adapt(inner: InnerLoop, spec: GraphSpec, decompositions: Decomposition
     adapted = adapted_names(inner)
 
     def adapt(support_x, support_y, example_mask, class_mask, *params):
-        out = inner.inner_update(dict(zip(names, params)), support_x, support_y,
-                                 example_mask=example_mask, class_mask=class_mask)
-        return tuple(out[n] for n in adapted)
+        given = dict(zip(names, params))
+        out = inner.inner_update(given, support_x, support_y, example_mask=example_mask, class_mask=class_mask)
+        # a parameter no step changed (zero steps) is returned as a copy: ONNX outputs must be computed values, and
+        # the exporter names a returned weight apart from its stored copy
+        return tuple(out[n].clone() if out[n] is given[n] else out[n] for n in adapted)
 
     example = _example_adapt_inputs(spec, fixed_support or spec.support_size) + tuple(inner.params().values())
     table = decompositions or export_decompositions()

@@ -113,3 +113,24 @@ def test_embed_and_predict_accept_any_batch_size(exported):
         out = graphs.sessions["predict.onnx"].run(
             None, {"features": features, "class_mask": np.ones(SPEC.max_ways, np.float32), **params})[0]
         assert out.shape == (batch, SPEC.max_ways)
+
+
+def test_zero_steps_with_adapted_layers_export_and_return_the_stored_weights(tmp_path):
+    """``--inner-steps 0`` with ``--scope last_block`` (batch norm, as the keyword-spotting model): adapt returns the
+    block as stored and the head from the prototypes, as the inner loop does. The exporter used to name such a
+    returned weight apart from its stored copy, and the graph failed ONNX's checker."""
+    torch.manual_seed(0)
+    model = Conv4(ways=3, hidden=8, activation="elu", norm="batch").eval()
+    inner = InnerLoop(model, inner_lr=0.5, inner_steps=0, scope="last_block", head_init="prototypes",
+                      ways=SPEC.max_ways)
+    graphs = export_deployed(inner, SPEC, tmp_path)
+    x, y, example_mask, class_mask = _task(3, 2, 0, padded=False)
+    onnx_params = graphs.adapt(x, y, example_mask, class_mask)
+    torch_params = inner.inner_update(inner.params(), x, y, example_mask=example_mask, class_mask=class_mask)
+    for name, value in onnx_params.items():
+        np.testing.assert_allclose(value, torch_params[name].numpy(), atol=TOLERANCE, rtol=0)
+    assert np.array_equal(onnx_params["features.3.0.weight"], model.features[3][0].weight.detach().numpy())
+    queries = torch.randn(4, *SPEC.input_shape)
+    expected = inner.probabilities(x, y, queries, class_mask=class_mask, example_mask=example_mask)
+    np.testing.assert_allclose(graphs.predict(queries, class_mask, onnx_params), expected.numpy(), atol=TOLERANCE,
+                               rtol=0)
