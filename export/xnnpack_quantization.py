@@ -7,8 +7,8 @@ choices onnxruntime's QDQ form makes (:mod:`~edgeadapt.export.quantize`), so bot
   histogram and 0.41 with min-max (``benchmarks/int8_engines.py``).
 - A convolution followed by a clamp (ReLU6: ``hardtanh(0, 6)``, as in MobileNets) is quantised as one operator, its
   output range the clamp's (:func:`annotate_clamped_convolutions`). ``XNNPACKQuantizer`` fuses only ReLU so; a
-  clamp shares its input's range, so the convolution's output was quantised over its unclamped range (about
-  -25..25 on the Caltech-101 MobileNet) and the clamped values kept about 30 of the 256 levels. onnxruntime's
+  clamp shares its input's range, so the convolution's output was quantised over its unclamped range (from -8..10
+  to -57..22 in the Caltech-101 MobileNet's layers) and the clamped values kept 18-90 of the 256 levels. onnxruntime's
   quantiser drops a clamp into the convolution's range the same way, and XNNPACK runs the pair as one quantised
   convolution with output bounds either way.
 
