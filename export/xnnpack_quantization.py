@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
-from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
 from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import (QuantizationConfig, get_bias_qspec,
                                                                            get_input_act_qspec, get_output_act_qspec,
                                                                            get_weight_qspec)
@@ -36,8 +36,6 @@ CLAMPS = {torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default}
 def min_max_activations() -> QuantizationConfig:
     """``XNNPACKQuantizer``'s per-channel configuration (int8 weights per output channel, symmetric; int8
     activations) with activation ranges set by their observed minimum and maximum."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
-
     config = get_symmetric_quantization_config(is_per_channel=True)
     activations = replace(config.input_activation, observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
     return replace(config, input_activation=activations, output_activation=activations)
